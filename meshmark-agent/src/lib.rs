@@ -1,0 +1,9 @@
+//! meshmark's userspace agent.
+//!
+//! Data flows one way: `probe` (preflight, load, attach) -> `collect` (drain the kernel maps into
+//! a [`snapshot::Snapshot`] per window) -> `inventory` (/proc and cgroup identity) -> `classify`
+//! (rules -> role) -> `model` (MUE, MeshMark; pure) -> `export` (table, JSON). Only `probe` and
+//! `collect` know about aya; everything after them works on plain data.
+
+pub mod role;
+pub mod snapshot;

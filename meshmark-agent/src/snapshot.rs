@@ -1,0 +1,212 @@
+//! The measurements of one window, as plain data.
+//!
+//! `collect` fills a [`Snapshot`] from the kernel maps; `inventory` adds identity fields;
+//! `classify` and `model` read it without touching the kernel, and `export` writes it. Its serde
+//! form is the `meshmark.profile/v1` JSON contract: field names here are part of that contract,
+//! so rename nothing (adding fields is fine). `score --input` reads the same form back.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Schema tag written at the top of every profile document.
+pub const PROFILE_SCHEMA: &str = "meshmark.profile/v1";
+
+/// One window of measurements for the whole node.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// Always [`PROFILE_SCHEMA`].
+    pub schema: String,
+    /// Host name of the node.
+    pub node: String,
+    pub window: Window,
+    /// Online CPUs during the window.
+    #[serde(default)]
+    pub ncpu: u32,
+    /// Nanoseconds all CPUs together spent in the idle task (pid 0) during the window.
+    #[serde(default)]
+    pub idle_ns: u64,
+    /// One entry per thread group seen in the window, ordered by pid.
+    pub processes: Vec<ProcessSample>,
+    /// Data the kernel side could not record, by reason; reasons with zero are left out.
+    #[serde(default)]
+    pub dropped: BTreeMap<String, u64>,
+    /// Notable kernel-side events that are not losses (for example slot takeovers).
+    #[serde(default)]
+    pub stats: BTreeMap<String, u64>,
+}
+
+/// Start and end of a window.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Window {
+    /// RFC 3339 wall-clock time of the start.
+    pub start: String,
+    /// RFC 3339 wall-clock time of the end.
+    pub end: String,
+    /// Length measured on the monotonic clock.
+    pub duration_ns: u64,
+}
+
+/// What one process (thread group) did during a window.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProcessSample {
+    /// Thread group id.
+    pub pid: u32,
+    /// Last known command name.
+    pub comm: String,
+    /// Whether the process exited during the window.
+    pub exited: bool,
+    /// Nanoseconds on CPU, all threads together.
+    pub cpu_ns: u64,
+    /// Times a thread of the process was switched out.
+    #[serde(default)]
+    pub context_switches: u64,
+    /// Distinct threads seen during the window.
+    #[serde(default)]
+    pub threads: u32,
+    pub net: NetBytes,
+    pub syscalls: SyscallStats,
+    /// Resolved executable path (`/proc/<pid>/exe`), when readable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exe: Option<String>,
+    /// cgroup v2 path (`/proc/<pid>/cgroup`), when readable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<String>,
+    /// Resident memory at the end of the window (`VmRSS`), when readable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rss_bytes: Option<u64>,
+}
+
+/// Socket bytes of a process, split by peer kind. `tx_bytes`/`rx_bytes` are the sums of the
+/// three kinds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetBytes {
+    pub tx_bytes: u64,
+    pub rx_bytes: u64,
+    pub loopback_tx_bytes: u64,
+    pub loopback_rx_bytes: u64,
+    pub external_tx_bytes: u64,
+    pub external_rx_bytes: u64,
+    pub unix_tx_bytes: u64,
+    pub unix_rx_bytes: u64,
+}
+
+impl NetBytes {
+    /// Builds the totals from the per-kind counts, so they can never disagree.
+    pub fn from_kinds(loopback: [u64; 2], external: [u64; 2], unix: [u64; 2]) -> Self {
+        Self {
+            tx_bytes: loopback[0] + external[0] + unix[0],
+            rx_bytes: loopback[1] + external[1] + unix[1],
+            loopback_tx_bytes: loopback[0],
+            loopback_rx_bytes: loopback[1],
+            external_tx_bytes: external[0],
+            external_rx_bytes: external[1],
+            unix_tx_bytes: unix[0],
+            unix_rx_bytes: unix[1],
+        }
+    }
+
+    /// All bytes moved, both directions and all kinds.
+    pub fn total(&self) -> u64 {
+        self.tx_bytes + self.rx_bytes
+    }
+}
+
+/// Syscall activity of a process.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyscallStats {
+    /// Completed syscalls.
+    pub count: u64,
+    /// Nanoseconds spent inside them.
+    pub total_ns: u64,
+    /// Non-empty log2 latency buckets, in increasing order.
+    pub latency_log2_ns: Vec<LatencyBucket>,
+}
+
+/// One log2 histogram bucket: latencies in `[lo_ns, hi_ns)`; `hi_ns` is `null` for the last,
+/// open-ended bucket.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LatencyBucket {
+    pub lo_ns: u64,
+    pub hi_ns: Option<u64>,
+    pub count: u64,
+}
+
+impl SyscallStats {
+    /// Lists the non-empty buckets of a raw histogram (bucket `i` = `[2^i, 2^(i+1))` ns).
+    pub fn buckets_from_hist(hist: &[u64]) -> Vec<LatencyBucket> {
+        let last = hist.len().saturating_sub(1);
+        hist.iter()
+            .enumerate()
+            .filter(|(_, &count)| count > 0)
+            .map(|(i, &count)| LatencyBucket {
+                lo_ns: if i == 0 { 0 } else { 1u64 << i },
+                hi_ns: (i != last).then(|| 1u64 << (i + 1)),
+                count,
+            })
+            .collect()
+    }
+
+    /// Upper bound of the bucket holding quantile `q` (0..=1) of the calls; `None` without
+    /// calls, and for a quantile in the open-ended bucket its lower bound.
+    pub fn quantile_upper_ns(&self, q: f64) -> Option<u64> {
+        let total: u64 = self.latency_log2_ns.iter().map(|b| b.count).sum();
+        if total == 0 {
+            return None;
+        }
+        let rank = ((q.clamp(0.0, 1.0) * total as f64).ceil() as u64).max(1);
+        let mut seen = 0;
+        for bucket in &self.latency_log2_ns {
+            seen += bucket.count;
+            if seen >= rank {
+                return Some(bucket.hi_ns.unwrap_or(bucket.lo_ns));
+            }
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_skip_empty_and_mark_last_open() {
+        let mut hist = [0u64; 32];
+        hist[0] = 1;
+        hist[22] = 100;
+        hist[31] = 2;
+        let buckets = SyscallStats::buckets_from_hist(&hist);
+        assert_eq!(
+            buckets,
+            vec![
+                LatencyBucket { lo_ns: 0, hi_ns: Some(2), count: 1 },
+                LatencyBucket { lo_ns: 1 << 22, hi_ns: Some(1 << 23), count: 100 },
+                LatencyBucket { lo_ns: 1 << 31, hi_ns: None, count: 2 },
+            ]
+        );
+    }
+
+    #[test]
+    fn quantiles_read_bucket_upper_bounds() {
+        let mut hist = [0u64; 32];
+        hist[10] = 50;
+        hist[20] = 49;
+        hist[31] = 1;
+        let stats = SyscallStats {
+            count: 100,
+            total_ns: 0,
+            latency_log2_ns: SyscallStats::buckets_from_hist(&hist),
+        };
+        assert_eq!(stats.quantile_upper_ns(0.5), Some(1 << 11));
+        assert_eq!(stats.quantile_upper_ns(0.99), Some(1 << 21));
+        assert_eq!(stats.quantile_upper_ns(1.0), Some(1 << 31));
+        assert_eq!(SyscallStats::default().quantile_upper_ns(0.5), None);
+    }
+
+    #[test]
+    fn net_totals_are_sums_of_kinds() {
+        let net = NetBytes::from_kinds([1, 2], [10, 20], [100, 200]);
+        assert_eq!((net.tx_bytes, net.rx_bytes, net.total()), (111, 222, 333));
+    }
+}
