@@ -7,3 +7,5 @@
 
 pub mod role;
 pub mod snapshot;
+pub mod inventory;
+pub mod model;

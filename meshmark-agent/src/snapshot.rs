@@ -9,6 +9,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::role::Role;
+
 /// Schema tag written at the top of every profile document.
 pub const PROFILE_SCHEMA: &str = "meshmark.profile/v1";
 
@@ -75,6 +77,18 @@ pub struct ProcessSample {
     /// Resident memory at the end of the window (`VmRSS`), when readable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rss_bytes: Option<u64>,
+    /// Container id parsed from the cgroup path, for processes in a container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_id: Option<String>,
+    /// Kubernetes pod UID parsed from the cgroup path, for processes in a pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_uid: Option<String>,
+    /// Role given by classification; absent until classified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<Role>,
+    /// Name of the rule that gave the role, so a user can see why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
 }
 
 /// Socket bytes of a process, split by peer kind. `tx_bytes`/`rx_bytes` are the sums of the

@@ -1,0 +1,1 @@
+//! Parsing of cgroup v2 paths into container ids and pod UIDs (pure).
