@@ -77,6 +77,11 @@ pub struct ProcessSample {
     /// Resident memory at the end of the window (`VmRSS`), when readable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rss_bytes: Option<u64>,
+    /// CPU cycles and instructions from hardware counters; absent where the node has no PMU.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cycles: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instructions: Option<u64>,
     /// Container id parsed from the cgroup path, for processes in a container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container_id: Option<String>,
