@@ -5,7 +5,16 @@
 //! (rules -> role) -> `model` (MUE, MeshMark; pure) -> `export` (table, JSON). Only `probe` and
 //! `collect` know about aya; everything after them works on plain data.
 
+pub mod btf;
+pub mod collect;
+pub mod probe;
 pub mod role;
 pub mod snapshot;
+
+pub mod classify;
+pub mod cli;
+pub mod export;
 pub mod inventory;
 pub mod model;
+
+pub use collect::{Profiler, ProfilerOptions};

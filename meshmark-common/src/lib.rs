@@ -117,6 +117,8 @@ pub struct KernelOffsets {
     pub sk_rcv_saddr: u32,
     /// `struct sock_common.skc_v6_daddr` (IPv6 peer, 16 bytes).
     pub sk_v6_daddr: u32,
+    /// `struct sock_common.skc_v6_rcv_saddr` (IPv6 local address, 16 bytes).
+    pub sk_v6_rcv_saddr: u32,
     /// `struct task_struct.pid` (thread id).
     pub task_pid: u32,
     /// `struct task_struct.tgid` (process id).
@@ -280,6 +282,6 @@ mod tests {
         assert_eq!(size_of::<ThreadSlot>(), 24 + size_of::<ThreadCounters>());
         assert_eq!(size_of::<SlotFlush>(), 24 + size_of::<ThreadCounters>());
         assert_eq!(size_of::<ProcessEvent>(), 32);
-        assert_eq!(size_of::<KernelOffsets>(), 24);
+        assert_eq!(size_of::<KernelOffsets>(), 28);
     }
 }

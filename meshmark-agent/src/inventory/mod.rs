@@ -1,3 +1,79 @@
-//! Identity of processes from /proc and cgroup v2: names, executables, cgroup paths, pods.
+//! Identity of processes from /proc and cgroup v2: names, executables, cgroup paths, memory.
+//! Reads are best effort: a process may exit between being measured and being looked up.
 
 pub mod cgroup;
+
+use std::fs;
+
+use crate::snapshot::ProcessSample;
+
+/// `/proc/<pid>/comm` without its newline.
+pub fn comm(pid: u32) -> Option<String> {
+    let raw = fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+    Some(raw.trim_end_matches('\n').to_string())
+}
+
+/// Resolved `/proc/<pid>/exe` (absent for kernel threads and for processes we may not inspect).
+pub fn exe(pid: u32) -> Option<String> {
+    fs::read_link(format!("/proc/{pid}/exe"))
+        .ok()
+        .map(|path| path.to_string_lossy().into_owned())
+}
+
+/// The process's cgroup v2 path.
+pub fn cgroup_path(pid: u32) -> Option<String> {
+    cgroup::cgroup_v2_path(&fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?)
+}
+
+/// Resident memory in bytes (`VmRSS` of `/proc/<pid>/status`; absent for kernel threads).
+pub fn rss_bytes(pid: u32) -> Option<u64> {
+    parse_vm_rss(&fs::read_to_string(format!("/proc/{pid}/status")).ok()?)
+}
+
+/// `VmRSS:  1234 kB` -> 1234 * 1024.
+pub fn parse_vm_rss(status: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line["VmRSS:".len()..]
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
+}
+
+/// Fills the identity fields of a live process's sample from /proc; pod and container come
+/// from the cgroup path.
+pub fn fill_identity(sample: &mut ProcessSample) {
+    let pid = sample.pid;
+    sample.exe = exe(pid);
+    sample.cgroup = cgroup_path(pid);
+    sample.rss_bytes = rss_bytes(pid);
+    if let Some(path) = &sample.cgroup {
+        let info = cgroup::parse_cgroup_path(path);
+        sample.pod_uid = info.pod_uid;
+        sample.container_id = info.container_id;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vm_rss_in_bytes() {
+        assert_eq!(
+            parse_vm_rss("Name:\tx\nVmRSS:\t    2048 kB\n"),
+            Some(2 << 20)
+        );
+        assert_eq!(parse_vm_rss("Name:\tkthreadd\n"), None);
+    }
+
+    #[test]
+    fn reads_this_process() {
+        let me = std::process::id();
+        assert!(comm(me).is_some_and(|c| !c.is_empty()));
+        assert!(rss_bytes(me).is_some_and(|rss| rss > 0));
+        assert!(exe(me).is_some());
+    }
+}

@@ -1,0 +1,248 @@
+//! Windows of measurements: drains the kernel's maps and events into a [`Snapshot`].
+//!
+//! The kernel counts per thread, cumulatively; `accounting` turns that into per-process growth
+//! between two observations. A window is the growth between its start and its end.
+
+pub mod accounting;
+pub mod events;
+mod settle;
+mod threads;
+
+use std::{
+    collections::HashMap,
+    time::{Instant, SystemTime},
+};
+
+use anyhow::{Context as _, Result};
+use aya::maps::{MapData, PerCpuArray, RingBuf};
+use meshmark_common::{counter, net_index, CpuState, Direction, NetKind};
+
+use crate::{
+    inventory,
+    probe::{Probe, ProbeOptions, ProgramSet},
+    snapshot::{NetBytes, ProcessSample, Snapshot, SyscallStats, Window, PROFILE_SCHEMA},
+};
+use accounting::{Accountant, ClaimReading, ProcessDelta};
+use events::{EventDrain, Record};
+use threads::ThreadTable;
+
+/// Options of a [`Profiler`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProfilerOptions {
+    pub probe: ProbeOptions,
+}
+
+/// The loaded programs and the state needed to cut their counters into windows.
+pub struct Profiler {
+    // Field order matters on drop: readers of the maps go before the programs.
+    events: EventDrain,
+    table: ThreadTable,
+    cpus: PerCpuArray<MapData, CpuState>,
+    counters: PerCpuArray<MapData, u64>,
+    _probe: Probe,
+    accountant: Accountant,
+    names: HashMap<u32, String>,
+    online_cpus: Vec<u32>,
+    idle_ns: u64,
+    counter_totals: [u64; counter::COUNT as usize],
+    started: (SystemTime, Instant),
+    node: String,
+}
+
+impl Profiler {
+    /// Preflight, load and attach, then start the first window.
+    pub fn start(options: &ProfilerOptions) -> Result<Profiler> {
+        let mut probe = Probe::load(&options.probe, ProgramSet::Profiler)?;
+        let mut take = |name: &str| {
+            probe
+                .ebpf
+                .take_map(name)
+                .with_context(|| format!("map {name} missing from the eBPF object"))
+        };
+        let table = match take("THREADS")? {
+            aya::maps::Map::Array(data) => data,
+            other => anyhow::bail!("map THREADS has an unexpected type: {other:?}"),
+        };
+        let ring = RingBuf::try_from(take("EVENTS")?)?;
+        let cpus = PerCpuArray::try_from(take("CPUS")?)?;
+        let counters = PerCpuArray::try_from(take("COUNTERS")?)?;
+        let table = ThreadTable::map(table, probe.thread_slots)?;
+        let events = EventDrain::start(ring).context("starting the event drain thread")?;
+        let online_cpus =
+            aya::util::online_cpus().map_err(|(path, e)| anyhow::anyhow!("reading {path}: {e}"))?;
+        let mut profiler = Profiler {
+            events,
+            table,
+            cpus,
+            counters,
+            _probe: probe,
+            accountant: Accountant::default(),
+            names: HashMap::new(),
+            online_cpus,
+            idle_ns: 0,
+            counter_totals: [0; counter::COUNT as usize],
+            started: (SystemTime::now(), Instant::now()),
+            node: hostname(),
+        };
+        // Everything counted before this baseline belongs to no window.
+        profiler.end_window()?;
+        Ok(profiler)
+    }
+
+    /// Ends the current window and returns it; the next window starts at once.
+    pub fn end_window(&mut self) -> Result<Snapshot> {
+        settle::settle(&self.online_cpus);
+        let end = (SystemTime::now(), Instant::now());
+        let records = self.events.take();
+        let live = self.table.read();
+        let mut flushed: Vec<ClaimReading> = Vec::new();
+        let mut exited = Vec::new();
+        let mut unknown = 0;
+        for record in records {
+            match record {
+                Record::Flush(reading) => flushed.push(reading),
+                Record::Exec { tgid, comm } => {
+                    self.names.insert(tgid, comm);
+                }
+                Record::Fork { child_tgid, comm } => {
+                    self.names.insert(child_tgid, comm);
+                }
+                Record::Exit { tgid, comm } => {
+                    self.names.entry(tgid).or_insert(comm);
+                    exited.push(tgid);
+                }
+                Record::Unknown => unknown += 1,
+            }
+        }
+        let deltas = self.accountant.observe(&flushed, &live);
+
+        let mut processes: Vec<ProcessSample> = deltas
+            .into_iter()
+            .map(|(pid, delta)| self.sample(pid, delta, exited.contains(&pid)))
+            .collect();
+        let idle_ns = self.idle_delta()?;
+        processes.push(idle_sample(idle_ns));
+        processes.sort_by_key(|p| p.pid);
+
+        let (mut dropped, stats) = self.counter_deltas()?;
+        if unknown > 0 {
+            dropped.insert("unknown_event".into(), unknown);
+        }
+        for pid in exited {
+            self.names.remove(&pid);
+        }
+        let live_tgids: std::collections::HashSet<u32> = live.iter().map(|r| r.tgid).collect();
+        self.names.retain(|pid, _| live_tgids.contains(pid));
+
+        let snapshot = Snapshot {
+            schema: PROFILE_SCHEMA.into(),
+            node: self.node.clone(),
+            window: Window {
+                start: rfc3339(self.started.0),
+                end: rfc3339(end.0),
+                duration_ns: end.1.duration_since(self.started.1).as_nanos() as u64,
+            },
+            ncpu: self.online_cpus.len() as u32,
+            idle_ns,
+            processes,
+            dropped,
+            stats,
+        };
+        self.started = end;
+        Ok(snapshot)
+    }
+
+    /// One process's window: counters from the kernel, identity from /proc while it lives.
+    fn sample(&mut self, pid: u32, delta: ProcessDelta, exited: bool) -> ProcessSample {
+        if !exited {
+            if let Some(comm) = inventory::comm(pid) {
+                self.names.insert(pid, comm);
+            }
+        }
+        let c = &delta.counters;
+        let kind = |k: NetKind| {
+            [
+                c.net_bytes[net_index(k, Direction::Tx)],
+                c.net_bytes[net_index(k, Direction::Rx)],
+            ]
+        };
+        let mut sample = ProcessSample {
+            pid,
+            comm: self.names.get(&pid).cloned().unwrap_or_default(),
+            exited,
+            cpu_ns: c.cpu_ns,
+            context_switches: c.switches,
+            threads: delta.threads.len() as u32,
+            net: NetBytes::from_kinds(
+                kind(NetKind::Loopback),
+                kind(NetKind::External),
+                kind(NetKind::Unix),
+            ),
+            syscalls: SyscallStats {
+                count: c.syscalls,
+                total_ns: c.syscall_ns,
+                latency_log2_ns: SyscallStats::buckets_from_hist(&c.syscall_hist),
+            },
+            ..ProcessSample::default()
+        };
+        if !exited {
+            inventory::fill_identity(&mut sample);
+        }
+        sample
+    }
+
+    /// Idle nanoseconds of all CPUs since the previous call.
+    fn idle_delta(&mut self) -> Result<u64> {
+        let total: u64 = self.cpus.get(&0, 0)?.iter().map(|cpu| cpu.idle_ns).sum();
+        let delta = total.saturating_sub(self.idle_ns);
+        self.idle_ns = total;
+        Ok(delta)
+    }
+
+    /// Growth of the kernel's loss and statistics counters since the previous call, split into
+    /// losses and statistics; zero entries are left out.
+    #[allow(clippy::type_complexity)]
+    fn counter_deltas(
+        &mut self,
+    ) -> Result<(
+        std::collections::BTreeMap<String, u64>,
+        std::collections::BTreeMap<String, u64>,
+    )> {
+        let (mut dropped, mut stats) = Default::default();
+        for index in 0..counter::COUNT {
+            let total: u64 = self.counters.get(&index, 0)?.iter().sum();
+            let delta = total.saturating_sub(self.counter_totals[index as usize]);
+            self.counter_totals[index as usize] = total;
+            if delta > 0 {
+                let into: &mut std::collections::BTreeMap<String, u64> = if counter::is_loss(index)
+                {
+                    &mut dropped
+                } else {
+                    &mut stats
+                };
+                into.insert(counter::NAMES[index as usize].into(), delta);
+            }
+        }
+        Ok((dropped, stats))
+    }
+}
+
+/// The idle task (pid 0) as a process, so that every role, idle included, has its line.
+fn idle_sample(idle_ns: u64) -> ProcessSample {
+    ProcessSample {
+        pid: 0,
+        comm: "swapper".into(),
+        cpu_ns: idle_ns,
+        ..ProcessSample::default()
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}

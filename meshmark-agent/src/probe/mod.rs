@@ -1,0 +1,119 @@
+//! Loading and attaching the kernel programs: preflight, kernel struct offsets, map sizes.
+//! This and `collect` are the only layers that know about aya.
+
+pub mod offsets;
+pub mod preflight;
+
+use anyhow::{anyhow, Context as _, Result};
+use aya::{programs::BtfTracePoint, Ebpf, EbpfLoader};
+use meshmark_common::{DEFAULT_EVENT_RING_BYTES, DEFAULT_THREAD_SLOTS};
+
+pub use preflight::PreflightError;
+
+/// The compiled kernel programs, embedded at build time by build.rs.
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/meshmark"));
+
+/// Programs the profiler attaches, with their tracepoints.
+const PROGRAMS: [(&str, &str); 8] = [
+    ("sched_switch", "sched_switch"),
+    ("sys_enter", "sys_enter"),
+    ("sys_exit", "sys_exit"),
+    ("sock_send_length", "sock_send_length"),
+    ("sock_recv_length", "sock_recv_length"),
+    ("sched_process_exec", "sched_process_exec"),
+    ("sched_process_fork", "sched_process_fork"),
+    ("sched_process_exit", "sched_process_exit"),
+];
+
+/// The empty syscall pair that `cargo xtask bench` measures as the floor.
+const BENCH_FLOOR_PROGRAMS: [(&str, &str); 2] = [
+    ("bench_empty_sys_enter", "sys_enter"),
+    ("bench_empty_sys_exit", "sys_exit"),
+];
+
+/// Sizes of the kernel-side maps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProbeOptions {
+    /// Slots of the per-thread table; rounded up to a power of two.
+    pub thread_slots: u32,
+    /// Bytes of the event ring buffer; rounded up to a power of two of at least a page.
+    pub ring_bytes: u32,
+}
+
+impl Default for ProbeOptions {
+    fn default() -> Self {
+        Self {
+            thread_slots: DEFAULT_THREAD_SLOTS,
+            ring_bytes: DEFAULT_EVENT_RING_BYTES,
+        }
+    }
+}
+
+/// Which programs to attach.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProgramSet {
+    /// Everything the profiler needs.
+    Profiler,
+    /// Only the empty syscall pair, for benchmarks.
+    BenchFloor,
+}
+
+/// Loaded and attached programs; dropping it detaches them.
+pub struct Probe {
+    pub ebpf: Ebpf,
+    pub thread_slots: u32,
+}
+
+impl Probe {
+    /// Runs the preflight checks, then loads and attaches `set`.
+    pub fn load(options: &ProbeOptions, set: ProgramSet) -> Result<Probe> {
+        if OBJECT.is_empty() {
+            return Err(anyhow!(
+                "this binary was built with MESHMARK_SKIP_EBPF=1 and carries no kernel programs; \
+                 rebuild without it (cargo xtask build)"
+            ));
+        }
+        let btf = preflight::check()?;
+        let offsets = offsets::kernel_offsets(&btf)?;
+        let exit_has_group_dead =
+            u32::from(btf.tracepoint_arg_count("sched_process_exit").unwrap_or(1) >= 2);
+        let thread_slots = options.thread_slots.max(2).next_power_of_two();
+        let ring_bytes = options.ring_bytes.max(4096).next_power_of_two();
+        let slot_mask = thread_slots - 1;
+
+        let aya_btf = aya::Btf::from_sys_fs().context("reading the kernel's BTF for aya")?;
+        let mut ebpf = EbpfLoader::new()
+            .btf(Some(&aya_btf))
+            .map_max_entries("THREADS", thread_slots)
+            .map_max_entries("EVENTS", ring_bytes)
+            .override_global("SLOT_MASK", &slot_mask, true)
+            .override_global("OFFSETS", &offsets, true)
+            .override_global("EXIT_HAS_GROUP_DEAD", &exit_has_group_dead, true)
+            .load(OBJECT)
+            .context("loading the eBPF object")?;
+
+        let programs: &[(&str, &str)] = match set {
+            ProgramSet::Profiler => &PROGRAMS,
+            ProgramSet::BenchFloor => &BENCH_FLOOR_PROGRAMS,
+        };
+        for (name, tracepoint) in programs {
+            attach(&mut ebpf, &aya_btf, name, tracepoint)?;
+        }
+        Ok(Probe { ebpf, thread_slots })
+    }
+}
+
+fn attach(ebpf: &mut Ebpf, btf: &aya::Btf, name: &str, tracepoint: &str) -> Result<()> {
+    let program: &mut BtfTracePoint = ebpf
+        .program_mut(name)
+        .with_context(|| format!("program {name} missing from the eBPF object"))?
+        .try_into()
+        .with_context(|| format!("program {name} is not a BTF tracepoint"))?;
+    program
+        .load(tracepoint, btf)
+        .with_context(|| format!("the kernel refused program {name} (tracepoint {tracepoint})"))?;
+    program
+        .attach()
+        .with_context(|| format!("attaching {name} to tracepoint {tracepoint}"))?;
+    Ok(())
+}

@@ -1,0 +1,27 @@
+//! Kernel struct field offsets for the programs, from the running kernel's BTF: aya has no CO-RE
+//! field relocations, so the agent resolves them and hands them over as a read-only global.
+
+use anyhow::{anyhow, Result};
+use meshmark_common::KernelOffsets;
+
+use crate::btf::Btf;
+
+/// Resolves every offset in [`KernelOffsets`], naming the field that could not be found.
+pub fn kernel_offsets(btf: &Btf) -> Result<KernelOffsets> {
+    let field = |ty: &str, member: &str| {
+        btf.member_offset(ty, member).ok_or_else(|| {
+            anyhow!("the kernel's BTF has no field {ty}.{member}; this kernel is not supported")
+        })
+    };
+    // `struct sock` begins with its `struct sock_common __sk_common`.
+    let sock_common = field("sock", "__sk_common")?;
+    Ok(KernelOffsets {
+        sk_family: sock_common + field("sock_common", "skc_family")?,
+        sk_daddr: sock_common + field("sock_common", "skc_daddr")?,
+        sk_rcv_saddr: sock_common + field("sock_common", "skc_rcv_saddr")?,
+        sk_v6_daddr: sock_common + field("sock_common", "skc_v6_daddr")?,
+        sk_v6_rcv_saddr: sock_common + field("sock_common", "skc_v6_rcv_saddr")?,
+        task_pid: field("task_struct", "pid")?,
+        task_tgid: field("task_struct", "tgid")?,
+    })
+}

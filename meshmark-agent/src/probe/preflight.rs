@@ -1,0 +1,174 @@
+//! Checks that run before anything is loaded, so that a missing privilege or kernel feature
+//! gives one clear message with the fix instead of an errno from deep inside a load.
+
+use std::{fmt, fs, path::Path};
+
+use crate::btf::Btf;
+
+/// The BTF tracepoints the profiler attaches, with the arguments it reads from each.
+pub const TRACEPOINTS: [(&str, usize); 8] = [
+    ("sched_switch", 4),
+    ("sys_enter", 2),
+    ("sys_exit", 2),
+    ("sock_send_length", 3),
+    ("sock_recv_length", 3),
+    ("sched_process_exec", 1),
+    ("sched_process_fork", 2),
+    ("sched_process_exit", 1),
+];
+
+/// Where the kernel publishes its own BTF.
+pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
+
+const CAP_SYS_ADMIN: u32 = 21;
+const CAP_PERFMON: u32 = 38;
+const CAP_BPF: u32 = 39;
+
+/// A reason the profiler cannot run here; its `Display` says what is wrong and how to fix it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PreflightError {
+    /// The process lacks capabilities (names of the missing ones).
+    MissingCapabilities {
+        missing: Vec<&'static str>,
+        root: bool,
+    },
+    /// The kernel publishes no BTF.
+    NoBtf { detail: String },
+    /// Tracepoints the profiler needs are absent from the kernel's BTF.
+    MissingTracepoints(Vec<String>),
+}
+
+impl fmt::Display for PreflightError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PreflightError::MissingCapabilities { missing, root } => {
+                write!(f, "missing capabilities {}", missing.join(", "))?;
+                if *root {
+                    write!(
+                        f,
+                        ".\n  Running as root with a reduced capability set (container or setpriv?): \
+                         grant CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN on kernels before 5.8), \
+                         e.g. securityContext.capabilities.add: [BPF, PERFMON] or privileged: true."
+                    )
+                } else {
+                    write!(
+                        f,
+                        ".\n  Run it as root (sudo meshmark-agent ...) or give the binary the \
+                         capabilities: sudo setcap cap_bpf,cap_perfmon+ep $(which meshmark-agent)"
+                    )
+                }
+            }
+            PreflightError::NoBtf { detail } => write!(
+                f,
+                "the kernel publishes no BTF ({detail}).\n  meshmark attaches BTF tracepoints: \
+                 it needs a kernel built with CONFIG_DEBUG_INFO_BTF=y (standard on current \
+                 distribution kernels; check that {VMLINUX_BTF} exists)."
+            ),
+            PreflightError::MissingTracepoints(names) => write!(
+                f,
+                "the kernel lacks the tracepoints {} (no btf_trace_<name> in its BTF).\n  \
+                 meshmark needs Linux 5.19 or later for sock_send_length/sock_recv_length; \
+                 upgrade the kernel.",
+                names.join(", ")
+            ),
+        }
+    }
+}
+
+impl std::error::Error for PreflightError {}
+
+/// Effective capabilities of this process, from `/proc/self/status`.
+fn effective_capabilities() -> u64 {
+    fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| parse_cap_eff(&status))
+        .unwrap_or(0)
+}
+
+/// The `CapEff:` mask of a `/proc/<pid>/status` text.
+pub fn parse_cap_eff(status: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with("CapEff:"))?;
+    u64::from_str_radix(line["CapEff:".len()..].trim(), 16).ok()
+}
+
+/// Capabilities missing from `cap_eff` for loading tracing programs: CAP_BPF with CAP_PERFMON,
+/// or CAP_SYS_ADMIN, which covers both on every kernel.
+pub fn missing_capabilities(cap_eff: u64) -> Vec<&'static str> {
+    let has = |cap: u32| cap_eff & (1u64 << cap) != 0;
+    if has(CAP_SYS_ADMIN) {
+        return Vec::new();
+    }
+    [(CAP_BPF, "CAP_BPF"), (CAP_PERFMON, "CAP_PERFMON")]
+        .into_iter()
+        .filter(|&(cap, _)| !has(cap))
+        .map(|(_, name)| name)
+        .collect()
+}
+
+/// Runs the privilege check, then reads the kernel's BTF and checks every tracepoint.
+/// Returns the parsed BTF for the loader to take offsets from.
+pub fn check() -> Result<Btf, PreflightError> {
+    let missing = missing_capabilities(effective_capabilities());
+    if !missing.is_empty() {
+        let root = unsafe { libc::geteuid() } == 0;
+        return Err(PreflightError::MissingCapabilities { missing, root });
+    }
+    if !Path::new(VMLINUX_BTF).exists() {
+        return Err(PreflightError::NoBtf {
+            detail: format!("{VMLINUX_BTF} does not exist"),
+        });
+    }
+    let btf = Btf::from_sys_fs().map_err(|e| PreflightError::NoBtf {
+        detail: e.to_string(),
+    })?;
+    let absent = missing_tracepoints(&btf);
+    if !absent.is_empty() {
+        return Err(PreflightError::MissingTracepoints(absent));
+    }
+    Ok(btf)
+}
+
+/// Tracepoints that are absent or take fewer arguments than the programs read.
+fn missing_tracepoints(btf: &Btf) -> Vec<String> {
+    TRACEPOINTS
+        .iter()
+        .filter(|(name, args)| btf.tracepoint_arg_count(name).is_none_or(|n| n < *args))
+        .map(|(name, _)| name.to_string())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_cap_eff_mask() {
+        let status = "Name:\tcat\nCapInh:\t0000000000000000\nCapEff:\t000001ffffffffff\n";
+        assert_eq!(parse_cap_eff(status), Some(0x1ff_ffff_ffff));
+        assert_eq!(parse_cap_eff("Name: x\n"), None);
+    }
+
+    #[test]
+    fn bpf_and_perfmon_or_sys_admin_suffice() {
+        assert!(missing_capabilities(1 << CAP_SYS_ADMIN).is_empty());
+        assert!(missing_capabilities((1 << CAP_BPF) | (1 << CAP_PERFMON)).is_empty());
+        assert_eq!(missing_capabilities(1 << CAP_BPF), vec!["CAP_PERFMON"]);
+        assert_eq!(missing_capabilities(0), vec!["CAP_BPF", "CAP_PERFMON"]);
+    }
+
+    #[test]
+    fn messages_name_the_fix() {
+        let user = PreflightError::MissingCapabilities {
+            missing: vec!["CAP_BPF"],
+            root: false,
+        };
+        assert!(user.to_string().contains("sudo"));
+        let root = PreflightError::MissingCapabilities {
+            missing: vec!["CAP_BPF"],
+            root: true,
+        };
+        assert!(root.to_string().contains("capabilities.add"));
+        let btf = PreflightError::NoBtf { detail: "x".into() };
+        assert!(btf.to_string().contains("CONFIG_DEBUG_INFO_BTF"));
+    }
+}

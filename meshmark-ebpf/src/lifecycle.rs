@@ -1,0 +1,64 @@
+//! Process lifecycle: exec (a new name), fork (a new process) and exit (a last name), sent to
+//! userspace so that short-lived processes keep their names after they are gone. Per-thread
+//! totals need no help here: the final `sched_switch` of a thread flushes them (see `cpu`).
+
+use aya_ebpf::{
+    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_probe_read_kernel},
+    macros::btf_tracepoint,
+    programs::BtfTracePointContext,
+};
+use meshmark_common::{counter, event_kind, ProcessEvent};
+
+use crate::maps::{bump, exit_has_group_dead, offsets, EVENTS};
+
+#[btf_tracepoint(function = "sched_process_exec")]
+pub fn sched_process_exec(_ctx: BtfTracePointContext) -> i32 {
+    emit(event_kind::EXEC, 0);
+    0
+}
+
+#[btf_tracepoint(function = "sched_process_fork")]
+pub fn sched_process_fork(ctx: BtfTracePointContext) -> i32 {
+    // (struct task_struct *parent, struct task_struct *child); threads fork too: skip them.
+    let child: *const u8 = ctx.arg(1);
+    let off = offsets();
+    let read = |at: u32| unsafe { bpf_probe_read_kernel(child.add(at as usize) as *const u32) };
+    if let (Ok(pid), Ok(tgid)) = (read(off.task_pid), read(off.task_tgid)) {
+        if pid == tgid {
+            emit(event_kind::FORK, tgid);
+        }
+    }
+    0
+}
+
+#[btf_tracepoint(function = "sched_process_exit")]
+pub fn sched_process_exit(ctx: BtfTracePointContext) -> i32 {
+    // (struct task_struct *p, bool group_dead) on 6.16+; before that, only `p`, and the
+    // leader's exit stands for the process's.
+    let last_thread = if exit_has_group_dead() {
+        ctx.arg::<u64>(1) & 0xff != 0
+    } else {
+        let pid_tgid = bpf_get_current_pid_tgid();
+        pid_tgid as u32 == (pid_tgid >> 32) as u32
+    };
+    if last_thread {
+        emit(event_kind::EXIT, 0);
+    }
+    0
+}
+
+#[inline(always)]
+fn emit(kind: u32, child_tgid: u32) {
+    let Some(mut entry) = EVENTS.reserve::<ProcessEvent>(0) else {
+        bump(counter::EVENT_RING_FULL);
+        return;
+    };
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let out = unsafe { &mut *entry.as_mut_ptr() };
+    out.kind = kind;
+    out.tgid = (pid_tgid >> 32) as u32;
+    out.tid = pid_tgid as u32;
+    out.child_tgid = child_tgid;
+    out.comm = bpf_get_current_comm().unwrap_or([0; 16]);
+    entry.submit(0);
+}

@@ -1,0 +1,78 @@
+//! Maps and read-only globals shared by the programs. Sizes are defaults from meshmark-common;
+//! the agent overrides them at load time.
+
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, PerCpuArray, RingBuf},
+};
+use meshmark_common::{
+    CpuState, KernelOffsets, ThreadSlot, DEFAULT_EVENT_RING_BYTES, DEFAULT_THREAD_SLOTS,
+};
+
+/// `BPF_F_MMAPABLE`: the agent reads the whole thread table through one mapping instead of one
+/// syscall per slot.
+const BPF_F_MMAPABLE: u32 = 1 << 10;
+
+/// Per-thread counters, indexed by `tid & SLOT_MASK`.
+#[map]
+pub static THREADS: Array<ThreadSlot> =
+    Array::with_max_entries(DEFAULT_THREAD_SLOTS, BPF_F_MMAPABLE);
+
+/// Last switch time and idle time of each CPU.
+#[map]
+pub static CPUS: PerCpuArray<CpuState> = PerCpuArray::with_max_entries(1, 0);
+
+/// Losses and notable events, indexed by `meshmark_common::counter`.
+#[map]
+pub static COUNTERS: PerCpuArray<u64> =
+    PerCpuArray::with_max_entries(meshmark_common::counter::COUNT, 0);
+
+/// Lifecycle events and slot flushes for userspace.
+#[map]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(DEFAULT_EVENT_RING_BYTES, 0);
+
+/// `THREADS` length minus one; set by the agent to match the map size it chose.
+#[no_mangle]
+static SLOT_MASK: u32 = DEFAULT_THREAD_SLOTS - 1;
+
+/// Kernel struct field offsets, read by the agent from the running kernel's BTF.
+#[no_mangle]
+static OFFSETS: KernelOffsets = KernelOffsets {
+    sk_family: 0,
+    sk_daddr: 0,
+    sk_rcv_saddr: 0,
+    sk_v6_daddr: 0,
+    sk_v6_rcv_saddr: 0,
+    task_pid: 0,
+    task_tgid: 0,
+};
+
+/// 1 when `sched_process_exit` has its `group_dead` argument (Linux 6.16 and later).
+#[no_mangle]
+static EXIT_HAS_GROUP_DEAD: u32 = 0;
+
+// Globals must be read volatile: otherwise the compiler folds in the defaults above and the
+// values the agent sets at load time are never seen.
+
+#[inline(always)]
+pub fn slot_mask() -> u32 {
+    unsafe { core::ptr::read_volatile(&SLOT_MASK) }
+}
+
+#[inline(always)]
+pub fn offsets() -> KernelOffsets {
+    unsafe { core::ptr::read_volatile(&OFFSETS) }
+}
+
+#[inline(always)]
+pub fn exit_has_group_dead() -> bool {
+    unsafe { core::ptr::read_volatile(&EXIT_HAS_GROUP_DEAD) != 0 }
+}
+
+/// Adds one to a `COUNTERS` entry.
+#[inline(always)]
+pub fn bump(counter: u32) {
+    if let Some(value) = COUNTERS.get_ptr_mut(counter) {
+        unsafe { *value += 1 };
+    }
+}

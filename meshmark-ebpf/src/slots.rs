@@ -1,0 +1,103 @@
+//! Ownership of `THREADS` slots: finding the calling thread's slot, claiming it, and flushing a
+//! claim's final counters to userspace when its thread exits or another thread takes the slot.
+
+use aya_ebpf::helpers::bpf_get_current_pid_tgid;
+use meshmark_common::{
+    counter, event_kind, flush_reason, SlotFlush, ThreadCounters, ThreadSlot, HIST_BUCKETS,
+    NET_KINDS,
+};
+
+use crate::maps::{bump, slot_mask, EVENTS, THREADS};
+
+/// A thread's slot and its index in `THREADS`.
+pub struct Slot {
+    pub index: u32,
+    pub slot: &'static mut ThreadSlot,
+}
+
+/// The slot at `tid`'s index, whoever owns it.
+#[inline(always)]
+pub fn slot_at(tid: u32) -> Option<Slot> {
+    let index = tid & slot_mask();
+    let slot = THREADS.get_ptr_mut(index)?;
+    Some(Slot {
+        index,
+        slot: unsafe { &mut *slot },
+    })
+}
+
+/// The calling thread's slot, claimed for it when another thread (or nobody) owns it.
+#[inline(always)]
+pub fn own_slot() -> Option<Slot> {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let tid = pid_tgid as u32;
+    let mut found = slot_at(tid)?;
+    if found.slot.tid != tid {
+        claim(&mut found, tid, (pid_tgid >> 32) as u32);
+    }
+    Some(found)
+}
+
+/// Gives the slot to `tid`, flushing the previous owner's counters first.
+#[inline(always)]
+fn claim(found: &mut Slot, tid: u32, tgid: u32) {
+    if found.slot.tid != 0 {
+        flush(found, flush_reason::TAKEOVER);
+        bump(counter::SLOT_TAKEOVER);
+    }
+    let slot = &mut *found.slot;
+    slot.claim_seq = slot.claim_seq.wrapping_add(1);
+    slot.tid = tid;
+    slot.tgid = tgid;
+    slot.syscall_start_ns = 0;
+    zero(&mut slot.counters);
+}
+
+/// Sends the slot's current claim to userspace; counts the loss when the ring buffer is full.
+#[inline(always)]
+pub fn flush(found: &Slot, reason: u32) {
+    let Some(mut entry) = EVENTS.reserve::<SlotFlush>(0) else {
+        bump(counter::FLUSH_RING_FULL);
+        return;
+    };
+    let out = unsafe { &mut *entry.as_mut_ptr() };
+    out.kind = event_kind::SLOT_FLUSH;
+    out.reason = reason;
+    out.slot = found.index;
+    out.claim_seq = found.slot.claim_seq;
+    out.tid = found.slot.tid;
+    out.tgid = found.slot.tgid;
+    copy(&found.slot.counters, &mut out.counters);
+    entry.submit(0);
+}
+
+// Field by field on purpose: a struct assignment or `Default` would become memset/memcpy calls,
+// which BPF cannot make.
+
+#[inline(always)]
+fn zero(c: &mut ThreadCounters) {
+    c.cpu_ns = 0;
+    c.switches = 0;
+    c.syscalls = 0;
+    c.syscall_ns = 0;
+    for i in 0..NET_KINDS * 2 {
+        unsafe { core::ptr::write_volatile(&mut c.net_bytes[i], 0) };
+    }
+    for i in 0..HIST_BUCKETS {
+        unsafe { core::ptr::write_volatile(&mut c.syscall_hist[i], 0) };
+    }
+}
+
+#[inline(always)]
+fn copy(from: &ThreadCounters, to: &mut ThreadCounters) {
+    to.cpu_ns = from.cpu_ns;
+    to.switches = from.switches;
+    to.syscalls = from.syscalls;
+    to.syscall_ns = from.syscall_ns;
+    for i in 0..NET_KINDS * 2 {
+        unsafe { core::ptr::write_volatile(&mut to.net_bytes[i], from.net_bytes[i]) };
+    }
+    for i in 0..HIST_BUCKETS {
+        unsafe { core::ptr::write_volatile(&mut to.syscall_hist[i], from.syscall_hist[i]) };
+    }
+}

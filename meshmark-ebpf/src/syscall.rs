@@ -1,0 +1,49 @@
+//! Syscall count, time and latency histogram. This runs on every syscall of the node, so each
+//! side costs one pid/tgid read, one clock read and one (inlined) array lookup, nothing more.
+
+use aya_ebpf::{
+    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns},
+    macros::btf_tracepoint,
+    programs::BtfTracePointContext,
+};
+use meshmark_common::{counter, hist_bucket, HIST_BUCKETS};
+
+use crate::{
+    maps::bump,
+    slots::{own_slot, slot_at},
+};
+
+#[btf_tracepoint(function = "sys_enter")]
+pub fn sys_enter(_ctx: BtfTracePointContext) -> i32 {
+    if let Some(found) = own_slot() {
+        found.slot.syscall_start_ns = unsafe { bpf_ktime_get_ns() };
+    }
+    0
+}
+
+#[btf_tracepoint(function = "sys_exit")]
+pub fn sys_exit(_ctx: BtfTracePointContext) -> i32 {
+    let tid = bpf_get_current_pid_tgid() as u32;
+    let Some(found) = slot_at(tid) else {
+        return 0;
+    };
+    let slot = found.slot;
+    if slot.tid != tid {
+        // Free: this syscall began before attach. Owned by another thread: ours was taken over.
+        if slot.tid != 0 {
+            bump(counter::SYSCALL_START_LOST);
+        }
+        return 0;
+    }
+    let start = slot.syscall_start_ns;
+    if start == 0 {
+        return 0;
+    }
+    slot.syscall_start_ns = 0;
+    let took = unsafe { bpf_ktime_get_ns() }.wrapping_sub(start);
+    let c = &mut slot.counters;
+    c.syscalls += 1;
+    c.syscall_ns += took;
+    c.syscall_hist[hist_bucket(took) & (HIST_BUCKETS - 1)] += 1;
+    0
+}
