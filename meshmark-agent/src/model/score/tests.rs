@@ -1,0 +1,411 @@
+use super::*;
+use crate::model::fixtures::{input, Usage};
+use crate::snapshot::ProcessSample;
+
+const MIB: u64 = 1 << 20;
+const SEC: u64 = 1_000_000_000;
+
+fn close(actual: f64, expected: f64) -> bool {
+    (actual - expected).abs() < 1e-9
+}
+
+/// The spec's worked example, the application split over two processes, plus a busy `node`
+/// process that must not count.
+fn worked_example() -> Vec<ProcessSample> {
+    [
+        Usage {
+            cpu_ns: 2 * SEC,
+            net_bytes: 30_000_000,
+            syscall_ns: SEC / 2 - SEC / 5,
+            syscalls: 60_000,
+            rss_bytes: Some(300 * MIB),
+            cycles: None,
+        },
+        Usage {
+            cpu_ns: SEC,
+            net_bytes: 10_000_000,
+            syscall_ns: SEC / 5,
+            syscalls: 40_000,
+            rss_bytes: Some(100 * MIB),
+            cycles: None,
+        },
+        Usage {
+            cpu_ns: SEC,
+            net_bytes: 80_000_000,
+            syscall_ns: SEC / 2,
+            syscalls: 300_000,
+            rss_bytes: Some(100 * MIB),
+            cycles: None,
+        },
+        Usage {
+            cpu_ns: 5 * SEC,
+            net_bytes: 1_000,
+            syscall_ns: SEC,
+            syscalls: 1,
+            rss_bytes: Some(MIB),
+            cycles: None,
+        },
+    ]
+    .iter()
+    .map(Usage::sample)
+    .collect()
+}
+
+fn worked_inputs(samples: &[ProcessSample]) -> Vec<ProcessInput<'_>> {
+    let roles = [Role::App, Role::App, Role::Proxy, Role::Node];
+    roles
+        .into_iter()
+        .zip(samples)
+        .map(|(role, sample)| input(role, None, sample))
+        .collect()
+}
+
+const CTX: NodeContext = NodeContext {
+    window_ns: 10 * SEC,
+    ncpu: 4,
+    idle_ns: 20 * SEC,
+};
+
+fn with_weights(weights: Weights) -> ModelOptions {
+    ModelOptions {
+        weights,
+        count_control_plane: false,
+    }
+}
+
+#[test]
+fn worked_example_scores_56_458() {
+    let samples = worked_example();
+    let mark = score_node(&worked_inputs(&samples), &CTX, &ModelOptions::default()).unwrap();
+
+    assert!(close(
+        mark.score,
+        100.0 * (0.75 + 1.0 / 3.0 + 0.375 + 0.8) / 4.0
+    ));
+    assert!(close(mark.score, 56.458_333_333_333_33));
+    assert_eq!(display_score(mark.score), "56.5");
+    let mue = |class, mue| mark.classes[&class].mues[&mue];
+    assert!(close(mue(Class::Compute, Mue::Cpu), 0.75));
+    assert!(close(mue(Class::Network, Mue::Net), 1.0 / 3.0));
+    assert!(close(mue(Class::Kernel, Mue::SyscallTime), 0.5));
+    assert!(close(mue(Class::Kernel, Mue::Syscalls), 0.25));
+    assert!(close(mark.classes[&Class::Kernel].score, 0.375));
+    assert!(close(mue(Class::Memory, Mue::Mem), 0.8));
+    assert_eq!(
+        mark.excluded,
+        vec![Excluded {
+            class: Class::Microarch,
+            reason: "no hardware counters (PMU) on this node".into(),
+        }]
+    );
+    assert_eq!(mark.note, None);
+
+    let costs = mark.unit_costs;
+    assert!(close(costs.proxy_cpu_per_app_cpu.unwrap(), 1.0 / 3.0));
+    assert_eq!(costs.proxy_cpu_ns_per_kib, Some(12_800.0));
+    assert!(close(
+        costs.proxy_syscalls_per_kib.unwrap(),
+        300_000.0 / 78_125.0
+    ));
+    assert_eq!(costs.node_cpu_headroom, Some(0.5));
+    assert_eq!(
+        costs.app_syscall_p50_ns, None,
+        "the example has no histograms"
+    );
+}
+
+#[test]
+fn worked_example_with_network_weight_scores_58_125() {
+    let samples = worked_example();
+    let opts = with_weights(Weights {
+        net: 0.2,
+        ..Weights::default()
+    });
+    let mark = score_node(&worked_inputs(&samples), &CTX, &opts).unwrap();
+
+    assert!(close(mark.score, 58.125));
+    assert_eq!(display_score(mark.score), "58.1");
+    let network = &mark.classes[&Class::Network];
+    assert!(
+        close(network.mues[&Mue::Net], 1.0 / 3.0),
+        "weights leave the measured MUE"
+    );
+    assert!(close(network.weighted_mues[&Mue::Net], 0.4));
+    assert!(close(network.score, 0.4));
+}
+
+#[test]
+fn weighted_mue_is_capped_at_one() {
+    let (app, proxy) = (Usage::cpu(9).sample(), Usage::cpu(1).sample());
+    let inputs = [
+        input(Role::App, None, &app),
+        input(Role::Proxy, None, &proxy),
+    ];
+    let opts = with_weights(Weights {
+        cpu: 0.5,
+        ..Weights::default()
+    });
+    let mark = score_node(&inputs, &CTX, &opts).unwrap();
+    assert!(close(mark.classes[&Class::Compute].mues[&Mue::Cpu], 0.9));
+    assert_eq!(mark.classes[&Class::Compute].weighted_mues[&Mue::Cpu], 1.0);
+    assert_eq!(mark.score, 100.0);
+}
+
+#[test]
+fn worked_example_json_has_the_contract_shape_and_round_trips() {
+    let samples = worked_example();
+    let mark = score_node(&worked_inputs(&samples), &CTX, &ModelOptions::default()).unwrap();
+    let json = serde_json::to_value(&mark).unwrap();
+
+    let keys: Vec<&str> = json
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        keys,
+        ["classes", "excluded", "note", "score", "sums", "unit_costs"]
+    );
+    assert_eq!(json["classes"]["compute"]["mues"]["cpu"], 0.75);
+    assert_eq!(json["classes"]["kernel"]["score"], 0.375);
+    assert!(json["classes"]["kernel"]["mues"]["syscall_time"].is_f64());
+    assert!(json["classes"]["memory"]["mues"]["mem"].is_f64());
+    assert!(json["classes"].get("microarch").is_none());
+    assert_eq!(
+        json["excluded"],
+        serde_json::json!([{"class": "microarch", "reason": "no hardware counters (PMU) on this node"}])
+    );
+    assert_eq!(json["unit_costs"]["proxy_cpu_ns_per_kib"], 12_800.0);
+    assert!(json["unit_costs"]["app_syscall_p99_ns"].is_null());
+    assert!(json["note"].is_null());
+    assert_eq!(json["sums"]["app"]["cpu_ns"], 3 * SEC);
+    assert_eq!(json["sums"]["proxy"]["net_bytes"], 80_000_000);
+    assert_eq!(json["sums"]["node"]["processes"], 1);
+
+    let back: MeshMark = serde_json::from_value(json).unwrap();
+    assert_eq!(back, mark);
+}
+
+#[test]
+fn control_plane_joins_the_mesh_side_only_when_configured() {
+    let (app, proxy, control) = (
+        Usage::cpu(3).sample(),
+        Usage::cpu(1).sample(),
+        Usage::cpu(1).sample(),
+    );
+    let inputs = [
+        input(Role::App, None, &app),
+        input(Role::Proxy, None, &proxy),
+        input(Role::Control, None, &control),
+    ];
+    let cpu_mue = |count_control_plane| {
+        let opts = ModelOptions {
+            count_control_plane,
+            ..ModelOptions::default()
+        };
+        let mark = score_node(&inputs, &CTX, &opts).unwrap();
+        mark.classes[&Class::Compute].mues[&Mue::Cpu]
+    };
+    assert!(close(cpu_mue(false), 0.75));
+    assert!(close(cpu_mue(true), 0.6));
+}
+
+#[test]
+fn without_a_proxy_every_mue_is_one_and_the_score_is_100() {
+    let app = Usage {
+        cpu_ns: 5,
+        net_bytes: 0,
+        syscall_ns: 0,
+        syscalls: 0,
+        rss_bytes: Some(10),
+        cycles: None,
+    }
+    .sample();
+    let control = Usage::cpu(50).sample();
+    let inputs = [
+        input(Role::App, Some("pod-a"), &app),
+        input(Role::Control, None, &control),
+    ];
+    let opts = ModelOptions {
+        weights: Weights {
+            cpu: -0.5,
+            net: -0.5,
+            ..Weights::default()
+        },
+        count_control_plane: true,
+    };
+
+    let mark = score_node(&inputs, &CTX, &opts).unwrap();
+
+    assert_eq!(mark.score, 100.0);
+    assert_eq!(mark.note, Some(Note::NoMeshDataPlane));
+    let all: Vec<(Mue, f64)> = mark
+        .classes
+        .values()
+        .flat_map(|c| c.mues.iter().chain(&c.weighted_mues))
+        .map(|(m, v)| (*m, *v))
+        .collect();
+    assert_eq!(
+        all.len(),
+        10,
+        "cpu, net, syscall_time, syscalls, mem; raw and weighted"
+    );
+    assert!(all.iter().all(|(_, v)| *v == 1.0), "{all:?}");
+    assert_eq!(mark.excluded.len(), 1);
+    assert_eq!(mark.excluded[0].class, Class::Microarch);
+    assert_eq!(mark.unit_costs.proxy_cpu_per_app_cpu, Some(0.0));
+    let json = serde_json::to_value(&mark).unwrap();
+    assert_eq!(json["note"], "no mesh data plane detected");
+    assert_eq!(serde_json::from_value::<MeshMark>(json).unwrap(), mark);
+}
+
+#[test]
+fn idle_proxy_with_nothing_recorded_is_noted() {
+    let (app, proxy) = (Usage::default().sample(), Usage::default().sample());
+    let inputs = [
+        input(Role::App, None, &app),
+        input(Role::Proxy, None, &proxy),
+    ];
+    let mark = score_node(&inputs, &CTX, &ModelOptions::default()).unwrap();
+    assert_eq!(mark.score, 100.0);
+    assert_eq!(mark.note, Some(Note::NothingRecorded));
+    assert!(mark.classes.is_empty());
+    let reasons: Vec<&str> = mark.excluded.iter().map(|e| e.reason.as_str()).collect();
+    assert_eq!(
+        reasons,
+        [
+            "application and mesh processes used no CPU time",
+            "application and mesh processes moved no socket bytes",
+            "application and mesh processes made no syscalls",
+            "no memory readings",
+            "no hardware counters (PMU) on this node",
+        ]
+    );
+}
+
+#[test]
+fn microarch_counts_where_counters_exist() {
+    let app = Usage {
+        cycles: Some(300),
+        ..Usage::cpu(3)
+    }
+    .sample();
+    let proxy = Usage {
+        cycles: Some(100),
+        ..Usage::cpu(1)
+    }
+    .sample();
+    let inputs = [
+        input(Role::App, None, &app),
+        input(Role::Proxy, None, &proxy),
+    ];
+    let mark = score_node(&inputs, &CTX, &ModelOptions::default()).unwrap();
+    assert!(close(
+        mark.classes[&Class::Microarch].mues[&Mue::Cycles],
+        0.75
+    ));
+    assert!(close(mark.score, 75.0));
+}
+
+#[test]
+fn pods_count_their_own_processes_and_never_node_level_proxies() {
+    let samples: Vec<ProcessSample> = [300, 100, 200, 500, 70, 1_000]
+        .map(|cpu| Usage::cpu(cpu).sample())
+        .to_vec();
+    let ztunnel = ProcessInput {
+        node_level: true,
+        ..input(Role::Proxy, Some("pod-z"), &samples[3])
+    };
+    let inputs = [
+        input(Role::App, Some("pod-a"), &samples[0]),
+        input(Role::Proxy, Some("pod-a"), &samples[1]),
+        input(Role::App, Some("pod-b"), &samples[2]),
+        ztunnel,
+        input(Role::Control, Some("pod-istiod"), &samples[4]),
+        input(Role::Node, None, &samples[5]),
+    ];
+    let opts = ModelOptions::default();
+
+    let pods = score_pods(&inputs, &CTX, &opts).unwrap();
+    let node = score_node(&inputs, &CTX, &opts).unwrap();
+
+    let uids: Vec<&str> = pods.iter().map(|p| p.pod_uid.as_str()).collect();
+    assert_eq!(
+        uids,
+        ["pod-a", "pod-b"],
+        "pods without an app are not scored"
+    );
+    let pod_a = &pods[0].meshmark;
+    assert!(close(pod_a.classes[&Class::Compute].mues[&Mue::Cpu], 0.75));
+    assert_eq!(pod_a.sums[&Role::Proxy].processes, 1);
+    let pod_b = &pods[1].meshmark;
+    assert_eq!(
+        pod_b.note,
+        Some(Note::NoMeshDataPlane),
+        "ztunnel is not pod-b's"
+    );
+    assert_eq!(pod_b.score, 100.0);
+    assert_eq!(pod_b.unit_costs.node_cpu_headroom, Some(0.5));
+
+    assert!(close(
+        node.classes[&Class::Compute].mues[&Mue::Cpu],
+        500.0 / 1_100.0
+    ));
+    assert_eq!(node.sums[&Role::Proxy].processes, 2);
+    assert_eq!(node.sums[&Role::Node].cpu_ns, 1_000);
+
+    let json = serde_json::to_value(&pods[0]).unwrap();
+    assert_eq!(json["pod_uid"], "pod-a");
+    assert_eq!(json["meshmark"]["classes"]["compute"]["mues"]["cpu"], 0.75);
+    let back: PodMeshMark = serde_json::from_value(json).unwrap();
+    assert_eq!(back, pods[0]);
+}
+
+#[test]
+fn weights_out_of_range_are_errors_not_clamps() {
+    let samples = worked_example();
+    let inputs = worked_inputs(&samples);
+    for (weights, name) in [
+        (
+            Weights {
+                net: 0.51,
+                ..Weights::default()
+            },
+            "net",
+        ),
+        (
+            Weights {
+                mem: -0.51,
+                ..Weights::default()
+            },
+            "mem",
+        ),
+        (
+            Weights {
+                cycles: f64::NAN,
+                ..Weights::default()
+            },
+            "cycles",
+        ),
+    ] {
+        let opts = with_weights(weights);
+        let err = score_node(&inputs, &CTX, &opts).unwrap_err();
+        assert_eq!(err.name, name);
+        assert_eq!(score_pods(&inputs, &CTX, &opts).unwrap_err().name, name);
+    }
+    let edges = with_weights(Weights {
+        cpu: 0.5,
+        net: -0.5,
+        ..Weights::default()
+    });
+    assert!(score_node(&inputs, &CTX, &edges).is_ok());
+}
+
+#[test]
+fn display_keeps_one_decimal() {
+    assert_eq!(display_score(100.0), "100.0");
+    assert_eq!(display_score(0.04), "0.0");
+    assert_eq!(display_score(99.96), "100.0");
+    assert_eq!(display_score(58.125), "58.1", "an exact tie goes to even");
+}

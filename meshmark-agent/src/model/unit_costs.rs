@@ -1,0 +1,122 @@
+//! What the mesh costs per unit of work, reported beside the score: the score says how large the
+//! mesh's share is, these say what one request's worth of traffic or CPU costs.
+
+use serde::{Deserialize, Serialize};
+
+use super::input::NodeContext;
+use super::sums::RoleSums;
+
+/// Unit costs of one scope (node or pod). Every figure is `None` (JSON `null`) where it is
+/// undefined, such as a ratio over zero. "proxy" figures read the mesh side `P`, which holds
+/// the control plane only when `count_control_plane` is set.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct UnitCosts {
+    /// Mesh CPU time per application CPU time (`P_cpu / A_cpu`).
+    pub proxy_cpu_per_app_cpu: Option<f64>,
+    /// Mesh CPU nanoseconds per KiB the mesh moved (`P_cpu / (P_bytes / 1024)`).
+    pub proxy_cpu_ns_per_kib: Option<f64>,
+    /// Mesh syscalls per KiB the mesh moved (`P_syscalls / (P_bytes / 1024)`).
+    pub proxy_syscalls_per_kib: Option<f64>,
+    /// Share of the node's CPU time left idle (`idle_ns / (ncpu * window_ns)`); always the
+    /// node's, also in a pod's score, since a pod's mesh cost is paid from it.
+    pub node_cpu_headroom: Option<f64>,
+    /// Syscall latency quantiles, each the upper bound of the log2 bucket holding it.
+    pub app_syscall_p50_ns: Option<u64>,
+    pub app_syscall_p99_ns: Option<u64>,
+    pub proxy_syscall_p50_ns: Option<u64>,
+    pub proxy_syscall_p99_ns: Option<u64>,
+}
+
+impl UnitCosts {
+    pub fn compute(app: &RoleSums, mesh: &RoleSums, ctx: &NodeContext) -> Self {
+        let mesh_kib = mesh.net_bytes as f64 / 1024.0;
+        Self {
+            proxy_cpu_per_app_cpu: ratio(mesh.cpu_ns as f64, app.cpu_ns as f64),
+            proxy_cpu_ns_per_kib: ratio(mesh.cpu_ns as f64, mesh_kib),
+            proxy_syscalls_per_kib: ratio(mesh.syscalls.count as f64, mesh_kib),
+            node_cpu_headroom: ratio(
+                ctx.idle_ns as f64,
+                f64::from(ctx.ncpu) * ctx.window_ns as f64,
+            ),
+            app_syscall_p50_ns: app.syscalls.quantile_upper_ns(0.5),
+            app_syscall_p99_ns: app.syscalls.quantile_upper_ns(0.99),
+            proxy_syscall_p50_ns: mesh.syscalls.quantile_upper_ns(0.5),
+            proxy_syscall_p99_ns: mesh.syscalls.quantile_upper_ns(0.99),
+        }
+    }
+}
+
+/// `num / den`, undefined over zero.
+fn ratio(num: f64, den: f64) -> Option<f64> {
+    (den > 0.0).then(|| num / den)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::{LatencyBucket, SyscallStats};
+
+    fn syscalls(count: u64, buckets: &[(u64, u64, u64)]) -> SyscallStats {
+        SyscallStats {
+            count,
+            total_ns: 0,
+            latency_log2_ns: buckets
+                .iter()
+                .map(|&(lo_ns, hi_ns, count)| LatencyBucket {
+                    lo_ns,
+                    hi_ns: Some(hi_ns),
+                    count,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn ratios_quantiles_and_headroom() {
+        let app = RoleSums {
+            cpu_ns: 4_000,
+            syscalls: syscalls(100, &[(512, 1024, 60), (4096, 8192, 40)]),
+            ..Default::default()
+        };
+        let mesh = RoleSums {
+            cpu_ns: 1_000,
+            net_bytes: 2048,
+            syscalls: syscalls(10, &[(64, 128, 98), (1 << 20, 1 << 21, 2)]),
+            ..Default::default()
+        };
+        let ctx = NodeContext {
+            window_ns: 1_000,
+            ncpu: 4,
+            idle_ns: 1_000,
+        };
+
+        let costs = UnitCosts::compute(&app, &mesh, &ctx);
+
+        assert_eq!(
+            costs,
+            UnitCosts {
+                proxy_cpu_per_app_cpu: Some(0.25),
+                proxy_cpu_ns_per_kib: Some(500.0),
+                proxy_syscalls_per_kib: Some(5.0),
+                node_cpu_headroom: Some(0.25),
+                app_syscall_p50_ns: Some(1024),
+                app_syscall_p99_ns: Some(8192),
+                proxy_syscall_p50_ns: Some(128),
+                proxy_syscall_p99_ns: Some(1 << 21),
+            }
+        );
+    }
+
+    #[test]
+    fn undefined_costs_are_null() {
+        let costs = UnitCosts::compute(
+            &RoleSums::default(),
+            &RoleSums::default(),
+            &NodeContext::default(),
+        );
+        assert_eq!(costs, UnitCosts::default());
+        let json = serde_json::to_value(costs).unwrap();
+        assert!(json.as_object().unwrap().values().all(|v| v.is_null()));
+        assert_eq!(json.as_object().unwrap().len(), 8);
+    }
+}
