@@ -12,6 +12,7 @@ pub mod role;
 pub mod snapshot;
 
 pub mod classify;
+pub mod config;
 pub mod cli;
 pub mod export;
 pub mod inventory;

@@ -1,0 +1,333 @@
+//! Classification: which role each process plays, and which rule said so.
+//!
+//! Rules are tried in order and the first match wins: the agent's fixed cases (the idle task,
+//! the agent itself), then the user's rules, then the built-in presets for known meshes, then a
+//! default that depends only on whether the process runs in a pod. Every result carries the
+//! name of the rule that produced it so a user can see why a process got its role.
+//!
+//! Command lines may be matched but never leave this module: they hold secrets.
+
+pub mod glob;
+pub mod presets;
+pub mod rules;
+
+use std::fmt;
+
+pub use glob::{Glob, GlobError};
+pub use presets::presets;
+pub use rules::{Matchers, NoMatcher, Rule, Scope};
+
+use crate::inventory::cgroup::parse_cgroup_path;
+use crate::role::Role;
+use crate::snapshot::{ProcessSample, Snapshot};
+
+/// Rule name for the idle task (pid 0).
+pub const IDLE_RULE: &str = "builtin:idle";
+/// Rule name for the agent's own process.
+pub const SELF_RULE: &str = "builtin:self";
+/// Rule name for a process in a pod that no rule names.
+pub const POD_DEFAULT_RULE: &str = "default:pod-process";
+/// Rule name for a process outside pods that no rule names.
+pub const NODE_DEFAULT_RULE: &str = "default:node-process";
+
+/// What is known about a process when it is classified. Borrowed, so callers classify straight
+/// from their own records.
+#[derive(Clone, Copy)]
+pub struct ProcessIdentity<'a> {
+    pub pid: u32,
+    pub comm: &'a str,
+    pub exe: Option<&'a str>,
+    pub cgroup: Option<&'a str>,
+    /// Arguments, for `cmdline` matchers only; never printed (see the `Debug` impl).
+    pub cmdline: Option<&'a [String]>,
+    pub container_name: Option<&'a str>,
+    pub pod_uid: Option<&'a str>,
+}
+
+impl fmt::Debug for ProcessIdentity<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProcessIdentity")
+            .field("pid", &self.pid)
+            .field("comm", &self.comm)
+            .field("exe", &self.exe)
+            .field("cgroup", &self.cgroup)
+            .field(
+                "cmdline",
+                &self
+                    .cmdline
+                    .map(|args| format!("<{} args redacted>", args.len())),
+            )
+            .field("container_name", &self.container_name)
+            .field("pod_uid", &self.pod_uid)
+            .finish()
+    }
+}
+
+/// The role of a process and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Classification {
+    pub role: Role,
+    /// Name of the rule that decided.
+    pub rule: String,
+    /// The role applies to the node as a whole: per-pod scores must leave the process out.
+    pub node_level: bool,
+}
+
+/// The ordered rules of one configuration.
+#[derive(Clone, Debug)]
+pub struct Classifier {
+    rules: Vec<Rule>,
+    self_pid: Option<u32>,
+}
+
+impl Classifier {
+    /// User rules first, then the presets if wanted. `self_pid` is the agent's own pid, which is
+    /// always `node` so that the profiler never counts itself as application or mesh.
+    pub fn new(user_rules: Vec<Rule>, use_presets: bool, self_pid: Option<u32>) -> Classifier {
+        let mut rules = user_rules;
+        if use_presets {
+            rules.extend(presets());
+        }
+        Classifier { rules, self_pid }
+    }
+
+    pub fn classify(&self, id: &ProcessIdentity) -> Classification {
+        let fixed = |role, rule: &str| Classification {
+            role,
+            rule: rule.to_owned(),
+            node_level: false,
+        };
+        if id.pid == 0 {
+            return fixed(Role::Idle, IDLE_RULE);
+        }
+        if Some(id.pid) == self.self_pid {
+            return fixed(Role::Node, SELF_RULE);
+        }
+        if let Some(rule) = self.rules.iter().find(|rule| rule.matches(id)) {
+            return Classification {
+                role: rule.role(),
+                rule: rule.name().to_owned(),
+                node_level: rule.scope() == Scope::Node,
+            };
+        }
+        match id.pod_uid {
+            Some(_) => fixed(Role::App, POD_DEFAULT_RULE),
+            None => fixed(Role::Node, NODE_DEFAULT_RULE),
+        }
+    }
+
+    /// Whether the rule recorded in `sample` is node-scoped, so a per-pod score must leave the
+    /// process out. Works on profiles classified earlier, as long as the rule still exists.
+    pub fn is_node_level(&self, sample: &ProcessSample) -> bool {
+        sample.rule.as_deref().is_some_and(|name| {
+            self.rules
+                .iter()
+                .any(|rule| rule.scope() == Scope::Node && rule.name() == name)
+        })
+    }
+}
+
+/// Derives pod UID and container id from each process's cgroup path and sets its role and rule.
+///
+/// This is what `score --input` runs on a saved profile: only the recorded identity (comm, exe,
+/// cgroup) is there, never the command line, so `cmdline` rules do not match on re-scoring.
+/// Ids already recorded are kept where the cgroup path does not name them.
+pub fn classify_snapshot(classifier: &Classifier, snapshot: &mut Snapshot) {
+    for process in &mut snapshot.processes {
+        if let Some(cgroup) = process.cgroup.as_deref() {
+            let info = parse_cgroup_path(cgroup);
+            if info.pod_uid.is_some() {
+                process.pod_uid = info.pod_uid;
+            }
+            if info.container_id.is_some() {
+                process.container_id = info.container_id;
+            }
+        }
+        let classification = classifier.classify(&ProcessIdentity {
+            pid: process.pid,
+            comm: &process.comm,
+            exe: process.exe.as_deref(),
+            cgroup: process.cgroup.as_deref(),
+            cmdline: None,
+            container_name: None,
+            pod_uid: process.pod_uid.as_deref(),
+        });
+        process.role = Some(classification.role);
+        process.rule = Some(classification.rule);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const POD: &str = "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod1b2c3d4e_0000_4000_8000_00000000000a.slice";
+    const CONTAINER: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    fn id<'a>(pid: u32, comm: &'a str, pod_uid: Option<&'a str>) -> ProcessIdentity<'a> {
+        ProcessIdentity {
+            pid,
+            comm,
+            exe: None,
+            cgroup: None,
+            cmdline: None,
+            container_name: None,
+            pod_uid,
+        }
+    }
+
+    fn rule(name: &str, role: Role, comm: &str) -> Rule {
+        let matchers = Matchers {
+            comm: Some(Glob::new(comm).unwrap()),
+            ..Matchers::default()
+        };
+        Rule::new(name, role, Scope::Pod, matchers).unwrap()
+    }
+
+    #[test]
+    fn fixed_order_of_decisions() {
+        let user = vec![
+            rule("mine", Role::App, "envoy"),
+            rule("all", Role::Control, "*"),
+        ];
+        let c = Classifier::new(user, true, Some(99));
+        let decide = |id: ProcessIdentity| {
+            let got = c.classify(&id);
+            (got.role, got.rule)
+        };
+        assert_eq!(
+            decide(id(0, "swapper/0", None)),
+            (Role::Idle, IDLE_RULE.into())
+        );
+        assert_eq!(
+            decide(id(99, "meshmark-agent", None)),
+            (Role::Node, SELF_RULE.into())
+        );
+        // User rules beat presets.
+        assert_eq!(
+            decide(id(5, "envoy", Some("u"))),
+            (Role::App, "mine".into())
+        );
+        assert_eq!(
+            decide(id(5, "ztunnel", None)),
+            (Role::Control, "all".into())
+        );
+    }
+
+    #[test]
+    fn presets_then_defaults() {
+        let c = Classifier::new(vec![], true, None);
+        let got = c.classify(&id(5, "ztunnel", Some("u")));
+        assert_eq!(
+            (got.role, got.rule.as_str(), got.node_level),
+            (Role::Proxy, "preset:istio-ambient/ztunnel", true)
+        );
+        let got = c.classify(&id(5, "envoy", Some("u")));
+        assert_eq!((got.role, got.node_level), (Role::Proxy, false));
+        assert_eq!(
+            c.classify(&id(5, "python3", Some("u"))).rule,
+            POD_DEFAULT_RULE
+        );
+        assert_eq!(c.classify(&id(5, "python3", Some("u"))).role, Role::App);
+        assert_eq!(c.classify(&id(5, "kubelet", None)).role, Role::Node);
+        assert_eq!(c.classify(&id(5, "kubelet", None)).rule, NODE_DEFAULT_RULE);
+    }
+
+    #[test]
+    fn presets_can_be_turned_off() {
+        let c = Classifier::new(vec![], false, None);
+        assert_eq!(
+            c.classify(&id(5, "envoy", Some("u"))).rule,
+            POD_DEFAULT_RULE
+        );
+    }
+
+    #[test]
+    fn debug_never_shows_arguments() {
+        let args = ["app".to_owned(), "--password=hunter2".to_owned()];
+        let mut identity = id(5, "app", None);
+        identity.cmdline = Some(&args);
+        let shown = format!("{identity:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("2 args redacted"));
+    }
+
+    #[test]
+    fn snapshot_gets_ids_roles_and_rules() {
+        let sample = |pid: u32, comm: &str, cgroup: Option<String>| ProcessSample {
+            pid,
+            comm: comm.into(),
+            cgroup,
+            ..ProcessSample::default()
+        };
+        let mut snapshot = Snapshot {
+            processes: vec![
+                sample(0, "swapper/0", None),
+                sample(
+                    10,
+                    "envoy",
+                    Some(format!("{POD}/cri-containerd-{CONTAINER}.scope")),
+                ),
+                sample(
+                    11,
+                    "app",
+                    Some(format!("{POD}/cri-containerd-{CONTAINER}.scope")),
+                ),
+                sample(12, "sshd", Some("/system.slice/ssh.service".into())),
+                sample(
+                    13,
+                    "ztunnel",
+                    Some(format!("{POD}/cri-containerd-{CONTAINER}.scope")),
+                ),
+            ],
+            ..Snapshot::default()
+        };
+        let c = Classifier::new(vec![], true, None);
+        classify_snapshot(&c, &mut snapshot);
+        let got: Vec<_> = snapshot
+            .processes
+            .iter()
+            .map(|p| {
+                (
+                    p.role.unwrap(),
+                    p.rule.as_deref().unwrap(),
+                    p.pod_uid.as_deref(),
+                    c.is_node_level(p),
+                )
+            })
+            .collect();
+        let uid = Some("1b2c3d4e-0000-4000-8000-00000000000a");
+        assert_eq!(
+            got,
+            vec![
+                (Role::Idle, IDLE_RULE, None, false),
+                (Role::Proxy, "preset:envoy", uid, false),
+                (Role::App, POD_DEFAULT_RULE, uid, false),
+                (Role::Node, NODE_DEFAULT_RULE, None, false),
+                (Role::Proxy, "preset:istio-ambient/ztunnel", uid, true),
+            ]
+        );
+        assert_eq!(
+            snapshot.processes[1].container_id.as_deref(),
+            Some(CONTAINER)
+        );
+        assert_eq!(snapshot.processes[3].container_id, None);
+    }
+
+    #[test]
+    fn recorded_ids_survive_an_unhelpful_cgroup() {
+        let mut snapshot = Snapshot {
+            processes: vec![ProcessSample {
+                pid: 3,
+                comm: "app".into(),
+                cgroup: Some("/".into()),
+                pod_uid: Some("given".into()),
+                ..ProcessSample::default()
+            }],
+            ..Snapshot::default()
+        };
+        classify_snapshot(&Classifier::new(vec![], true, None), &mut snapshot);
+        assert_eq!(snapshot.processes[0].pod_uid.as_deref(), Some("given"));
+        assert_eq!(snapshot.processes[0].role, Some(Role::App));
+    }
+}

@@ -1,0 +1,863 @@
+//! The configuration file (TOML): window length, model options, classification rules.
+//!
+//! The file is walked by hand over `toml`'s spanned document rather than deserialised with
+//! serde, because serde stops at the first problem while a user fixing a file wants every
+//! problem at once, each with the line it is on. docs/configuration.md describes every key.
+
+use std::fmt;
+use std::ops::Range;
+use std::path::Path;
+use std::time::Duration;
+
+use toml::de::{DeTable, DeValue};
+use toml::Spanned;
+
+use crate::classify::{Classifier, Glob, Matchers, NoMatcher, Rule, Scope};
+use crate::model::{ModelOptions, Weights};
+use crate::role::Role;
+
+/// Window length when the file does not set one.
+pub const DEFAULT_WINDOW: Duration = Duration::from_secs(10);
+
+/// A validated configuration.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    pub model: ModelOptions,
+    /// Length of one measurement window.
+    pub window: Duration,
+    /// User rules, tried in file order before the presets.
+    pub rules: Vec<Rule>,
+    /// Whether the built-in mesh presets are used.
+    pub presets: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            model: ModelOptions::default(),
+            window: DEFAULT_WINDOW,
+            rules: Vec::new(),
+            presets: true,
+        }
+    }
+}
+
+impl Config {
+    /// The classifier these rules describe; `self_pid` is the agent's own pid.
+    pub fn classifier(&self, self_pid: Option<u32>) -> Classifier {
+        Classifier::new(self.rules.clone(), self.presets, self_pid)
+    }
+
+    /// One line saying what the configuration amounts to.
+    pub fn summary(&self) -> String {
+        let weights: Vec<String> = self
+            .model
+            .weights
+            .named()
+            .iter()
+            .map(|(name, value)| format!("{name}={value}"))
+            .collect();
+        format!(
+            "{} rule{}, presets {}, window {:?}, count_control_plane {}, weights {}",
+            self.rules.len(),
+            if self.rules.len() == 1 { "" } else { "s" },
+            if self.presets { "on" } else { "off" },
+            self.window,
+            self.model.count_control_plane,
+            weights.join(" "),
+        )
+    }
+}
+
+/// One thing wrong with a configuration file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// Where the text came from, usually the file path.
+    pub origin: String,
+    /// 1-based line and column, when the problem has a place in the text.
+    pub position: Option<(usize, usize)>,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.position {
+            Some((line, column)) => write!(f, "{}:{line}:{column}: {}", self.origin, self.message),
+            None => write!(f, "{}: {}", self.origin, self.message),
+        }
+    }
+}
+
+/// Every problem found in a configuration, in the order they appear in the file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, problem) in self.problems.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{problem}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Reads and validates the configuration file at `path`.
+pub fn load_config(path: &Path) -> Result<Config, ConfigError> {
+    let origin = path.display().to_string();
+    match std::fs::read_to_string(path) {
+        Ok(text) => parse_config(&text, &origin),
+        Err(err) => Err(ConfigError {
+            problems: vec![Problem {
+                origin,
+                position: None,
+                message: format!("cannot read the file: {err}"),
+            }],
+        }),
+    }
+}
+
+/// What `meshmark-agent config check FILE` prints, and whether the file is valid.
+pub fn config_check_report(path: &Path) -> (String, bool) {
+    match load_config(path) {
+        Ok(config) => (
+            format!("{}: ok: {}", path.display(), config.summary()),
+            true,
+        ),
+        Err(err) => {
+            let count = err.problems.len();
+            (
+                format!(
+                    "{err}\n{count} problem{} found",
+                    if count == 1 { "" } else { "s" }
+                ),
+                false,
+            )
+        }
+    }
+}
+
+/// Validates configuration `text`; `origin` names it in problems (usually the file path).
+pub fn parse_config(text: &str, origin: &str) -> Result<Config, ConfigError> {
+    let mut check = Checker {
+        text,
+        origin,
+        problems: Vec::new(),
+    };
+    let (root, syntax_errors) = DeTable::parse_recoverable(text);
+    if !syntax_errors.is_empty() {
+        // Whatever the parser recovered would only yield follow-up noise.
+        for err in syntax_errors {
+            let span = err.span().unwrap_or(0..0);
+            check.report(span, format!("invalid TOML: {}", err.message()));
+        }
+        return Err(check.finish());
+    }
+
+    let mut config = Config::default();
+    for (key, value) in root.get_ref().iter() {
+        match key.get_ref().as_ref() {
+            "window" => {
+                if let Some(text) = check.string(value, "window", "a duration such as \"10s\"") {
+                    match parse_duration(text) {
+                        Ok(window) => config.window = window,
+                        Err(why) => check.report(value.span(), format!("bad window: {why}")),
+                    }
+                }
+            }
+            "count_control_plane" => {
+                if let Some(on) = check.boolean(value, "count_control_plane") {
+                    config.model.count_control_plane = on;
+                }
+            }
+            "presets" => {
+                if let Some(on) = check.boolean(value, "presets") {
+                    config.presets = on;
+                }
+            }
+            "weights" => config.model.weights = check.weights(value),
+            "rules" => config.rules = check.rules(value),
+            other => check.unknown_key(key.span(), other, "the top level", TOP_KEYS),
+        }
+    }
+    if check.problems.is_empty() {
+        Ok(config)
+    } else {
+        Err(check.finish())
+    }
+}
+
+/// Parses a humane duration: whole numbers with units `ms`, `s` or `m`, several of them
+/// summed (`"10s"`, `"500ms"`, `"1m30s"`). Zero is refused: a window must have a length.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let hint =
+        "write whole numbers with a unit ms, s or m, such as \"10s\", \"1500ms\" or \"1m30s\"";
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return Err(format!("empty duration; {hint}"));
+    }
+    let mut total_ms: u64 = 0;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        if digits == 0 {
+            return Err(format!("{text:?} is not a duration; {hint}"));
+        }
+        let number: u64 = rest[..digits]
+            .parse()
+            .map_err(|_| format!("{text:?} is too long"))?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let scale_ms = match &rest[..unit_len] {
+            "ms" => 1,
+            "s" => 1_000,
+            "m" => 60_000,
+            "" => return Err(format!("{text:?} has a number without a unit; {hint}")),
+            unit => return Err(format!("unknown unit {unit:?} in {text:?}; {hint}")),
+        };
+        rest = &rest[unit_len..];
+        total_ms = number
+            .checked_mul(scale_ms)
+            .and_then(|ms| total_ms.checked_add(ms))
+            .ok_or_else(|| format!("{text:?} is too long"))?;
+    }
+    if total_ms == 0 {
+        return Err(format!("{text:?} is zero; a window needs a length"));
+    }
+    Ok(Duration::from_millis(total_ms))
+}
+
+const TOP_KEYS: &[&str] = &[
+    "window",
+    "count_control_plane",
+    "presets",
+    "weights",
+    "rules",
+];
+const MATCHER_KEYS: &[&str] = &["comm", "exe", "cgroup", "container", "cmdline"];
+/// Prefixes of the names meshmark gives its own decisions; a user rule using one would pass
+/// itself off as built in.
+const RESERVED_PREFIXES: &[&str] = &["preset:", "builtin:", "default:"];
+
+type Value<'i> = Spanned<DeValue<'i>>;
+
+/// Collects problems while walking the document.
+struct Checker<'t> {
+    text: &'t str,
+    origin: &'t str,
+    problems: Vec<Problem>,
+}
+
+impl Checker<'_> {
+    fn report(&mut self, span: Range<usize>, message: String) {
+        let position = Some(line_column(self.text, span.start));
+        self.problems.push(Problem {
+            origin: self.origin.to_owned(),
+            position,
+            message,
+        });
+    }
+
+    fn finish(mut self) -> ConfigError {
+        self.problems.sort_by_key(|p| p.position);
+        ConfigError {
+            problems: self.problems,
+        }
+    }
+
+    fn wrong_type(&mut self, value: &Value, key: &str, expected: &str) {
+        let found = value.get_ref().type_str();
+        self.report(
+            value.span(),
+            format!("`{key}` must be {expected}, not {found}"),
+        );
+    }
+
+    fn unknown_key(&mut self, span: Range<usize>, key: &str, place: &str, known: &[&str]) {
+        self.report(
+            span,
+            format!(
+                "unknown key `{key}` in {place}; known keys are {}",
+                known.join(", ")
+            ),
+        );
+    }
+
+    fn string<'v>(&mut self, value: &'v Value, key: &str, expected: &str) -> Option<&'v str> {
+        let text = value.get_ref().as_str();
+        if text.is_none() {
+            self.wrong_type(value, key, expected);
+        }
+        text
+    }
+
+    fn boolean(&mut self, value: &Value, key: &str) -> Option<bool> {
+        let on = value.get_ref().as_bool();
+        if on.is_none() {
+            self.wrong_type(value, key, "true or false");
+        }
+        on
+    }
+
+    /// `[weights]`: each weight a number, each checked on its own so that every weight out of
+    /// range is reported, not just the first.
+    fn weights(&mut self, value: &Value) -> Weights {
+        let mut weights = Weights::default();
+        let Some(table) = value.get_ref().as_table() else {
+            self.wrong_type(
+                value,
+                "weights",
+                "a table ([weights] with cpu = 0.1 and so on)",
+            );
+            return weights;
+        };
+        let known: Vec<&str> = weights.named().iter().map(|(name, _)| *name).collect();
+        for (key, value) in table.iter() {
+            let name = key.get_ref().as_ref();
+            if weight_slot(&mut weights, name).is_none() {
+                self.unknown_key(key.span(), name, "[weights]", &known);
+                continue;
+            }
+            let Some(number) = number(value.get_ref()) else {
+                self.wrong_type(value, &format!("weights.{name}"), "a number");
+                continue;
+            };
+            let mut alone = Weights::default();
+            *weight_slot(&mut alone, name).expect("known weight") = number;
+            match alone.validate() {
+                Ok(()) => *weight_slot(&mut weights, name).expect("known weight") = number,
+                Err(err) => self.report(value.span(), err.to_string()),
+            }
+        }
+        weights
+    }
+
+    /// `[[rules]]`: every rule checked in full; only valid rules are kept.
+    fn rules(&mut self, value: &Value) -> Vec<Rule> {
+        let Some(array) = value.get_ref().as_array() else {
+            self.wrong_type(
+                value,
+                "rules",
+                "an array of tables, written as [[rules]] sections",
+            );
+            return Vec::new();
+        };
+        let mut rules: Vec<Rule> = Vec::new();
+        // Name and line of every rule kept so far.
+        let mut names: Vec<(String, usize)> = Vec::new();
+        for (index, item) in array.iter().enumerate() {
+            let Some(table) = item.get_ref().as_table() else {
+                self.wrong_type(item, &format!("rules[{index}]"), "a table");
+                continue;
+            };
+            if let Some((rule, name_span)) = self.rule(index, item.span(), table) {
+                match names.iter().find(|(name, _)| name == rule.name()) {
+                    Some((_, line)) => self.report(
+                        name_span,
+                        format!("rule name {:?} is already used on line {line}; give each rule its own name", rule.name()),
+                    ),
+                    None => {
+                        let (line, _) = line_column(self.text, name_span.start);
+                        names.push((rule.name().to_owned(), line));
+                        rules.push(rule);
+                    }
+                }
+            }
+        }
+        rules
+    }
+
+    /// One `[[rules]]` table; returns the rule and the span of its name if it is valid.
+    fn rule(
+        &mut self,
+        index: usize,
+        span: Range<usize>,
+        table: &DeTable,
+    ) -> Option<(Rule, Range<usize>)> {
+        let what = format!("rules[{index}]");
+        let problems_before = self.problems.len();
+        let (mut name, mut role, mut scope) = (None, None, Some(Scope::Pod));
+        let mut matchers = Matchers::default();
+        for (key, value) in table.iter() {
+            let key_name = key.get_ref().as_ref();
+            let slot = match key_name {
+                "name" => {
+                    name = self.rule_name(value);
+                    continue;
+                }
+                "role" => {
+                    role = self.parsed::<Role>(
+                        value,
+                        &format!("{what}.role"),
+                        "a role such as \"proxy\"",
+                    );
+                    continue;
+                }
+                "scope" => {
+                    scope = self.parsed::<Scope>(
+                        value,
+                        &format!("{what}.scope"),
+                        "\"pod\" or \"node\"",
+                    );
+                    continue;
+                }
+                "comm" => &mut matchers.comm,
+                "exe" => &mut matchers.exe,
+                "cgroup" => &mut matchers.cgroup,
+                "container" => &mut matchers.container,
+                "cmdline" => &mut matchers.cmdline,
+                other => {
+                    let known: Vec<&str> = ["name", "role", "scope"]
+                        .into_iter()
+                        .chain(MATCHER_KEYS.iter().copied())
+                        .collect();
+                    self.unknown_key(
+                        key.span(),
+                        other,
+                        &format!("{what} (a [[rules]] table)"),
+                        &known,
+                    );
+                    continue;
+                }
+            };
+            let key = format!("{what}.{key_name}");
+            if let Some(pattern) = self.string(value, &key, "a pattern string") {
+                match Glob::new(pattern) {
+                    Ok(glob) => *slot = Some(glob),
+                    Err(err) => self.report(value.span(), format!("bad pattern for {key}: {err}")),
+                }
+            }
+        }
+        if !table.contains_key("name") {
+            let fix = "add name = \"...\": it is recorded with every process the rule classifies";
+            self.report(span.clone(), format!("{what} has no name; {fix}"));
+        }
+        if !table.contains_key("role") {
+            let fix = "add role = \"proxy\" (or app, control, node, idle)";
+            self.report(span.clone(), format!("{what} has no role; {fix}"));
+        }
+        if !MATCHER_KEYS.iter().any(|key| table.contains_key(*key)) {
+            self.report(span, format!("{what}: {NoMatcher}"));
+        }
+        if self.problems.len() > problems_before {
+            return None;
+        }
+        let (name, name_span) = name?;
+        let rule = Rule::new(name, role?, scope?, matchers).ok()?;
+        Some((rule, name_span))
+    }
+
+    fn rule_name(&mut self, value: &Value) -> Option<(String, Range<usize>)> {
+        let name = self.string(value, "name", "a string")?;
+        if name.trim().is_empty() {
+            self.report(
+                value.span(),
+                "rule name is empty; name the rule so users can see why a process got its role"
+                    .into(),
+            );
+            return None;
+        }
+        if let Some(prefix) = RESERVED_PREFIXES
+            .iter()
+            .find(|prefix| name.starts_with(**prefix))
+        {
+            self.report(value.span(), format!("rule name {name:?} starts with {prefix:?}, which meshmark keeps for its own rules; pick another name"));
+            return None;
+        }
+        Some((name.to_owned(), value.span()))
+    }
+
+    fn parsed<T: std::str::FromStr<Err = String>>(
+        &mut self,
+        value: &Value,
+        key: &str,
+        expected: &str,
+    ) -> Option<T> {
+        let text = self.string(value, key, expected)?;
+        match text.parse() {
+            Ok(parsed) => Some(parsed),
+            Err(why) => {
+                self.report(value.span(), format!("bad {key}: {why}"));
+                None
+            }
+        }
+    }
+}
+
+/// The weight called `name`, to read or set it by its name in the file.
+fn weight_slot<'w>(weights: &'w mut Weights, name: &str) -> Option<&'w mut f64> {
+    Some(match name {
+        "cpu" => &mut weights.cpu,
+        "net" => &mut weights.net,
+        "syscall_time" => &mut weights.syscall_time,
+        "syscalls" => &mut weights.syscalls,
+        "mem" => &mut weights.mem,
+        "cycles" => &mut weights.cycles,
+        _ => return None,
+    })
+}
+
+/// A TOML integer or float as `f64` (`0` is as good a weight as `0.0`).
+fn number(value: &DeValue) -> Option<f64> {
+    match value {
+        DeValue::Float(float) => float.as_str().parse().ok(),
+        DeValue::Integer(int) => i64::from_str_radix(int.as_str(), int.radix())
+            .ok()
+            .map(|i| i as f64),
+        _ => None,
+    }
+}
+
+/// 1-based line and column (in characters) of byte `offset` of `text`.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let mut cut = offset.min(text.len());
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let before = &text[..cut];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |newline| newline + 1);
+    (line, before[line_start..].chars().count() + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::classify::ProcessIdentity;
+
+    /// The problems of `text` as (line, message) pairs.
+    fn problems(text: &str) -> Vec<(usize, String)> {
+        let err = parse_config(text, "test.toml").expect_err("config should be refused");
+        err.problems
+            .into_iter()
+            .map(|p| (p.position.expect("positioned").0, p.message))
+            .collect()
+    }
+
+    /// The line of the single problem of `text`, after checking its message contains `needle`.
+    fn line_of_only_problem(text: &str, needle: &str) -> usize {
+        let found = problems(text);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(
+            found[0].1.contains(needle),
+            "{:?} lacks {needle:?}",
+            found[0].1
+        );
+        found[0].0
+    }
+
+    #[test]
+    fn full_file_is_read() {
+        let text = r#"
+window = "1m30s"
+count_control_plane = true
+presets = false
+
+[weights]
+net = 0.2
+cpu = -0.5
+mem = 0
+
+[[rules]]
+name = "gateway"
+role = "proxy"
+comm = "envoy"
+cmdline = "*--service-node gateway*"
+
+[[rules]]
+name = "node-proxy"
+role = "proxy"
+scope = "node"
+exe = "/opt/mesh/bin/*"
+"#;
+        let config = parse_config(text, "test.toml").unwrap();
+        assert_eq!(config.window, Duration::from_secs(90));
+        assert!(config.model.count_control_plane);
+        assert!(!config.presets);
+        assert_eq!(
+            config.model.weights,
+            Weights {
+                net: 0.2,
+                cpu: -0.5,
+                ..Weights::default()
+            }
+        );
+        let names: Vec<&str> = config.rules.iter().map(Rule::name).collect();
+        assert_eq!(names, ["gateway", "node-proxy"]);
+        assert_eq!(config.rules[1].scope(), Scope::Node);
+
+        let classifier = config.classifier(Some(1));
+        let exe = ProcessIdentity {
+            pid: 5,
+            comm: "agent",
+            exe: Some("/opt/mesh/bin/agent"),
+            cgroup: None,
+            cmdline: None,
+            container_name: None,
+            pod_uid: None,
+        };
+        let got = classifier.classify(&exe);
+        assert_eq!(
+            (got.role, got.rule.as_str(), got.node_level),
+            (Role::Proxy, "node-proxy", true)
+        );
+        // Presets are off: a bare envoy without the gateway argument is just a node process.
+        let envoy = ProcessIdentity {
+            comm: "envoy",
+            exe: None,
+            ..exe
+        };
+        assert_eq!(
+            classifier.classify(&envoy).rule,
+            crate::classify::NODE_DEFAULT_RULE
+        );
+    }
+
+    #[test]
+    fn documented_example_is_valid() {
+        let doc = include_str!("../../docs/configuration.md");
+        let example = doc
+            .split("```toml\n")
+            .nth(1)
+            .and_then(|rest| rest.split("```").next())
+            .expect("docs/configuration.md has a toml example");
+        let config = parse_config(example, "docs/configuration.md").unwrap();
+        assert_eq!(config.window, Duration::from_secs(30));
+        assert_eq!(config.rules.len(), 3);
+    }
+
+    #[test]
+    fn empty_file_means_defaults() {
+        let config = parse_config("# nothing set\n", "test.toml").unwrap();
+        assert_eq!(config, Config::default());
+        assert_eq!(config.window, Duration::from_secs(10));
+        assert!(config.presets);
+    }
+
+    #[test]
+    fn unknown_keys_are_named_with_their_line() {
+        assert_eq!(
+            line_of_only_problem(
+                "window = \"5s\"\nwindows = \"5s\"\n",
+                "unknown key `windows`"
+            ),
+            2
+        );
+        assert_eq!(
+            line_of_only_problem(
+                "[weights]\ncpu = 0.1\nnetwork = 0.1\n",
+                "known keys are cpu, net"
+            ),
+            3
+        );
+        let rule = "[[rules]]\nname = \"a\"\nrole = \"app\"\ncomm = \"x\"\npattern = \"y\"\n";
+        assert_eq!(line_of_only_problem(rule, "unknown key `pattern`"), 5);
+    }
+
+    #[test]
+    fn wrong_types_are_named_with_their_line() {
+        assert_eq!(
+            line_of_only_problem(
+                "\ncount_control_plane = \"yes\"\n",
+                "must be true or false, not string"
+            ),
+            2
+        );
+        assert_eq!(
+            line_of_only_problem("window = 10\n", "must be a duration such as \"10s\""),
+            1
+        );
+        assert_eq!(
+            line_of_only_problem(
+                "\n\n[weights]\nnet = \"high\"\n",
+                "`weights.net` must be a number"
+            ),
+            4
+        );
+        assert_eq!(line_of_only_problem("weights = 1\n", "must be a table"), 1);
+        assert_eq!(
+            line_of_only_problem("[rules]\nname = \"x\"\n", "[[rules]] sections"),
+            1
+        );
+    }
+
+    #[test]
+    fn every_weight_out_of_range_is_reported() {
+        let found = problems("[weights]\ncpu = 0.5\nnet = 0.7\nmem = -0.51\nsyscalls = nan\n");
+        let lines: Vec<usize> = found.iter().map(|(line, _)| *line).collect();
+        assert_eq!(lines, [3, 4, 5]);
+        assert!(
+            found[0]
+                .1
+                .contains("weight net = 0.7 is outside [-0.5, 0.5]"),
+            "{:?}",
+            found[0].1
+        );
+        assert!(found[2].1.contains("syscalls"));
+    }
+
+    #[test]
+    fn bad_roles_scopes_and_durations() {
+        let rule = |extra: &str| format!("[[rules]]\nname = \"r\"\ncomm = \"x\"\n{extra}\n");
+        assert_eq!(
+            line_of_only_problem(&rule("role = \"sidecar\""), "unknown role \"sidecar\""),
+            4
+        );
+        assert_eq!(
+            line_of_only_problem(
+                &rule("role = \"app\"\nscope = \"cluster\""),
+                "\"pod\" or \"node\""
+            ),
+            5
+        );
+        assert_eq!(
+            line_of_only_problem("\nwindow = \"10\"\n", "without a unit"),
+            2
+        );
+        assert_eq!(line_of_only_problem("window = \"0s\"\n", "zero"), 1);
+    }
+
+    #[test]
+    fn rule_without_matcher_or_name_or_role() {
+        let text = "presets = true\n\n[[rules]]\nname = \"all\"\nrole = \"app\"\n";
+        assert_eq!(
+            line_of_only_problem(text, "rules[0]: rule has no matcher"),
+            3
+        );
+        let found = problems("[[rules]]\ncomm = \"x\"\n");
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(found.iter().all(|(line, _)| *line == 1));
+        assert!(found.iter().any(|(_, m)| m.contains("has no name")));
+        assert!(found.iter().any(|(_, m)| m.contains("has no role")));
+    }
+
+    #[test]
+    fn bad_globs_and_names() {
+        let text = "[[rules]]\nname = \"r\"\nrole = \"proxy\"\nexe = \"envoy[12]\"\n";
+        assert_eq!(
+            line_of_only_problem(text, "bad pattern for rules[0].exe: '[' is not supported"),
+            4
+        );
+        let reserved = "[[rules]]\nname = \"preset:istio/sidecar\"\nrole = \"app\"\ncomm = \"x\"\n";
+        assert_eq!(line_of_only_problem(reserved, "keeps for its own rules"), 2);
+        let twice = "[[rules]]\nname = \"r\"\nrole = \"app\"\ncomm = \"a\"\n[[rules]]\nname = \"r\"\nrole = \"app\"\ncomm = \"b\"\n";
+        assert_eq!(line_of_only_problem(twice, "already used on line 2"), 6);
+    }
+
+    #[test]
+    fn command_line_patterns_are_not_echoed() {
+        let text = "[[rules]]\nname = \"r\"\nrole = \"app\"\ncmdline = \"*--token=s3cr3t[*\"\n";
+        let found = problems(text);
+        assert_eq!(found.len(), 1);
+        assert!(!found[0].1.contains("s3cr3t"), "{:?}", found[0].1);
+    }
+
+    #[test]
+    fn syntax_errors_have_positions() {
+        let err =
+            parse_config("window = \"10s\"\ncount_control_plane = \n", "cfg.toml").unwrap_err();
+        assert_eq!(err.problems[0].position.map(|p| p.0), Some(2));
+        assert!(err.to_string().starts_with("cfg.toml:2:"), "{err}");
+        assert!(err.problems[0].message.starts_with("invalid TOML"));
+    }
+
+    #[test]
+    fn all_problems_are_listed_in_file_order() {
+        let text = "\
+[[rules]]
+name = \"r\"
+role = \"boss\"
+comm = \"x\"
+
+[weights]
+cpu = 2
+
+window = 5
+";
+        // `window` after [weights] belongs to the table: an unknown weight, not a bad window.
+        let found = problems(text);
+        let lines: Vec<usize> = found.iter().map(|(line, _)| *line).collect();
+        assert_eq!(lines, [3, 7, 9], "{found:?}");
+        let rendered = parse_config(text, "f.toml").unwrap_err().to_string();
+        assert_eq!(rendered.lines().count(), 3);
+        assert!(rendered.lines().all(|line| line.starts_with("f.toml:")));
+    }
+
+    #[test]
+    fn durations() {
+        let ok = [
+            ("10s", 10_000),
+            ("500ms", 500),
+            ("2m", 120_000),
+            ("1m30s", 90_000),
+            (" 15s ", 15_000),
+        ];
+        for (text, ms) in ok {
+            assert_eq!(
+                parse_duration(text),
+                Ok(Duration::from_millis(ms)),
+                "{text}"
+            );
+        }
+        for text in [
+            "",
+            "10",
+            "1.5s",
+            "10h",
+            "s",
+            "-1s",
+            "0ms",
+            "99999999999999999999s",
+        ] {
+            assert!(parse_duration(text).is_err(), "{text:?} should be refused");
+        }
+    }
+
+    #[test]
+    fn positions_count_characters() {
+        assert_eq!(line_column("a\nbé = c", 5), (2, 3));
+        assert_eq!(line_column("a\nbé = c", 4), (2, 2), "inside é");
+        assert_eq!(line_column("abc", 99), (1, 4));
+    }
+
+    #[test]
+    fn check_report_for_good_and_bad_files() {
+        let dir = std::env::temp_dir().join(format!("meshmark-config-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let good = dir.join("good.toml");
+        std::fs::write(
+            &good,
+            "[weights]\nnet = 0.2\n[[rules]]\nname = \"r\"\nrole = \"app\"\ncomm = \"x\"\n",
+        )
+        .unwrap();
+        let (text, ok) = config_check_report(&good);
+        assert!(ok);
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(
+            text.contains("ok: 1 rule, presets on, window 10s") && text.contains("net=0.2"),
+            "{text}"
+        );
+
+        let bad = dir.join("bad.toml");
+        std::fs::write(&bad, "window = \"x\"\n[weights]\ncpu = 9\n").unwrap();
+        let (text, ok) = config_check_report(&bad);
+        assert!(!ok);
+        assert!(text.contains("bad.toml:1:10: bad window"), "{text}");
+        assert!(text.contains("bad.toml:3:7: weight cpu = 9"), "{text}");
+        assert!(text.ends_with("2 problems found"), "{text}");
+
+        let (text, ok) = config_check_report(&dir.join("missing.toml"));
+        assert!(!ok && text.contains("cannot read the file"), "{text}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
