@@ -32,7 +32,10 @@ fn main() -> anyhow::Result<()> {
             tools_bin.display()
         );
     }
-    println!("cargo:rerun-if-changed={}", tools_bin.join("bpf-linker").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        tools_bin.join("bpf-linker").display()
+    );
     // aya-build runs `cargo build` for the eBPF crate as a child process, which inherits PATH.
     env::set_var("PATH", &path);
 

@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use crate::{
     collect::{Profiler, ProfilerOptions},
     export::{self, Format},
-    probe::{PreflightError, ProbeOptions},
+    probe::{PreflightError, Probe, ProbeOptions, ProgramSet},
     snapshot::Snapshot,
 };
 
@@ -30,6 +30,34 @@ pub struct Cli {
 pub enum Command {
     /// Profile this node for one window and print what every process used.
     Profile(ProfileArgs),
+    /// Attach a program set and hold it for a while (used by `cargo xtask bench`).
+    #[command(hide = true)]
+    Attach(AttachArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct AttachArgs {
+    /// `profiler` (everything), `bench-floor` (empty sys_enter/sys_exit programs) or
+    /// `bench-clock` (a sys_enter/sys_exit pair that only reads the clock).
+    #[arg(long, default_value = "profiler", value_parser = parse_program_set)]
+    pub programs: ProgramSet,
+    /// How long to stay attached; SIGINT or SIGTERM end it early.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Enable BPF run-time statistics and print them as JSON at the end.
+    #[arg(long)]
+    pub stats: bool,
+}
+
+fn parse_program_set(text: &str) -> Result<ProgramSet, String> {
+    match text {
+        "profiler" => Ok(ProgramSet::Profiler),
+        "bench-floor" => Ok(ProgramSet::BenchFloor),
+        "bench-clock" => Ok(ProgramSet::BenchClock),
+        other => Err(format!(
+            "unknown program set {other:?}; expected profiler, bench-floor or bench-clock"
+        )),
+    }
 }
 
 #[derive(clap::Args, Debug)]
@@ -61,6 +89,7 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 pub async fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Profile(args) => profile(args).await,
+        Command::Attach(args) => attach(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -85,12 +114,37 @@ async fn profile(args: ProfileArgs) -> Result<()> {
         },
     };
     let mut profiler = Profiler::start(&options)?;
-    tokio::select! {
-        _ = tokio::time::sleep(args.duration) => {}
-        _ = tokio::signal::ctrl_c() => eprintln!("meshmark-agent: interrupted, ending the window early"),
-    }
+    wait_or_signal(args.duration).await?;
     let snapshot = profiler.end_window()?;
     write_output(&snapshot, args.format, args.output.as_ref())
+}
+
+async fn attach(args: AttachArgs) -> Result<()> {
+    // Statistics stay on while this file descriptor is open.
+    let _stats = args
+        .stats
+        .then(|| aya::sys::enable_stats(aya::sys::Stats::RunTime))
+        .transpose()
+        .context("enabling BPF statistics")?;
+    let probe = Probe::load(&ProbeOptions::default(), args.programs)?;
+    // Say when the programs are attached, so a benchmark knows when to start.
+    eprintln!("meshmark-agent: attached");
+    wait_or_signal(args.duration).await?;
+    if args.stats {
+        println!("{}", serde_json::to_string(&probe.program_stats()?)?);
+    }
+    Ok(())
+}
+
+/// Sleeps for `duration` or until SIGINT/SIGTERM, whichever comes first.
+async fn wait_or_signal(duration: Duration) -> Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::time::sleep(duration) => {}
+        _ = tokio::signal::ctrl_c() => eprintln!("meshmark-agent: interrupted, ending early"),
+        _ = term.recv() => eprintln!("meshmark-agent: terminated, ending early"),
+    }
+    Ok(())
 }
 
 fn write_output(snapshot: &Snapshot, format: Format, output: Option<&PathBuf>) -> Result<()> {

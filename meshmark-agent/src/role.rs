@@ -21,7 +21,13 @@ pub enum Role {
 }
 
 impl Role {
-    pub const ALL: [Role; 5] = [Role::Proxy, Role::App, Role::Control, Role::Node, Role::Idle];
+    pub const ALL: [Role; 5] = [
+        Role::Proxy,
+        Role::App,
+        Role::Control,
+        Role::Node,
+        Role::Idle,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -47,6 +53,8 @@ impl std::str::FromStr for Role {
         Role::ALL
             .into_iter()
             .find(|r| r.as_str() == s)
-            .ok_or_else(|| format!("unknown role {s:?}; expected one of proxy, app, control, node, idle"))
+            .ok_or_else(|| {
+                format!("unknown role {s:?}; expected one of proxy, app, control, node, idle")
+            })
     }
 }

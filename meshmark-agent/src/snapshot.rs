@@ -199,9 +199,21 @@ mod tests {
         assert_eq!(
             buckets,
             vec![
-                LatencyBucket { lo_ns: 0, hi_ns: Some(2), count: 1 },
-                LatencyBucket { lo_ns: 1 << 22, hi_ns: Some(1 << 23), count: 100 },
-                LatencyBucket { lo_ns: 1 << 31, hi_ns: None, count: 2 },
+                LatencyBucket {
+                    lo_ns: 0,
+                    hi_ns: Some(2),
+                    count: 1
+                },
+                LatencyBucket {
+                    lo_ns: 1 << 22,
+                    hi_ns: Some(1 << 23),
+                    count: 100
+                },
+                LatencyBucket {
+                    lo_ns: 1 << 31,
+                    hi_ns: None,
+                    count: 2
+                },
             ]
         );
     }

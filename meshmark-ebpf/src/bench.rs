@@ -1,7 +1,12 @@
-//! Empty programs on the syscall tracepoints, attached only by `meshmark-agent bench-attach`:
-//! the floor that `cargo xtask bench` compares the real syscall programs against.
+//! Reference programs on the syscall tracepoints for `cargo xtask bench`, never attached by the
+//! profiler: the empty pair is the floor any syscall program pays; the clock pair adds one
+//! `bpf_ktime_get_ns` per side, the least that timing every syscall can cost.
 
-use aya_ebpf::{macros::btf_tracepoint, programs::BtfTracePointContext};
+use aya_ebpf::{helpers::bpf_ktime_get_ns, macros::btf_tracepoint, programs::BtfTracePointContext};
+
+/// Where the clock pair stores its reading, so the compiler cannot drop the call.
+#[no_mangle]
+static mut BENCH_CLOCK_SINK: u64 = 0;
 
 #[btf_tracepoint(function = "sys_enter")]
 pub fn bench_empty_sys_enter(_ctx: BtfTracePointContext) -> i32 {
@@ -11,4 +16,26 @@ pub fn bench_empty_sys_enter(_ctx: BtfTracePointContext) -> i32 {
 #[btf_tracepoint(function = "sys_exit")]
 pub fn bench_empty_sys_exit(_ctx: BtfTracePointContext) -> i32 {
     0
+}
+
+#[btf_tracepoint(function = "sys_enter")]
+pub fn bench_clock_sys_enter(_ctx: BtfTracePointContext) -> i32 {
+    read_clock();
+    0
+}
+
+#[btf_tracepoint(function = "sys_exit")]
+pub fn bench_clock_sys_exit(_ctx: BtfTracePointContext) -> i32 {
+    read_clock();
+    0
+}
+
+#[inline(always)]
+fn read_clock() {
+    unsafe {
+        core::ptr::write_volatile(
+            core::ptr::addr_of_mut!(BENCH_CLOCK_SINK),
+            bpf_ktime_get_ns(),
+        )
+    };
 }

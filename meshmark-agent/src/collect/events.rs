@@ -31,7 +31,8 @@ pub enum Record {
         tgid: u32,
         comm: String,
     },
-    Flush(ClaimReading),
+    /// Boxed: a flush carries a whole histogram, ten times the size of the other records.
+    Flush(Box<ClaimReading>),
     /// A record this agent does not understand (an object/agent version mismatch).
     Unknown,
 }
@@ -60,7 +61,7 @@ pub fn decode(bytes: &[u8]) -> Record {
             }
         }
         event_kind::SLOT_FLUSH => match read::<SlotFlush>(bytes) {
-            Some(f) => Record::Flush(ClaimReading {
+            Some(f) => Record::Flush(Box::new(ClaimReading {
                 key: ClaimKey {
                     slot: f.slot,
                     seq: f.claim_seq,
@@ -68,7 +69,7 @@ pub fn decode(bytes: &[u8]) -> Record {
                 tid: f.tid,
                 tgid: f.tgid,
                 counters: f.counters,
-            }),
+            })),
             None => Record::Unknown,
         },
         _ => Record::Unknown,

@@ -100,7 +100,7 @@ impl Profiler {
         let mut unknown = 0;
         for record in records {
             match record {
-                Record::Flush(reading) => flushed.push(reading),
+                Record::Flush(reading) => flushed.push(*reading),
                 Record::Exec { tgid, comm } => {
                     self.names.insert(tgid, comm);
                 }

@@ -31,6 +31,12 @@ const BENCH_FLOOR_PROGRAMS: [(&str, &str); 2] = [
     ("bench_empty_sys_exit", "sys_exit"),
 ];
 
+/// The syscall pair that only reads the clock on each side, for `cargo xtask bench`.
+const BENCH_CLOCK_PROGRAMS: [(&str, &str); 2] = [
+    ("bench_clock_sys_enter", "sys_enter"),
+    ("bench_clock_sys_exit", "sys_exit"),
+];
+
 /// Sizes of the kernel-side maps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ProbeOptions {
@@ -56,6 +62,8 @@ pub enum ProgramSet {
     Profiler,
     /// Only the empty syscall pair, for benchmarks.
     BenchFloor,
+    /// Only a syscall pair that reads the clock on each side, for benchmarks.
+    BenchClock,
 }
 
 /// Loaded and attached programs; dropping it detaches them.
@@ -95,11 +103,40 @@ impl Probe {
         let programs: &[(&str, &str)] = match set {
             ProgramSet::Profiler => &PROGRAMS,
             ProgramSet::BenchFloor => &BENCH_FLOOR_PROGRAMS,
+            ProgramSet::BenchClock => &BENCH_CLOCK_PROGRAMS,
         };
         for (name, tracepoint) in programs {
             attach(&mut ebpf, &aya_btf, name, tracepoint)?;
         }
         Ok(Probe { ebpf, thread_slots })
+    }
+}
+
+/// Run count and time of one attached program (kernel.bpf_stats_enabled or BPF_ENABLE_STATS).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ProgramStats {
+    pub program: String,
+    pub run_count: u64,
+    pub run_time_ns: u64,
+}
+
+impl Probe {
+    /// Statistics of every loaded program; zero unless statistics collection is enabled.
+    pub fn program_stats(&self) -> Result<Vec<ProgramStats>> {
+        self.ebpf
+            .programs()
+            .filter(|(_, program)| program.fd().is_ok())
+            .map(|(name, program)| {
+                let info = program
+                    .info()
+                    .with_context(|| format!("reading stats of {name}"))?;
+                Ok(ProgramStats {
+                    program: name.to_string(),
+                    run_count: info.run_count(),
+                    run_time_ns: info.run_time().as_nanos() as u64,
+                })
+            })
+            .collect()
     }
 }
 
