@@ -1,1 +1,111 @@
-fn main(){}
+//! `cargo xtask <command>`: the project's own set-up, build, test and run, so that a fresh machine
+//! needs nothing installed by hand. One module per command; every command runs `setup` first.
+//!
+//! Progress goes to stderr, so stdout carries only results (the built binary's path, the agent's
+//! own output) and can be piped.
+//!
+//! `MESHMARK_TOOLS_DIR` overrides where set-up keeps bpf-linker and the LLVM links it was built
+//! against (default `<repo>/.tools`), e.g. to try a clean bpf-linker build without touching the
+//! shared one; its `bin` is put first on PATH for every cargo the xtask runs.
+
+mod build;
+mod exec;
+mod run;
+mod setup;
+mod test;
+mod workspace;
+
+use std::{ffi::OsString, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+
+use crate::workspace::Workspace;
+
+#[derive(Parser)]
+#[command(
+    name = "xtask",
+    bin_name = "cargo xtask",
+    about = "Set up, build, test and run meshmark"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Install what is missing: nightly rust-src, bpf-linker, the Debian packages the tests use.
+    Setup,
+    /// Set up, then build the workspace in release mode; prints the agent binary's path.
+    Build,
+    /// Set up, then check formatting, run clippy (userspace and eBPF) and all tests.
+    Test {
+        /// Passed to `cargo test`, e.g. a test-name filter; what follows a `--` goes to the test
+        /// harness: `cargo xtask test cpu -- --nocapture`, or with no filter
+        /// `cargo xtask test -- -- --nocapture` (the first `--` is the xtask's own).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
+    /// Set up, build in release mode, then run meshmark-agent with these arguments.
+    Run {
+        /// Arguments for meshmark-agent, e.g. `-- profile --duration 10s`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
+}
+
+/// Errors print as one line of causes: each step adds what it was doing.
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    dispatch(cli.command).unwrap_or_else(|error| {
+        eprintln!("error: {error:#}");
+        ExitCode::FAILURE
+    })
+}
+
+fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
+    let ws = Workspace::locate()?;
+    match command {
+        Command::Setup => setup::run(&ws)?,
+        Command::Build => println!("{}", build::run(&ws)?.display()),
+        Command::Test { args } => test::run(&ws, &args)?,
+        Command::Run { args } => return run::run(&ws, &args),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Command {
+        Cli::try_parse_from(std::iter::once("xtask").chain(args.iter().copied()))
+            .expect("parses")
+            .command
+    }
+
+    fn strings(args: &[OsString]) -> Vec<&str> {
+        args.iter().map(|a| a.to_str().unwrap()).collect()
+    }
+
+    #[test]
+    fn run_passes_agent_arguments_through() {
+        let Command::Run { args } = parse(&["run", "--", "profile", "--duration", "10s"]) else {
+            panic!("not run");
+        };
+        assert_eq!(strings(&args), ["profile", "--duration", "10s"]);
+    }
+
+    #[test]
+    fn test_keeps_the_harness_separator() {
+        let Command::Test { args } = parse(&["test", "cpu", "--release", "--", "--nocapture"])
+        else {
+            panic!("not test");
+        };
+        assert_eq!(strings(&args), ["cpu", "--release", "--", "--nocapture"]);
+        let Command::Test { args } = parse(&["test", "--", "--", "--nocapture"]) else {
+            panic!("not test");
+        };
+        assert_eq!(strings(&args), ["--", "--nocapture"]);
+    }
+}

@@ -1,0 +1,31 @@
+//! `cargo xtask build`: the release build of the workspace's default members. meshmark-agent's
+//! build script builds the eBPF object and embeds it, finding bpf-linker through PATH.
+
+use std::{path::PathBuf, time::Instant};
+
+use anyhow::{ensure, Result};
+
+use crate::{exec, setup, workspace::Workspace};
+
+pub fn run(ws: &Workspace) -> Result<PathBuf> {
+    setup::run(ws)?;
+    release(ws)
+}
+
+/// Builds in release mode and returns the agent binary's path.
+pub fn release(ws: &Workspace) -> Result<PathBuf> {
+    let start = Instant::now();
+    exec::run("release build", ws.cargo().args(["build", "--release"]))?;
+    let agent = ws.target_dir().join("release/meshmark-agent");
+    ensure!(
+        agent.is_file(),
+        "the release build left no {}",
+        agent.display()
+    );
+    eprintln!(
+        "build: {} ({})",
+        agent.display(),
+        exec::secs(start.elapsed())
+    );
+    Ok(agent)
+}

@@ -1,0 +1,78 @@
+//! Debian packages that the tests and benchmarks call: tools that set up their scenarios and
+//! peers whose numbers they compare against. Installed with apt-get when running as root;
+//! otherwise set-up says what is missing and how to install it, and carries on (builds do not
+//! need them).
+
+use std::{collections::HashSet, process::Command};
+
+use anyhow::{bail, Context as _, Result};
+
+use crate::exec;
+
+/// Every Debian package the tests and benchmarks use; add new ones here.
+const PACKAGES: &[&str] = &[
+    "iproute2",   // ip netns, veth pairs for the loopback/external split
+    "util-linux", // setpriv: the preflight test drops capabilities
+    "procps",     // ps, sysctl (kernel.bpf_stats_enabled)
+    "coreutils",  // dd: the syscall storm
+    "bpftool",    // inspecting loaded programs and their run time
+    "hyperfine",  // benchmark timing
+];
+
+pub fn ensure() -> Result<((), String)> {
+    let absent = missing()?;
+    if absent.is_empty() {
+        return Ok(((), format!("{} present", PACKAGES.join(", "))));
+    }
+    let install = format!(
+        "apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y {}",
+        absent.join(" ")
+    );
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        return Ok((
+            (),
+            format!(
+                "MISSING {} (tests that use them will fail); as root run: {install}",
+                absent.join(", ")
+            ),
+        ));
+    }
+    let apt = |args: &[&str]| {
+        let mut cmd = Command::new("apt-get");
+        cmd.args(args).env("DEBIAN_FRONTEND", "noninteractive");
+        cmd
+    };
+    exec::run("apt-get update", &mut apt(&["update"]))?;
+    let mut args = vec!["install", "-y", "--no-install-recommends"];
+    args.extend(&absent);
+    exec::run("apt-get install", &mut apt(&args))?;
+    let still = missing()?;
+    if !still.is_empty() {
+        bail!(
+            "apt-get ran but {} are still not installed",
+            still.join(", ")
+        );
+    }
+    Ok(((), format!("installed {}", absent.join(", "))))
+}
+
+/// The packages dpkg does not report as installed.
+fn missing() -> Result<Vec<&'static str>> {
+    // dpkg-query exits 1 when it knows nothing of a package but still lists the others.
+    let out = Command::new("dpkg-query")
+        .args(["-W", "-f=${Package} ${Status}\n"])
+        .args(PACKAGES)
+        .output()
+        .context("running dpkg-query (set-up installs Debian packages; is this Debian?)")?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let installed: HashSet<&str> = stdout
+        .lines()
+        .filter_map(|line| line.strip_suffix(" install ok installed"))
+        .collect();
+    Ok(PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| !installed.contains(p))
+        .collect())
+}

@@ -1,0 +1,85 @@
+//! `cargo xtask test`: everything CI checks, in order, stopping at the first failure: formatting,
+//! clippy for the userspace crates and for the eBPF crate, a debug build of the agent, then the
+//! unit tests and the end-to-end tests.
+//!
+//! Arguments go to both `cargo test` runs (e.g. a test-name filter); what follows a `--` among
+//! them goes to the test harness, after which the end-to-end run adds `--test-threads=1`.
+
+use std::{ffi::OsString, process::Command, time::Instant};
+
+use anyhow::Result;
+
+use crate::{exec, setup, workspace::Workspace};
+
+/// The package whose tests load BPF programs: they run one at a time.
+const END_TO_END: &str = "meshmark-tests";
+
+pub fn run(ws: &Workspace, args: &[OsString]) -> Result<()> {
+    let start = Instant::now();
+    setup::run(ws)?;
+    let (cargo_args, harness_args) = match args.iter().position(|a| a == "--") {
+        Some(at) => (&args[..at], &args[at + 1..]),
+        None => (args, &[][..]),
+    };
+    let agent = ws.target_dir().join("debug/meshmark-agent");
+
+    let mut unit = cargo(ws, "test --workspace --exclude meshmark-ebpf --exclude");
+    unit.arg(END_TO_END);
+    let mut end_to_end = cargo(ws, "test --package");
+    end_to_end.arg(END_TO_END);
+    for cmd in [&mut unit, &mut end_to_end] {
+        cmd.args(cargo_args)
+            .arg("--")
+            .args(harness_args)
+            .env("MESHMARK_AGENT_BIN", &agent);
+    }
+    end_to_end.arg("--test-threads=1");
+
+    let steps = [
+        ("format", cargo(ws, "fmt --all -- --check")),
+        (
+            "clippy (userspace)",
+            cargo(
+                ws,
+                "clippy --workspace --exclude meshmark-ebpf --all-targets -- -D warnings",
+            ),
+        ),
+        ("clippy (eBPF)", ebpf_clippy(ws)),
+        (
+            "agent build",
+            cargo(ws, "build --package meshmark-agent --bin meshmark-agent"),
+        ),
+        ("unit tests", unit),
+        ("end-to-end tests", end_to_end),
+    ];
+    for (name, mut cmd) in steps {
+        let step_start = Instant::now();
+        eprintln!("test: {name}: {}", exec::show(&cmd));
+        exec::run(&format!("test step `{name}`"), &mut cmd)?;
+        eprintln!("test: {name}: ok ({})", exec::secs(step_start.elapsed()));
+    }
+    eprintln!("test: all steps passed in {}", exec::secs(start.elapsed()));
+    Ok(())
+}
+
+/// Stable cargo with space-separated arguments, so each step reads as its command line.
+fn cargo(ws: &Workspace, args: &str) -> Command {
+    let mut cmd = ws.cargo();
+    cmd.args(args.split_whitespace());
+    cmd
+}
+
+/// Clippy for the kernel programs, with the target, std build and cfg that aya-build uses for the
+/// real build, so it lints the code that gets compiled (release, like the embedded object).
+fn ebpf_clippy(ws: &Workspace) -> Command {
+    let mut cmd = ws.nightly("cargo");
+    cmd.current_dir(ws.root.join("meshmark-ebpf"))
+        .args(["clippy", "--package", "meshmark-ebpf", "--release"])
+        .args(["--target", "bpfel-unknown-none", "-Z", "build-std=core"])
+        .args(["--", "-D", "warnings"])
+        .env(
+            "CARGO_ENCODED_RUSTFLAGS",
+            format!("--cfg=bpf_target_arch=\"{}\"", std::env::consts::ARCH),
+        );
+    cmd
+}
