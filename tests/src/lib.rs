@@ -1,0 +1,25 @@
+//! End-to-end tests of meshmark against ground truth the tests make themselves.
+//!
+//! The integration tests in `tests/` load the real kernel programs through
+//! `meshmark_agent::probe`, run `mm-workload` (this crate's binary) as a child, and compare what
+//! the profiler attributed to the child with what the child measured of itself or what the
+//! kernel's own accounting says. This library holds what those tests and the workload share:
+//!
+//! - [`gate`]: skip loudly, or fail under `MESHMARK_REQUIRE_BPF=1`, when BPF cannot run here;
+//! - [`window`]: one profiled window at a time per test binary;
+//! - [`child`]: spawning a workload and reading its ground truth;
+//! - [`truth`]: the ground-truth records the workload prints;
+//! - [`scenario`]: the workload scenarios themselves;
+//! - [`lookup`], [`check`], [`procfs`], [`netns`]: finding a process in a snapshot, comparing
+//!   numbers with their error printed, reading the kernel's counters, and a throw-away pair of
+//!   network namespaces.
+
+pub mod check;
+pub mod child;
+pub mod gate;
+pub mod lookup;
+pub mod netns;
+pub mod procfs;
+pub mod scenario;
+pub mod truth;
+pub mod window;

@@ -1,0 +1,35 @@
+//! Workloads with known ground truth for meshmark's end-to-end tests. Each subcommand does a
+//! measured amount of work and prints what it measured as one JSON line on stdout; see
+//! `meshmark_tests::scenario` and `meshmark_tests::truth`.
+
+use anyhow::Result;
+use clap::Parser;
+use meshmark_tests::scenario::{burn, sleep, stream, udp};
+
+#[derive(Parser)]
+#[command(about = "Workloads that print their own ground truth, for meshmark's tests")]
+enum Command {
+    /// Spin on N threads until each has used the given CPU time.
+    Burn(burn::Spec),
+    /// Exchange bytes over a TCP or unix stream between two processes.
+    Stream(stream::Server),
+    #[command(hide = true)]
+    StreamClient(stream::Client),
+    /// Exchange datagrams over connected UDP sockets between two processes.
+    Udp(udp::Server),
+    #[command(hide = true)]
+    UdpClient(udp::Client),
+    /// Sleep COUNT times for MS milliseconds with nanosleep.
+    Sleep(sleep::Spec),
+}
+
+fn main() -> Result<()> {
+    match Command::parse() {
+        Command::Burn(spec) => burn::run(&spec),
+        Command::Stream(spec) => stream::serve(&spec),
+        Command::StreamClient(spec) => stream::connect(&spec),
+        Command::Udp(spec) => udp::serve(&spec),
+        Command::UdpClient(spec) => udp::send(&spec),
+        Command::Sleep(spec) => sleep::run(&spec),
+    }
+}

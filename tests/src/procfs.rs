@@ -1,0 +1,42 @@
+//! The kernel's own CPU accounting, as a second ground truth next to the child's clock.
+
+use std::fs;
+
+/// Nanoseconds on CPU of all live threads of `pid`: the sum of the first field of
+/// `/proc/<pid>/task/*/schedstat` (`se.sum_exec_runtime`). `/proc/<pid>/schedstat` alone covers
+/// only the main thread, and threads that already exited are gone from `task/`, so read this
+/// while every thread is still alive.
+pub fn task_schedstat_ns(pid: u32) -> u64 {
+    let dir = format!("/proc/{pid}/task");
+    let tasks = fs::read_dir(&dir).unwrap_or_else(|err| panic!("reading {dir}: {err}"));
+    tasks
+        .map(|task| {
+            let path = task
+                .unwrap_or_else(|err| panic!("listing {dir}: {err}"))
+                .path()
+                .join("schedstat");
+            let text = fs::read_to_string(&path)
+                .unwrap_or_else(|err| panic!("reading {}: {err}", path.display()));
+            text.split_whitespace()
+                .next()
+                .and_then(|field| field.parse::<u64>().ok())
+                .unwrap_or_else(|| panic!("{}: unexpected content {text:?}", path.display()))
+        })
+        .sum()
+}
+
+/// Nanoseconds the hypervisor stole from all CPUs since boot (`steal` in `/proc/stat`, ticks of
+/// `USER_HZ`). The kernel's per-task CPU clocks leave stolen time out; a profiler that charges
+/// wall-clock deltas between context switches cannot, so CPU tests print it next to their error.
+pub fn steal_ns() -> u64 {
+    let stat = fs::read_to_string("/proc/stat").unwrap_or_else(|err| panic!("/proc/stat: {err}"));
+    let ticks = stat
+        .lines()
+        .next()
+        .and_then(|cpu| cpu.split_whitespace().nth(8))
+        .and_then(|field| field.parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("/proc/stat has no steal field"));
+    // SAFETY: sysconf has no preconditions.
+    let user_hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+    ticks * (1_000_000_000 / user_hz)
+}

@@ -1,0 +1,43 @@
+//! Ground-truth records: what each `mm-workload` scenario measured of itself, printed as one
+//! JSON line on stdout. The workload writes and the tests read these same types, so the two
+//! cannot drift apart.
+
+use serde::{Deserialize, Serialize};
+
+/// `burn`: CPU time the burner measured with its own clocks.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Burn {
+    pub pid: u32,
+    /// `CLOCK_THREAD_CPUTIME_ID` of each burner thread when it stopped burning.
+    pub thread_cpu_ns: Vec<u64>,
+    /// `CLOCK_PROCESS_CPUTIME_ID` after every burner finished (all threads, main included).
+    pub process_cpu_ns: u64,
+}
+
+/// Bytes one process moved through its socket, summed from syscall return values.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+pub struct Endpoint {
+    pub pid: u32,
+    pub tx_bytes: u64,
+    pub rx_bytes: u64,
+    /// Bytes returned by reads with `MSG_PEEK`; also read again normally and counted once in
+    /// `rx_bytes`, so a profiler that counts peeks overshoots by exactly this much.
+    pub peeked_bytes: u64,
+}
+
+/// `stream` and `udp`: both ends of one exchange, each a separate process.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+pub struct Exchange {
+    /// The end that listens (stream) or receives first (udp); it peeks once.
+    pub server: Endpoint,
+    /// The end that connects and sends first.
+    pub client: Endpoint,
+}
+
+/// `sleep`: how long each `nanosleep` took, measured on `CLOCK_MONOTONIC` around the call.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Sleep {
+    pub pid: u32,
+    pub requested_ns: u64,
+    pub durations_ns: Vec<u64>,
+}

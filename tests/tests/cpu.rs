@@ -1,0 +1,88 @@
+//! CPU time: what the profiler charges a burner, against the burner's own
+//! `CLOCK_PROCESS_CPUTIME_ID` and the kernel's accounting (schedstat, or wait4's rusage once the
+//! process is gone). 2% is well inside the 5% an attribution error would have to reach.
+//!
+//! On a virtual machine the kernel's clocks leave out time the hypervisor stole, while the
+//! profiler's switch-to-switch deltas include it; each test prints the node's steal during its
+//! window so that an error can be read against it.
+
+use meshmark_tests::check::assert_close;
+use meshmark_tests::lookup::process;
+use meshmark_tests::window::ProfiledWindow;
+use meshmark_tests::{procfs, truth, workload};
+
+const TOLERANCE: f64 = 0.02;
+
+#[test]
+fn burner_alive_at_window_end_is_charged_its_cpu_time() {
+    let Some(window) = ProfiledWindow::start() else {
+        return;
+    };
+    let steal_before = procfs::steal_ns();
+    let mut burner = workload!("burn --threads 2 --cpu-ms 800 --then wait");
+    let truth: truth::Burn = burner.truth();
+    let schedstat_ns = procfs::task_schedstat_ns(truth.pid);
+    let snapshot = window.end();
+    burner.finish();
+    report_steal(steal_before);
+
+    let sample = process(&snapshot, truth.pid);
+    assert!(!sample.exited, "pid {} was alive at window end", truth.pid);
+    assert_close(
+        "alive burner cpu_ns vs CLOCK_PROCESS_CPUTIME_ID",
+        sample.cpu_ns,
+        truth.process_cpu_ns,
+        TOLERANCE,
+    );
+    assert_close(
+        "alive burner cpu_ns vs /proc/<pid>/task/*/schedstat",
+        sample.cpu_ns,
+        schedstat_ns,
+        TOLERANCE,
+    );
+    // The main thread ran too (it spawned the burners and printed the report).
+    let threads = truth.thread_cpu_ns.len() as u32 + 1;
+    eprintln!(
+        "check alive burner threads: measured {}, truth {threads}",
+        sample.threads
+    );
+    assert_eq!(
+        sample.threads, threads,
+        "distinct threads of pid {}",
+        truth.pid
+    );
+}
+
+#[test]
+fn burner_that_exits_inside_the_window_keeps_its_cpu_time() {
+    let Some(window) = ProfiledWindow::start() else {
+        return;
+    };
+    let steal_before = procfs::steal_ns();
+    let mut burner = workload!("burn --threads 2 --cpu-ms 800 --then exit");
+    let truth: truth::Burn = burner.truth();
+    let reaped = burner.finish();
+    let snapshot = window.end();
+    report_steal(steal_before);
+
+    let sample = process(&snapshot, truth.pid);
+    assert!(sample.exited, "pid {} exited inside the window", truth.pid);
+    assert_eq!(sample.comm, "mm-workload", "name learned before the exit");
+    assert_close(
+        "exited burner cpu_ns vs CLOCK_PROCESS_CPUTIME_ID",
+        sample.cpu_ns,
+        truth.process_cpu_ns,
+        TOLERANCE,
+    );
+    assert_close(
+        "exited burner cpu_ns vs wait4 rusage",
+        sample.cpu_ns,
+        reaped.rusage_cpu_ns,
+        TOLERANCE,
+    );
+}
+
+fn report_steal(before_ns: u64) {
+    let stolen_ms = procfs::steal_ns().saturating_sub(before_ns) as f64 / 1e6;
+    eprintln!("node steal during the window (all CPUs, 10 ms ticks): {stolen_ms:.0} ms");
+}
