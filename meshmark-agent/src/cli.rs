@@ -7,13 +7,29 @@ use clap::{Parser, Subcommand};
 
 use crate::{
     collect::{Profiler, ProfilerOptions},
+    config::{self, Config, ConfigError},
     export::{self, Format},
+    inventory,
     probe::{PreflightError, Probe, ProbeOptions, ProgramSet},
-    snapshot::Snapshot,
+    report::{build_report, Report},
+    snapshot::{Snapshot, PROFILE_SCHEMA},
 };
 
-/// Exit status for a preflight failure (privileges, kernel features).
+/// Exit status for a preflight failure (privileges, kernel features) and for invalid input (a
+/// configuration file or saved profile that cannot be used).
 pub const EXIT_PREFLIGHT: u8 = 2;
+
+/// An input file the user must fix; reported with exit status 2, like a usage error.
+#[derive(Debug)]
+struct BadInput(String);
+
+impl std::fmt::Display for BadInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for BadInput {}
 
 #[derive(Parser, Debug)]
 #[command(
@@ -28,8 +44,13 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Profile this node for one window and print what every process used.
+    /// Profile this node for one window: what every process used, roles and MeshMark.
     Profile(ProfileArgs),
+    /// Score a saved profile again, with roles derived afresh from its recorded identity.
+    Score(ScoreArgs),
+    /// Work with configuration files.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Attach a program set and hold it for a while (used by `cargo xtask bench`).
     #[command(hide = true)]
     Attach(AttachArgs),
@@ -60,17 +81,49 @@ fn parse_program_set(text: &str) -> Result<ProgramSet, String> {
     }
 }
 
+#[derive(Subcommand, Debug)]
+pub enum ConfigCommand {
+    /// Validate a configuration file; every problem is reported with its line.
+    Check {
+        /// The TOML file to check.
+        file: PathBuf,
+    },
+}
+
+/// Where output goes and in which form.
 #[derive(clap::Args, Debug)]
-pub struct ProfileArgs {
-    /// Length of the window, e.g. 10s, 500ms, 1m. Ctrl-C ends it early.
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
-    pub duration: Duration,
+pub struct OutputArgs {
     /// Output format.
     #[arg(long, default_value = "table")]
     pub format: Format,
     /// Write the output to this file instead of standard output.
     #[arg(long)]
     pub output: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ScoreArgs {
+    /// A profile written by `profile --format json`.
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Rules, weights and options to score with (see docs/configuration.md).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ProfileArgs {
+    /// Length of the window, e.g. 10s, 500ms, 1m (default: the configuration's window, 10s).
+    /// Ctrl-C ends it early.
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Rules, weights and options (see docs/configuration.md).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub output: OutputArgs,
     /// Slots of the kernel's per-thread table (a power of two).
     #[arg(long, default_value_t = meshmark_common::DEFAULT_THREAD_SLOTS)]
     pub thread_slots: u32,
@@ -90,6 +143,8 @@ pub async fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Profile(args) => profile(args).await,
         Command::Attach(args) => attach(args).await,
+        Command::Score(args) => score(args),
+        Command::Config(ConfigCommand::Check { file }) => return config_check(&file),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -102,11 +157,17 @@ fn report(err: anyhow::Error) -> ExitCode {
         eprintln!("meshmark-agent: preflight failed: {preflight}");
         return ExitCode::from(EXIT_PREFLIGHT);
     }
+    if let Some(bad) = err.downcast_ref::<BadInput>() {
+        eprintln!("meshmark-agent: {bad}");
+        return ExitCode::from(EXIT_PREFLIGHT);
+    }
     eprintln!("meshmark-agent: error: {err:#}");
     ExitCode::FAILURE
 }
 
 async fn profile(args: ProfileArgs) -> Result<()> {
+    // Read the configuration before loading anything: a typo should not cost a window.
+    let config = load_config(args.config.as_deref())?;
     let options = ProfilerOptions {
         probe: ProbeOptions {
             thread_slots: args.thread_slots,
@@ -114,9 +175,63 @@ async fn profile(args: ProfileArgs) -> Result<()> {
         },
     };
     let mut profiler = Profiler::start(&options)?;
-    wait_or_signal(args.duration).await?;
+    wait_or_signal(args.duration.unwrap_or(config.window)).await?;
     let snapshot = profiler.end_window()?;
-    write_output(&snapshot, args.format, args.output.as_ref())
+    drop(profiler);
+    let classifier = config.classifier(Some(std::process::id()));
+    let report = build_report(snapshot, &classifier, &config.model, &inventory::cmdline)?;
+    write_output(&report, &args.output)
+}
+
+fn score(args: ScoreArgs) -> Result<()> {
+    let config = load_config(args.config.as_deref())?;
+    let snapshot = read_profile(&args.input)?;
+    // The agent that wrote the profile is not this process; its line keeps whatever rule
+    // matches it now.
+    let classifier = config.classifier(None);
+    let report = build_report(snapshot, &classifier, &config.model, &|_| None)?;
+    write_output(&report, &args.output)
+}
+
+fn config_check(file: &std::path::Path) -> ExitCode {
+    let (text, ok) = config::config_check_report(file);
+    if ok {
+        println!("{text}");
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("{text}");
+        ExitCode::from(EXIT_PREFLIGHT)
+    }
+}
+
+/// The configuration at `path`, or the defaults; a bad file is a [`BadInput`].
+fn load_config(path: Option<&std::path::Path>) -> Result<Config> {
+    match path {
+        None => Ok(Config::default()),
+        Some(path) => config::load_config(path)
+            .map_err(|e: ConfigError| BadInput(format!("invalid configuration:\n{e}")).into()),
+    }
+}
+
+/// A saved `meshmark.profile/v1` document.
+fn read_profile(path: &std::path::Path) -> Result<Snapshot> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| BadInput(format!("cannot read profile {}: {e}", path.display())))?;
+    let snapshot: Snapshot = serde_json::from_str(&text).map_err(|e| {
+        BadInput(format!(
+            "{} is not a meshmark profile ({e}); write one with `meshmark-agent profile --format json`",
+            path.display()
+        ))
+    })?;
+    if snapshot.schema != PROFILE_SCHEMA {
+        return Err(BadInput(format!(
+            "{} has schema {:?}; this agent reads {PROFILE_SCHEMA:?}",
+            path.display(),
+            snapshot.schema
+        ))
+        .into());
+    }
+    Ok(snapshot)
 }
 
 async fn attach(args: AttachArgs) -> Result<()> {
@@ -147,12 +262,12 @@ async fn wait_or_signal(duration: Duration) -> Result<()> {
     Ok(())
 }
 
-fn write_output(snapshot: &Snapshot, format: Format, output: Option<&PathBuf>) -> Result<()> {
-    let text = match format {
-        Format::Table => export::table::render(snapshot),
-        Format::Json => export::json::to_json(snapshot)?,
+fn write_output(report: &Report, output: &OutputArgs) -> Result<()> {
+    let text = match output.format {
+        Format::Table => export::table::render(report),
+        Format::Json => export::json::to_json(report)?,
     };
-    match output {
+    match &output.output {
         Some(path) => {
             std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
         }

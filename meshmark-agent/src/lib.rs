@@ -12,10 +12,11 @@ pub mod role;
 pub mod snapshot;
 
 pub mod classify;
-pub mod config;
 pub mod cli;
+pub mod config;
 pub mod export;
 pub mod inventory;
 pub mod model;
+pub mod report;
 
 pub use collect::{Profiler, ProfilerOptions};

@@ -129,10 +129,16 @@ impl Classifier {
 
 /// Derives pod UID and container id from each process's cgroup path and sets its role and rule.
 ///
-/// This is what `score --input` runs on a saved profile: only the recorded identity (comm, exe,
+/// `score --input` runs it on a saved profile, where only the recorded identity (comm, exe,
 /// cgroup) is there, never the command line, so `cmdline` rules do not match on re-scoring.
 /// Ids already recorded are kept where the cgroup path does not name them.
-pub fn classify_snapshot(classifier: &Classifier, snapshot: &mut Snapshot) {
+/// `cmdline_of` gives a live process's arguments for `cmdline` rules; they are matched, never
+/// stored.
+pub fn classify_snapshot(
+    classifier: &Classifier,
+    snapshot: &mut Snapshot,
+    cmdline_of: &dyn Fn(u32) -> Option<Vec<String>>,
+) {
     for process in &mut snapshot.processes {
         if let Some(cgroup) = process.cgroup.as_deref() {
             let info = parse_cgroup_path(cgroup);
@@ -143,12 +149,13 @@ pub fn classify_snapshot(classifier: &Classifier, snapshot: &mut Snapshot) {
                 process.container_id = info.container_id;
             }
         }
+        let cmdline = cmdline_of(process.pid);
         let classification = classifier.classify(&ProcessIdentity {
             pid: process.pid,
             comm: &process.comm,
             exe: process.exe.as_deref(),
             cgroup: process.cgroup.as_deref(),
-            cmdline: None,
+            cmdline: cmdline.as_deref(),
             container_name: None,
             pod_uid: process.pod_uid.as_deref(),
         });
@@ -283,7 +290,7 @@ mod tests {
             ..Snapshot::default()
         };
         let c = Classifier::new(vec![], true, None);
-        classify_snapshot(&c, &mut snapshot);
+        classify_snapshot(&c, &mut snapshot, &|_| None);
         let got: Vec<_> = snapshot
             .processes
             .iter()
@@ -326,7 +333,9 @@ mod tests {
             }],
             ..Snapshot::default()
         };
-        classify_snapshot(&Classifier::new(vec![], true, None), &mut snapshot);
+        classify_snapshot(&Classifier::new(vec![], true, None), &mut snapshot, &|_| {
+            None
+        });
         assert_eq!(snapshot.processes[0].pod_uid.as_deref(), Some("given"));
         assert_eq!(snapshot.processes[0].role, Some(Role::App));
     }

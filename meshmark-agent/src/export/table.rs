@@ -1,21 +1,51 @@
-//! A plain-text table of a snapshot for people at a terminal.
+//! A plain-text report for people at a terminal: the scores first, then where the time went.
 
 use std::fmt::Write as _;
 
-use crate::snapshot::{ProcessSample, Snapshot};
+use crate::{
+    model::{display_score, MeshMark, RoleSums},
+    report::Report,
+    role::Role,
+    snapshot::{ProcessSample, Snapshot},
+};
 
 /// Processes listed in the table, busiest first; the JSON output has them all.
 const TOP: usize = 25;
 
-/// Renders the window header, the busiest processes, and any losses.
-pub fn render(snapshot: &Snapshot) -> String {
+/// Renders header, node score, role totals, pod scores, the busiest processes and any losses.
+pub fn render(report: &Report) -> String {
     let mut out = String::new();
-    let window_s = snapshot.window.duration_ns as f64 / 1e9;
+    let snapshot = &report.snapshot;
+    header(&mut out, snapshot);
+    out.push('\n');
+    meshmark(&mut out, "node", &report.meshmark);
+    roles(&mut out, &report.meshmark, snapshot);
+    if !report.pods.is_empty() {
+        let _ = writeln!(out, "\n{:<38} {:>8}  CLASSES", "POD", "MESHMARK");
+        for pod in &report.pods {
+            let _ = writeln!(
+                out,
+                "{:<38} {:>8}  {}",
+                pod.pod_uid,
+                display_score(pod.meshmark.score),
+                class_list(&pod.meshmark)
+            );
+        }
+    }
+    out.push('\n');
+    processes(&mut out, snapshot);
+    for (reason, count) in &snapshot.dropped {
+        let _ = writeln!(out, "dropped: {count} x {reason}");
+    }
+    out
+}
+
+fn header(out: &mut String, snapshot: &Snapshot) {
     let _ = writeln!(
         out,
         "meshmark profile of {} - {:.1} s from {} - {} CPUs, {:.1}% idle",
         snapshot.node,
-        window_s,
+        snapshot.window.duration_ns as f64 / 1e9,
         snapshot.window.start,
         snapshot.ncpu,
         percent(
@@ -23,19 +53,112 @@ pub fn render(snapshot: &Snapshot) -> String {
             snapshot.window.duration_ns * u64::from(snapshot.ncpu.max(1))
         ),
     );
+}
+
+fn meshmark(out: &mut String, scope: &str, mark: &MeshMark) {
+    let _ = write!(out, "MeshMark ({scope}): {}", display_score(mark.score));
+    if let Some(note) = mark.note {
+        let _ = write!(
+            out,
+            " - {}",
+            serde_json::to_value(note)
+                .unwrap_or_default()
+                .as_str()
+                .unwrap_or("")
+        );
+    }
+    let _ = writeln!(out, "\n  classes: {}", class_list(mark));
+    for excluded in &mark.excluded {
+        let _ = writeln!(
+            out,
+            "  excluded: {} ({})",
+            excluded.class.name(),
+            excluded.reason
+        );
+    }
+    let costs = &mark.unit_costs;
+    let _ =
+        writeln!(
+        out,
+        "  unit costs: proxy CPU per app CPU {}, proxy CPU per KiB {}, proxy syscalls per KiB {}, \
+         CPU headroom {}",
+        ratio(costs.proxy_cpu_per_app_cpu),
+        costs.proxy_cpu_ns_per_kib.map_or("-".into(), |ns| latency(Some(ns as u64))),
+        ratio(costs.proxy_syscalls_per_kib),
+        costs.node_cpu_headroom.map_or("-".into(), |h| format!("{:.1}%", 100.0 * h)),
+    );
+    let _ = writeln!(
+        out,
+        "  syscall latency p50/p99: app {}/{}, proxy {}/{}",
+        latency(costs.app_syscall_p50_ns),
+        latency(costs.app_syscall_p99_ns),
+        latency(costs.proxy_syscall_p50_ns),
+        latency(costs.proxy_syscall_p99_ns),
+    );
+}
+
+/// "compute 0.750 (cpu 0.750), kernel 0.375 (syscall_time 0.500 syscalls 0.250), ..."
+fn class_list(mark: &MeshMark) -> String {
+    let classes: Vec<String> = mark
+        .classes
+        .iter()
+        .map(|(class, score)| {
+            let mues: Vec<String> = score
+                .mues
+                .iter()
+                .map(|(mue, value)| format!("{} {value:.3}", mue.name()))
+                .collect();
+            format!("{} {:.3} ({})", class.name(), score.score, mues.join(" "))
+        })
+        .collect();
+    if classes.is_empty() {
+        "-".into()
+    } else {
+        classes.join(", ")
+    }
+}
+
+fn roles(out: &mut String, mark: &MeshMark, snapshot: &Snapshot) {
+    let _ = writeln!(
+        out,
+        "\n{:<8} {:>6} {:>10} {:>6} {:>10} {:>11} {:>10}",
+        "ROLE", "PROCS", "CPU ms", "CPU%", "SYSCALLS", "NET", "RSS"
+    );
+    for role in Role::ALL {
+        let sums = mark
+            .sums
+            .get(&role)
+            .cloned()
+            .unwrap_or_else(RoleSums::default);
+        let _ = writeln!(
+            out,
+            "{:<8} {:>6} {:>10.1} {:>6.1} {:>10} {:>11} {:>10}",
+            role.as_str(),
+            sums.processes,
+            sums.cpu_ns as f64 / 1e6,
+            percent(sums.cpu_ns, snapshot.window.duration_ns),
+            sums.syscalls.count,
+            bytes(sums.net_bytes),
+            sums.rss_bytes.map_or("-".into(), bytes),
+        );
+    }
+}
+
+fn processes(out: &mut String, snapshot: &Snapshot) {
     let mut busy: Vec<&ProcessSample> = snapshot.processes.iter().filter(|p| p.pid != 0).collect();
     busy.sort_by(|a, b| activity(b).cmp(&activity(a)).then(a.pid.cmp(&b.pid)));
     let _ = writeln!(
         out,
-        "{:>7}  {:<16} {:>9} {:>6} {:>9} {:>9} {:>9} {:>10} {:>10} {:>10}",
-        "PID", "COMM", "CPU ms", "CPU%", "SYSCALLS", "SC p50", "SC p99", "TX", "RX", "LOOPBACK"
+        "{:>7}  {:<16} {:<7} {:>9} {:>6} {:>9} {:>7} {:>7} {:>9} {:>9} {:>9}  RULE",
+        "PID", "COMM", "ROLE", "CPU ms", "CPU%", "SYSCALLS", "p50", "p99", "TX", "RX", "LOOPBACK"
     );
     for p in busy.iter().take(TOP) {
         let _ = writeln!(
             out,
-            "{:>7}  {:<16} {:>9.1} {:>6.1} {:>9} {:>9} {:>9} {:>10} {:>10} {:>10}{}",
+            "{:>7}  {:<16} {:<7} {:>9.1} {:>6.1} {:>9} {:>7} {:>7} {:>9} {:>9} {:>9}  {}{}",
             p.pid,
-            p.comm,
+            truncate(&p.comm, 16),
+            p.role.map_or("-", Role::as_str),
             p.cpu_ns as f64 / 1e6,
             percent(p.cpu_ns, snapshot.window.duration_ns),
             p.syscalls.count,
@@ -44,7 +167,8 @@ pub fn render(snapshot: &Snapshot) -> String {
             bytes(p.net.tx_bytes),
             bytes(p.net.rx_bytes),
             bytes(p.net.loopback_tx_bytes + p.net.loopback_rx_bytes),
-            if p.exited { "  (exited)" } else { "" },
+            p.rule.as_deref().unwrap_or("-"),
+            if p.exited { " (exited)" } else { "" },
         );
     }
     if busy.len() > TOP {
@@ -54,15 +178,17 @@ pub fn render(snapshot: &Snapshot) -> String {
             busy.len() - TOP
         );
     }
-    for (reason, count) in &snapshot.dropped {
-        let _ = writeln!(out, "dropped: {count} x {reason}");
-    }
-    out
 }
 
 /// Ordering key: CPU first, then bytes and syscalls for processes that barely ran.
 fn activity(p: &ProcessSample) -> (u64, u64, u64) {
     (p.cpu_ns, p.net.total(), p.syscalls.count)
+}
+
+fn truncate(text: &str, max: usize) -> &str {
+    text.char_indices()
+        .nth(max)
+        .map_or(text, |(i, _)| &text[..i])
 }
 
 fn percent(part: u64, whole: u64) -> f64 {
@@ -73,7 +199,11 @@ fn percent(part: u64, whole: u64) -> f64 {
     }
 }
 
-/// Bucket upper bound in a short human unit ("<= 4us" style without the symbol).
+fn ratio(value: Option<f64>) -> String {
+    value.map_or("-".into(), |v| format!("{v:.3}"))
+}
+
+/// A duration in ns in a short human unit.
 pub fn latency(ns: Option<u64>) -> String {
     match ns {
         None => "-".into(),
@@ -110,5 +240,6 @@ mod tests {
         assert_eq!(bytes(1536), "1.5KiB");
         assert_eq!(latency(Some(8_388_608)), "8ms");
         assert_eq!(latency(None), "-");
+        assert_eq!(truncate("kworker/1:1H-kblockd", 16), "kworker/1:1H-kbl");
     }
 }

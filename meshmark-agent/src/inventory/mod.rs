@@ -30,6 +30,18 @@ pub fn rss_bytes(pid: u32) -> Option<u64> {
     parse_vm_rss(&fs::read_to_string(format!("/proc/{pid}/status")).ok()?)
 }
 
+/// Arguments from `/proc/<pid>/cmdline`, for `cmdline` rules only: they can hold secrets, so
+/// callers match on them and drop them, never store or print them.
+pub fn cmdline(pid: u32) -> Option<Vec<String>> {
+    let raw = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    Some(
+        raw.split(|&b| b == 0)
+            .filter(|arg| !arg.is_empty())
+            .map(|arg| String::from_utf8_lossy(arg).into_owned())
+            .collect(),
+    )
+}
+
 /// `VmRSS:  1234 kB` -> 1234 * 1024.
 pub fn parse_vm_rss(status: &str) -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;

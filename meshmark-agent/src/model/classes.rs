@@ -39,6 +39,17 @@ impl Class {
         Class::Microarch,
     ];
 
+    /// The name used in JSON and tables.
+    pub fn name(self) -> &'static str {
+        match self {
+            Class::Compute => "compute",
+            Class::Network => "network",
+            Class::Kernel => "kernel",
+            Class::Memory => "memory",
+            Class::Microarch => "microarch",
+        }
+    }
+
     pub fn mues(self) -> &'static [Mue] {
         match self {
             Class::Compute => &[Mue::Cpu],
@@ -66,6 +77,18 @@ impl Class {
 }
 
 impl Mue {
+    /// The name used in JSON and tables.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mue::Cpu => "cpu",
+            Mue::Net => "net",
+            Mue::SyscallTime => "syscall_time",
+            Mue::Syscalls => "syscalls",
+            Mue::Mem => "mem",
+            Mue::Cycles => "cycles",
+        }
+    }
+
     /// The summed signal this MUE compares; `None` when the sums hold no reading of it.
     pub fn signal(self, sums: &RoleSums) -> Option<u64> {
         match self {
@@ -86,6 +109,21 @@ impl Mue {
             Mue::Syscalls => weights.syscalls,
             Mue::Mem => weights.mem,
             Mue::Cycles => weights.cycles,
+        }
+    }
+}
+
+#[cfg(test)]
+mod names {
+    use super::*;
+
+    #[test]
+    fn names_match_the_json_form() {
+        for class in Class::ALL {
+            assert_eq!(serde_json::to_value(class).unwrap(), class.name());
+            for &mue in class.mues() {
+                assert_eq!(serde_json::to_value(mue).unwrap(), mue.name());
+            }
         }
     }
 }
