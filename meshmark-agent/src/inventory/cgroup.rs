@@ -62,6 +62,25 @@ pub fn cgroup_v2_path(proc_pid_cgroup: &str) -> Option<String> {
         .map(|path| path.trim_end().to_owned())
 }
 
+/// The cgroup path that places a process: its v2 path, unless that says nothing about pods
+/// while a v1 hierarchy does. Nodes in hybrid mode (cgroup v2 mounted beside v1, kubelet on
+/// v1) put pods only in the v1 hierarchies.
+pub fn placement_path(proc_pid_cgroup: &str) -> Option<String> {
+    let v2 = cgroup_v2_path(proc_pid_cgroup);
+    if v2
+        .as_deref()
+        .is_some_and(|path| parse_cgroup_path(path).pod_uid.is_some())
+    {
+        return v2;
+    }
+    let v1_pod_path = proc_pid_cgroup
+        .lines()
+        .filter(|line| !line.starts_with("0::"))
+        .filter_map(|line| line.splitn(3, ':').nth(2))
+        .find(|path| parse_cgroup_path(path).pod_uid.is_some());
+    v1_pod_path.map(|path| path.trim_end().to_owned()).or(v2)
+}
+
 /// Pod UID, container id, QoS class and runtime from a cgroup v2 path.
 pub fn parse_cgroup_path(path: &str) -> CgroupInfo {
     let parts: Vec<&str> = path.split('/').filter(|part| !part.is_empty()).collect();
@@ -452,5 +471,24 @@ mod tests {
             let runtime_name = systemd.then(|| ["containerd", "cri-o", "docker"][runtime]);
             prop_assert_eq!(got.runtime.as_deref(), runtime_name);
         }
+    }
+
+    #[test]
+    fn placement_prefers_a_v1_pod_path_on_hybrid_nodes() {
+        let hybrid = "12:memory:/kubepods/burstable/pod1b2c3d4e-0000-4000-8000-000000000001/abc123\n\
+                      1:name=systemd:/kubepods/burstable/pod1b2c3d4e-0000-4000-8000-000000000001/abc123\n\
+                      0::/\n";
+        let path = placement_path(hybrid).expect("a path");
+        assert_eq!(
+            parse_cgroup_path(&path).pod_uid.as_deref(),
+            Some("1b2c3d4e-0000-4000-8000-000000000001")
+        );
+        assert_eq!(
+            placement_path("0::/system.slice/sshd.service\n").as_deref(),
+            Some("/system.slice/sshd.service")
+        );
+        let pure_v2 = "0::/kubepods.slice/kubepods-pod1b2c3d4e_0000_4000_8000_000000000001.slice/cri-containerd-ab.scope\n";
+        assert_eq!(placement_path(pure_v2), cgroup_v2_path(pure_v2));
+        assert_eq!(placement_path("garbage"), None);
     }
 }

@@ -20,9 +20,9 @@ pub fn exe(pid: u32) -> Option<String> {
         .map(|path| path.to_string_lossy().into_owned())
 }
 
-/// The process's cgroup v2 path.
+/// The cgroup path that places the process (see [`cgroup::placement_path`]).
 pub fn cgroup_path(pid: u32) -> Option<String> {
-    cgroup::cgroup_v2_path(&fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?)
+    cgroup::placement_path(&fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?)
 }
 
 /// Resident memory in bytes (`VmRSS` of `/proc/<pid>/status`; absent for kernel threads).
