@@ -59,7 +59,8 @@ pub const fn net_index(kind: NetKind, dir: Direction) -> usize {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ThreadCounters {
-    /// Nanoseconds on CPU, charged at each switch-out.
+    /// Nanoseconds on CPU: the kernel's own `se.sum_exec_runtime` at the thread's last
+    /// switch-out, minus its value when the slot was claimed.
     pub cpu_ns: u64,
     /// Number of times the thread was switched out.
     pub switches: u64,
@@ -91,6 +92,8 @@ pub struct ThreadSlot {
     pub _pad: u32,
     /// Monotonic ns at the owner's current syscall entry; 0 when not inside a syscall.
     pub syscall_start_ns: u64,
+    /// The owner's `se.sum_exec_runtime` when it claimed the slot.
+    pub cpu_base_ns: u64,
     pub counters: ThreadCounters,
 }
 
@@ -123,6 +126,10 @@ pub struct KernelOffsets {
     pub task_pid: u32,
     /// `struct task_struct.tgid` (process id).
     pub task_tgid: u32,
+    /// `struct task_struct.se.sum_exec_runtime` (u64): the kernel's own CPU time of the task,
+    /// which leaves out time the hypervisor stole, as the process CPU clocks do.
+    pub task_sum_exec_runtime: u32,
+    pub _pad: u32,
 }
 
 /// Kinds of records in the event ring buffer; every record starts with its kind as a `u32`.
@@ -185,8 +192,10 @@ pub mod counter {
     pub const SLOT_TAKEOVER: u32 = 3;
     /// A socket's family or address could not be read; the bytes were counted as external.
     pub const SOCK_READ_FAILED: u32 = 4;
+    /// A task's CPU time could not be read; that stretch was charged by the switch clock.
+    pub const TASK_READ_FAILED: u32 = 5;
     /// Number of entries in the array.
-    pub const COUNT: u32 = 5;
+    pub const COUNT: u32 = 6;
 
     /// Names used in reports, indexed like the constants above.
     pub const NAMES: [&str; COUNT as usize] = [
@@ -195,6 +204,7 @@ pub mod counter {
         "syscall_start_lost",
         "slot_takeover",
         "sock_read_failed",
+        "task_read_failed",
     ];
 
     /// Whether the counter records lost data (reported under `dropped`) rather than a statistic.
@@ -279,9 +289,9 @@ mod tests {
     fn layouts_have_no_padding() {
         use core::mem::size_of;
         assert_eq!(size_of::<ThreadCounters>(), 8 * (4 + 6 + HIST_BUCKETS));
-        assert_eq!(size_of::<ThreadSlot>(), 24 + size_of::<ThreadCounters>());
+        assert_eq!(size_of::<ThreadSlot>(), 32 + size_of::<ThreadCounters>());
         assert_eq!(size_of::<SlotFlush>(), 24 + size_of::<ThreadCounters>());
         assert_eq!(size_of::<ProcessEvent>(), 32);
-        assert_eq!(size_of::<KernelOffsets>(), 28);
+        assert_eq!(size_of::<KernelOffsets>(), 40);
     }
 }

@@ -1,5 +1,8 @@
-//! CPU time: at `sched_switch` the current task is still the one leaving the CPU, so the time
-//! since the previous switch on this CPU belongs to it; no `task_struct` field is read.
+//! CPU time: at `sched_switch` the current task is still the one leaving the CPU, and the
+//! scheduler has just brought its `se.sum_exec_runtime` up to date. That counter is the kernel's
+//! own CPU time for the thread: unlike the time since the previous switch on this CPU, it leaves
+//! out what the hypervisor stole, exactly as the process CPU clocks do. Idle time (pid 0, whose
+//! counter the idle class does not keep) is the time between switches.
 
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns},
@@ -10,13 +13,14 @@ use meshmark_common::{flush_reason, TASK_DEAD};
 
 use crate::{
     maps::CPUS,
-    slots::{flush, own_slot},
+    slots::{flush, own_slot, task_cpu_ns},
 };
 
 #[btf_tracepoint(function = "sched_switch")]
 pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
     // sched_switch(bool preempt, struct task_struct *prev, struct task_struct *next,
     //              unsigned int prev_state)
+    let prev: *const u8 = ctx.arg(1);
     let prev_state: u32 = ctx.arg(3);
     let now = unsafe { bpf_ktime_get_ns() };
     let Some(cpu) = CPUS.get_ptr_mut(0) else {
@@ -35,7 +39,12 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
     let Some(found) = own_slot() else {
         return 0;
     };
-    found.slot.counters.cpu_ns += ran;
+    match task_cpu_ns(prev) {
+        // A thread seen first at this switch has its base taken now: this stretch began before
+        // its claim, so it is not charged.
+        Some(total) => found.slot.counters.cpu_ns = total.saturating_sub(found.slot.cpu_base_ns),
+        None => found.slot.counters.cpu_ns += ran,
+    }
     found.slot.counters.switches += 1;
     if prev_state & TASK_DEAD != 0 {
         // The thread's very last switch-out: everything it will ever do is counted now.

@@ -45,6 +45,8 @@ static OFFSETS: KernelOffsets = KernelOffsets {
     sk_v6_rcv_saddr: 0,
     task_pid: 0,
     task_tgid: 0,
+    task_sum_exec_runtime: 0,
+    _pad: 0,
 };
 
 /// 1 when `sched_process_exit` has its `group_dead` argument (Linux 6.16 and later).

@@ -1,13 +1,13 @@
 //! Ownership of `THREADS` slots: finding the calling thread's slot, claiming it, and flushing a
 //! claim's final counters to userspace when its thread exits or another thread takes the slot.
 
-use aya_ebpf::helpers::bpf_get_current_pid_tgid;
+use aya_ebpf::helpers::{bpf_get_current_pid_tgid, bpf_get_current_task, bpf_probe_read_kernel};
 use meshmark_common::{
     counter, event_kind, flush_reason, SlotFlush, ThreadCounters, ThreadSlot, HIST_BUCKETS,
     NET_KINDS,
 };
 
-use crate::maps::{bump, slot_mask, EVENTS, THREADS};
+use crate::maps::{bump, offsets, slot_mask, EVENTS, THREADS};
 
 /// A thread's slot and its index in `THREADS`.
 pub struct Slot {
@@ -50,7 +50,21 @@ fn claim(found: &mut Slot, tid: u32, tgid: u32) {
     slot.tid = tid;
     slot.tgid = tgid;
     slot.syscall_start_ns = 0;
+    slot.cpu_base_ns = task_cpu_ns(unsafe { bpf_get_current_task() } as *const u8).unwrap_or(0);
     zero(&mut slot.counters);
+}
+
+/// The kernel's own CPU time of `task` (`se.sum_exec_runtime`); counts a failed read.
+#[inline(always)]
+pub fn task_cpu_ns(task: *const u8) -> Option<u64> {
+    let at = offsets().task_sum_exec_runtime as usize;
+    match unsafe { bpf_probe_read_kernel(task.add(at) as *const u64) } {
+        Ok(ns) => Some(ns),
+        Err(_) => {
+            bump(counter::TASK_READ_FAILED);
+            None
+        }
+    }
 }
 
 /// Sends the slot's current claim to userspace; counts the loss when the ring buffer is full.

@@ -23,5 +23,8 @@ pub fn kernel_offsets(btf: &Btf) -> Result<KernelOffsets> {
         sk_v6_rcv_saddr: sock_common + field("sock_common", "skc_v6_rcv_saddr")?,
         task_pid: field("task_struct", "pid")?,
         task_tgid: field("task_struct", "tgid")?,
+        task_sum_exec_runtime: field("task_struct", "se")?
+            + field("sched_entity", "sum_exec_runtime")?,
+        _pad: 0,
     })
 }
