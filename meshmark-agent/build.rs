@@ -21,7 +21,11 @@ fn main() -> anyhow::Result<()> {
 
     let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").context("no manifest dir")?);
     let workspace = manifest_dir.parent().context("agent crate has no parent")?;
-    let tools_bin = workspace.join(".tools/bin");
+    // Same rule as the xtask: MESHMARK_TOOLS_DIR (relative to the repository) or `.tools`.
+    println!("cargo:rerun-if-env-changed=MESHMARK_TOOLS_DIR");
+    let tools = env::var_os("MESHMARK_TOOLS_DIR")
+        .map_or_else(|| workspace.join(".tools"), |d| workspace.join(d));
+    let tools_bin = tools.join("bin");
     let mut path = vec![tools_bin.clone()];
     path.extend(env::split_paths(&env::var_os("PATH").unwrap_or_default()));
     let path = env::join_paths(path).context("joining PATH")?;

@@ -68,6 +68,9 @@ pub struct AttachArgs {
     /// Enable BPF run-time statistics and print them as JSON at the end.
     #[arg(long)]
     pub stats: bool,
+    /// As for `profile`: time one syscall in N per thread.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub syscall_sample: u32,
 }
 
 fn parse_program_set(text: &str) -> Result<ProgramSet, String> {
@@ -127,6 +130,15 @@ pub struct ProfileArgs {
     /// Slots of the kernel's per-thread table (a power of two).
     #[arg(long, default_value_t = meshmark_common::DEFAULT_THREAD_SLOTS)]
     pub thread_slots: u32,
+    /// Bytes of the kernel's event ring buffer (a power of two); raise it if `dropped` shows
+    /// event_ring_full or flush_ring_full.
+    #[arg(long, default_value_t = meshmark_common::DEFAULT_EVENT_RING_BYTES)]
+    pub ring_bytes: u32,
+    /// Time one syscall in N per thread instead of every one: two clock reads per timed
+    /// syscall are most of meshmark's cost on syscall-heavy nodes. Counts stay exact; time
+    /// inside syscalls is scaled from the timed ones (see docs/how-it-measures.md).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub syscall_sample: u32,
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -171,7 +183,8 @@ async fn profile(args: ProfileArgs) -> Result<()> {
     let options = ProfilerOptions {
         probe: ProbeOptions {
             thread_slots: args.thread_slots,
-            ..ProbeOptions::default()
+            ring_bytes: args.ring_bytes,
+            syscall_sample_every: args.syscall_sample,
         },
     };
     let mut profiler = Profiler::start(&options)?;
@@ -241,7 +254,11 @@ async fn attach(args: AttachArgs) -> Result<()> {
         .then(|| aya::sys::enable_stats(aya::sys::Stats::RunTime))
         .transpose()
         .context("enabling BPF statistics")?;
-    let probe = Probe::load(&ProbeOptions::default(), args.programs)?;
+    let options = ProbeOptions {
+        syscall_sample_every: args.syscall_sample,
+        ..ProbeOptions::default()
+    };
+    let probe = Probe::load(&options, args.programs)?;
     // Say when the programs are attached, so a benchmark knows when to start.
     eprintln!("meshmark-agent: attached");
     wait_or_signal(args.duration).await?;

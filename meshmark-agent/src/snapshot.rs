@@ -28,6 +28,10 @@ pub struct Snapshot {
     /// Nanoseconds all CPUs together spent in the idle task (pid 0) during the window.
     #[serde(default)]
     pub idle_ns: u64,
+    /// One syscall in this many was timed (1: all). With sampling, `total_ns` is the timed
+    /// calls' time scaled to all calls, and the histograms count the timed calls.
+    #[serde(default = "every_syscall")]
+    pub syscall_sample_every: u32,
     /// One entry per thread group seen in the window, ordered by pid.
     pub processes: Vec<ProcessSample>,
     /// Data the kernel side could not record, by reason; reasons with zero are left out.
@@ -36,6 +40,10 @@ pub struct Snapshot {
     /// Notable kernel-side events that are not losses (for example slot takeovers).
     #[serde(default)]
     pub stats: BTreeMap<String, u64>,
+}
+
+fn every_syscall() -> u32 {
+    1
 }
 
 /// Start and end of a window.

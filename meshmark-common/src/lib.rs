@@ -64,13 +64,15 @@ pub struct ThreadCounters {
     pub cpu_ns: u64,
     /// Number of times the thread was switched out.
     pub switches: u64,
-    /// Completed syscalls whose entry was seen.
+    /// Completed syscalls.
     pub syscalls: u64,
-    /// Nanoseconds inside those syscalls.
+    /// Of those, the syscalls that were timed: all of them, unless syscall timing is sampled.
+    pub timed_syscalls: u64,
+    /// Nanoseconds inside the timed syscalls.
     pub syscall_ns: u64,
     /// Bytes moved through sockets, indexed by [`net_index`].
     pub net_bytes: [u64; NET_KINDS * 2],
-    /// Syscall latency histogram, see [`HIST_BUCKETS`].
+    /// Latency histogram of the timed syscalls, see [`HIST_BUCKETS`].
     pub syscall_hist: [u64; HIST_BUCKETS],
 }
 
@@ -89,7 +91,8 @@ pub struct ThreadSlot {
     pub tgid: u32,
     /// Incremented on every claim of this slot.
     pub claim_seq: u32,
-    pub _pad: u32,
+    /// Syscalls left to skip before the next timed one, when syscall timing is sampled.
+    pub sample_countdown: u32,
     /// Monotonic ns at the owner's current syscall entry; 0 when not inside a syscall.
     pub syscall_start_ns: u64,
     /// The owner's `se.sum_exec_runtime` when it claimed the slot.
@@ -288,7 +291,7 @@ mod tests {
     #[test]
     fn layouts_have_no_padding() {
         use core::mem::size_of;
-        assert_eq!(size_of::<ThreadCounters>(), 8 * (4 + 6 + HIST_BUCKETS));
+        assert_eq!(size_of::<ThreadCounters>(), 8 * (5 + 6 + HIST_BUCKETS));
         assert_eq!(size_of::<ThreadSlot>(), 32 + size_of::<ThreadCounters>());
         assert_eq!(size_of::<SlotFlush>(), 24 + size_of::<ThreadCounters>());
         assert_eq!(size_of::<ProcessEvent>(), 32);

@@ -49,6 +49,10 @@ static OFFSETS: KernelOffsets = KernelOffsets {
     _pad: 0,
 };
 
+/// Time one syscall in this many per thread (1: every syscall). Counts stay exact either way.
+#[no_mangle]
+static SYSCALL_SAMPLE_EVERY: u32 = 1;
+
 /// 1 when `sched_process_exit` has its `group_dead` argument (Linux 6.16 and later).
 #[no_mangle]
 static EXIT_HAS_GROUP_DEAD: u32 = 0;
@@ -64,6 +68,11 @@ pub fn slot_mask() -> u32 {
 #[inline(always)]
 pub fn offsets() -> KernelOffsets {
     unsafe { core::ptr::read_volatile(&OFFSETS) }
+}
+
+#[inline(always)]
+pub fn syscall_sample_every() -> u32 {
+    unsafe { core::ptr::read_volatile(&SYSCALL_SAMPLE_EVERY) }
 }
 
 #[inline(always)]

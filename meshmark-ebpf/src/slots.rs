@@ -50,6 +50,7 @@ fn claim(found: &mut Slot, tid: u32, tgid: u32) {
     slot.tid = tid;
     slot.tgid = tgid;
     slot.syscall_start_ns = 0;
+    slot.sample_countdown = 0;
     slot.cpu_base_ns = task_cpu_ns(unsafe { bpf_get_current_task() } as *const u8).unwrap_or(0);
     zero(&mut slot.counters);
 }
@@ -93,6 +94,7 @@ fn zero(c: &mut ThreadCounters) {
     c.cpu_ns = 0;
     c.switches = 0;
     c.syscalls = 0;
+    c.timed_syscalls = 0;
     c.syscall_ns = 0;
     for i in 0..NET_KINDS * 2 {
         unsafe { core::ptr::write_volatile(&mut c.net_bytes[i], 0) };
@@ -107,6 +109,7 @@ fn copy(from: &ThreadCounters, to: &mut ThreadCounters) {
     to.cpu_ns = from.cpu_ns;
     to.switches = from.switches;
     to.syscalls = from.syscalls;
+    to.timed_syscalls = from.timed_syscalls;
     to.syscall_ns = from.syscall_ns;
     for i in 0..NET_KINDS * 2 {
         unsafe { core::ptr::write_volatile(&mut to.net_bytes[i], from.net_bytes[i]) };

@@ -98,6 +98,7 @@ pub fn growth(now: &ThreadCounters, before: &ThreadCounters) -> ThreadCounters {
         cpu_ns: now.cpu_ns.saturating_sub(before.cpu_ns),
         switches: now.switches.saturating_sub(before.switches),
         syscalls: now.syscalls.saturating_sub(before.syscalls),
+        timed_syscalls: now.timed_syscalls.saturating_sub(before.timed_syscalls),
         syscall_ns: now.syscall_ns.saturating_sub(before.syscall_ns),
         ..ThreadCounters::default()
     };
@@ -123,6 +124,7 @@ pub fn add_into(into: &mut ThreadCounters, add: &ThreadCounters) {
     into.cpu_ns += add.cpu_ns;
     into.switches += add.switches;
     into.syscalls += add.syscalls;
+    into.timed_syscalls += add.timed_syscalls;
     into.syscall_ns += add.syscall_ns;
     for (i, a) in into.net_bytes.iter_mut().zip(&add.net_bytes) {
         *i += a;

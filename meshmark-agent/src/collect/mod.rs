@@ -47,6 +47,7 @@ pub struct Profiler {
     counter_totals: [u64; counter::COUNT as usize],
     started: (SystemTime, Instant),
     node: String,
+    syscall_sample_every: u32,
 }
 
 impl Profiler {
@@ -67,6 +68,7 @@ impl Profiler {
         let cpus = PerCpuArray::try_from(take("CPUS")?)?;
         let counters = PerCpuArray::try_from(take("COUNTERS")?)?;
         let table = ThreadTable::map(table, probe.thread_slots)?;
+        let syscall_sample_every = probe.syscall_sample_every;
         let events = EventDrain::start(ring).context("starting the event drain thread")?;
         let online_cpus =
             aya::util::online_cpus().map_err(|(path, e)| anyhow::anyhow!("reading {path}: {e}"))?;
@@ -83,6 +85,7 @@ impl Profiler {
             counter_totals: [0; counter::COUNT as usize],
             started: (SystemTime::now(), Instant::now()),
             node: hostname(),
+            syscall_sample_every,
         };
         // Everything counted before this baseline belongs to no window.
         profiler.end_window()?;
@@ -144,6 +147,7 @@ impl Profiler {
             },
             ncpu: self.online_cpus.len() as u32,
             idle_ns,
+            syscall_sample_every: self.syscall_sample_every,
             processes,
             dropped,
             stats,
@@ -180,7 +184,7 @@ impl Profiler {
             ),
             syscalls: SyscallStats {
                 count: c.syscalls,
-                total_ns: c.syscall_ns,
+                total_ns: self.syscall_total_ns(c),
                 latency_log2_ns: SyscallStats::buckets_from_hist(&c.syscall_hist),
             },
             ..ProcessSample::default()
@@ -189,6 +193,15 @@ impl Profiler {
             inventory::fill_identity(&mut sample);
         }
         sample
+    }
+
+    /// Time inside syscalls: as measured when every syscall is timed, else the timed calls'
+    /// time scaled by how many calls there were for each timed one.
+    fn syscall_total_ns(&self, c: &meshmark_common::ThreadCounters) -> u64 {
+        if self.syscall_sample_every <= 1 || c.timed_syscalls == 0 {
+            return c.syscall_ns;
+        }
+        (u128::from(c.syscall_ns) * u128::from(c.syscalls) / u128::from(c.timed_syscalls)) as u64
     }
 
     /// Idle nanoseconds of all CPUs since the previous call.

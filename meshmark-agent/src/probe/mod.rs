@@ -44,6 +44,8 @@ pub struct ProbeOptions {
     pub thread_slots: u32,
     /// Bytes of the event ring buffer; rounded up to a power of two of at least a page.
     pub ring_bytes: u32,
+    /// Time one syscall in this many per thread; 1 times every syscall. Counts stay exact.
+    pub syscall_sample_every: u32,
 }
 
 impl Default for ProbeOptions {
@@ -51,6 +53,7 @@ impl Default for ProbeOptions {
         Self {
             thread_slots: DEFAULT_THREAD_SLOTS,
             ring_bytes: DEFAULT_EVENT_RING_BYTES,
+            syscall_sample_every: 1,
         }
     }
 }
@@ -70,6 +73,7 @@ pub enum ProgramSet {
 pub struct Probe {
     pub ebpf: Ebpf,
     pub thread_slots: u32,
+    pub syscall_sample_every: u32,
 }
 
 impl Probe {
@@ -88,6 +92,7 @@ impl Probe {
         let thread_slots = options.thread_slots.max(2).next_power_of_two();
         let ring_bytes = options.ring_bytes.max(4096).next_power_of_two();
         let slot_mask = thread_slots - 1;
+        let syscall_sample_every = options.syscall_sample_every.max(1);
 
         let aya_btf = aya::Btf::from_sys_fs().context("reading the kernel's BTF for aya")?;
         let mut ebpf = EbpfLoader::new()
@@ -97,6 +102,7 @@ impl Probe {
             .override_global("SLOT_MASK", &slot_mask, true)
             .override_global("OFFSETS", &offsets, true)
             .override_global("EXIT_HAS_GROUP_DEAD", &exit_has_group_dead, true)
+            .override_global("SYSCALL_SAMPLE_EVERY", &syscall_sample_every, true)
             .load(OBJECT)
             .context("loading the eBPF object")?;
 
@@ -108,7 +114,11 @@ impl Probe {
         for (name, tracepoint) in programs {
             attach(&mut ebpf, &aya_btf, name, tracepoint)?;
         }
-        Ok(Probe { ebpf, thread_slots })
+        Ok(Probe {
+            ebpf,
+            thread_slots,
+            syscall_sample_every,
+        })
     }
 }
 
