@@ -8,6 +8,7 @@
 //! against (default `<repo>/.tools`), e.g. to try a clean bpf-linker build without touching the
 //! shared one; its `bin` is put first on PATH for every cargo the xtask runs.
 
+mod bench;
 mod build;
 mod exec;
 mod run;
@@ -47,6 +48,9 @@ enum Command {
         args: Vec<OsString>,
     },
     /// Set up, build in release mode, then run meshmark-agent with these arguments.
+    /// Set up, build, then measure what meshmark costs: the syscall storm against the empty and
+    /// clock-only program pairs, each program's time per event, and memory (needs root).
+    Bench(bench::BenchArgs),
     Run {
         /// Arguments for meshmark-agent, e.g. `-- profile --duration 10s`.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -70,6 +74,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Build => println!("{}", build::run(&ws)?.display()),
         Command::Test { args } => test::run(&ws, &args)?,
         Command::Run { args } => return run::run(&ws, &args),
+        Command::Bench(args) => bench::run(&ws, &args)?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,311 @@
+//! `cargo xtask bench`: what meshmark costs, as ratios measured in one run.
+//!
+//! The syscall storm (`dd bs=1`, two syscalls per byte) runs with nothing attached, with the
+//! empty syscall pair (the floor any syscall program pays), with a pair that only reads the
+//! clock (the least that timing every syscall can cost), with meshmark, and with meshmark timing
+//! one syscall in 8. Configurations take turns round by round, so a noisy moment hits them all;
+//! each keeps its fastest storm, measured as the storm's own CPU time (user + system, from
+//! `wait4`), which other load on the machine disturbs least. Then it reports each program's
+//! average run time per event (BPF statistics) and the agent's memory.
+
+use std::{
+    io::{BufRead as _, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use anyhow::{bail, ensure, Context as _, Result};
+
+use crate::{build, workspace::Workspace};
+
+/// Options of `cargo xtask bench`.
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    /// Rounds; every configuration runs once per round, in turn.
+    #[arg(long, default_value_t = 3)]
+    rounds: u32,
+    /// Storms per configuration and round.
+    #[arg(long, default_value_t = 2)]
+    storms: u32,
+    /// Bytes each storm copies one at a time (two syscalls each).
+    #[arg(long, default_value_t = 1_000_000)]
+    bytes: u64,
+}
+
+/// One way of running the storm: the agent's `attach` arguments, or none for bare.
+struct Config {
+    name: &'static str,
+    attach: Option<&'static [&'static str]>,
+}
+
+const CONFIGS: [Config; 5] = [
+    Config {
+        name: "nothing attached",
+        attach: None,
+    },
+    Config {
+        name: "empty sys_enter/sys_exit pair (floor)",
+        attach: Some(&["--programs", "bench-floor"]),
+    },
+    Config {
+        name: "pair reading the clock once each",
+        attach: Some(&["--programs", "bench-clock"]),
+    },
+    Config {
+        name: "meshmark (every syscall timed)",
+        attach: Some(&["--programs", "profiler"]),
+    },
+    Config {
+        name: "meshmark --syscall-sample 8",
+        attach: Some(&["--programs", "profiler", "--syscall-sample", "8"]),
+    },
+];
+
+pub fn run(ws: &Workspace, args: &BenchArgs) -> Result<()> {
+    ensure!(
+        unsafe { libc::geteuid() } == 0,
+        "the benchmark attaches eBPF programs: run it as root (sudo -E cargo xtask bench)"
+    );
+    ensure!(
+        args.rounds > 0 && args.storms > 0 && args.bytes > 0,
+        "rounds, storms and bytes must be positive"
+    );
+    let agent = build::run(ws)?;
+    let syscalls = 2 * args.bytes;
+
+    let mut best = vec![f64::INFINITY; CONFIGS.len()];
+    for round in 1..=args.rounds {
+        eprintln!("bench: round {round} of {}", args.rounds);
+        for (config, best) in CONFIGS.iter().zip(best.iter_mut()) {
+            let attached = config
+                .attach
+                .map(|extra| Attached::start(&agent, extra, false))
+                .transpose()?;
+            for _ in 0..args.storms {
+                *best = best.min(storm_cpu_seconds(args.bytes)?);
+            }
+            if let Some(attached) = attached {
+                attached.stop()?;
+            }
+        }
+    }
+
+    println!(
+        "## Syscall storm: dd bs=1 count={} ({syscalls} syscalls)\n",
+        args.bytes
+    );
+    println!(
+        "Best of {} storms per configuration, CPU time of the storm itself.\n",
+        args.rounds * args.storms
+    );
+    println!("| configuration | storm CPU s | added ns per syscall | x floor |");
+    println!("| --- | ---: | ---: | ---: |");
+    let added = |i: usize| (best[i] - best[0]) * 1e9 / syscalls as f64;
+    let floor = added(1);
+    for (i, config) in CONFIGS.iter().enumerate() {
+        let ratio = if i == 0 {
+            "-".to_string()
+        } else {
+            format!("{:.2}", added(i) / floor)
+        };
+        println!(
+            "| {} | {:.3} | {:.0} | {ratio} |",
+            config.name,
+            best[i],
+            added(i)
+        );
+    }
+
+    program_stats(&agent, args.bytes)?;
+    memory(&agent)?;
+    Ok(())
+}
+
+/// The agent holding a program set attached until stopped.
+struct Attached {
+    child: Child,
+    stats: bool,
+}
+
+impl Attached {
+    /// Starts `meshmark-agent attach` and waits until it says the programs are attached.
+    fn start(agent: &Path, extra: &[&str], stats: bool) -> Result<Attached> {
+        let mut cmd = Command::new(agent);
+        cmd.args(["attach", "--duration", "1h"]).args(extra);
+        if stats {
+            cmd.arg("--stats");
+        }
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting {}", agent.display()))?;
+        let stderr = child.stderr.take().context("no stderr pipe")?;
+        let mut lines = BufReader::new(stderr).lines();
+        let mut said = String::new();
+        for line in lines.by_ref() {
+            let line = line?;
+            if line.contains("attached") {
+                // Keep reading: the agent still writes when it stops, and a closed pipe would
+                // make that write fail.
+                std::thread::spawn(move || lines.for_each(drop));
+                return Ok(Attached { child, stats });
+            }
+            said.push_str(&line);
+            said.push('\n');
+        }
+        let status = child.wait()?;
+        bail!("meshmark-agent attach {extra:?} exited with {status} before attaching:\n{said}")
+    }
+
+    /// Ends the attach (SIGINT) and returns what it printed on stdout.
+    fn stop(self) -> Result<String> {
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGINT) };
+        let out = self.child.wait_with_output()?;
+        ensure!(
+            out.status.success(),
+            "meshmark-agent attach ended with {}",
+            out.status
+        );
+        if self.stats {
+            ensure!(
+                !out.stdout.is_empty(),
+                "meshmark-agent attach --stats printed nothing"
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+}
+
+/// Runs one storm and returns its own CPU time (user + system) in seconds.
+fn storm_cpu_seconds(bytes: u64) -> Result<f64> {
+    let child = Command::new("dd")
+        .args([
+            "if=/dev/zero",
+            "of=/dev/null",
+            "bs=1",
+            &format!("count={bytes}"),
+        ])
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting dd")?;
+    let usage = wait_rusage(child)?;
+    Ok(seconds(usage.ru_utime) + seconds(usage.ru_stime))
+}
+
+/// Reaps `child` with wait4, which reports the resources it used; fails on a non-zero exit.
+fn wait_rusage(child: Child) -> Result<libc::rusage> {
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: zeroed rusage is valid; wait4 fills it for our own child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    ensure!(reaped == pid, "wait4: {}", std::io::Error::last_os_error());
+    ensure!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "child {pid} failed: status {status}"
+    );
+    // Already reaped: dropping `child` does not wait again.
+    drop(child);
+    Ok(usage)
+}
+
+fn seconds(tv: libc::timeval) -> f64 {
+    tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6
+}
+
+/// Average run time per event of each profiler program, with BPF statistics on during a storm
+/// and a second of ordinary node activity.
+fn program_stats(agent: &Path, bytes: u64) -> Result<()> {
+    let attached = Attached::start(agent, &["--programs", "profiler"], true)?;
+    storm_cpu_seconds(bytes)?;
+    std::thread::sleep(Duration::from_secs(1));
+    let printed = attached.stop()?;
+    println!("\n## Programs: average run time per event (BPF statistics on, which adds its own clock reads)\n");
+    println!("| program | events | ns per event |");
+    println!("| --- | ---: | ---: |");
+    for (program, count, time) in parse_stats(&printed)? {
+        let per_event = if count == 0 {
+            "-".to_string()
+        } else {
+            format!("{:.0}", time as f64 / count as f64)
+        };
+        println!("| {program} | {count} | {per_event} |");
+    }
+    Ok(())
+}
+
+/// `[{"program": "...", "run_count": N, "run_time_ns": N}, ...]` without a JSON dependency.
+fn parse_stats(text: &str) -> Result<Vec<(String, u64, u64)>> {
+    let mut rows = Vec::new();
+    for entry in text.split('{').skip(1) {
+        let field = |name: &str| -> Option<&str> {
+            let at = entry.find(&format!("\"{name}\":"))? + name.len() + 3;
+            let rest = &entry[at..];
+            let end = rest.find([',', '}']).unwrap_or(rest.len());
+            Some(rest[..end].trim().trim_matches('"'))
+        };
+        let (Some(program), Some(count), Some(time)) =
+            (field("program"), field("run_count"), field("run_time_ns"))
+        else {
+            bail!("unexpected statistics from meshmark-agent attach: {text}");
+        };
+        rows.push((program.to_string(), count.parse()?, time.parse()?));
+    }
+    rows.sort();
+    Ok(rows)
+}
+
+/// Peak resident memory of a short profile (agent side) and the size of the kernel maps.
+fn memory(agent: &Path) -> Result<()> {
+    let out: PathBuf =
+        std::env::temp_dir().join(format!("meshmark-bench-{}.json", std::process::id()));
+    let child = Command::new(agent)
+        .args([
+            "profile",
+            "--duration",
+            "2s",
+            "--format",
+            "json",
+            "--output",
+        ])
+        .arg(&out)
+        .stdout(Stdio::null())
+        .spawn()
+        .context("starting meshmark-agent profile")?;
+    let usage = wait_rusage(child)?;
+    let processes = std::fs::read_to_string(&out)
+        .map(|t| t.matches("\"pid\"").count())
+        .unwrap_or(0);
+    let _ = std::fs::remove_file(&out);
+    println!("\n## Memory\n");
+    println!(
+        "- agent peak RSS for a 2 s profile of this node ({processes} processes): {:.1} MiB",
+        usage.ru_maxrss as f64 / 1024.0
+    );
+    let slot = std::mem::size_of::<meshmark_common::ThreadSlot>();
+    let slots = meshmark_common::DEFAULT_THREAD_SLOTS as usize;
+    println!(
+        "- kernel maps: the thread table is {slots} slots x {slot} bytes = {:.1} MiB (fixed, \
+         whatever the CPU count), the event ring buffer {} KiB",
+        (slots * slot) as f64 / f64::from(1 << 20),
+        meshmark_common::DEFAULT_EVENT_RING_BYTES / 1024
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_agents_statistics() {
+        let text = r#"[{"program":"sys_exit","run_count":10,"run_time_ns":500},{"program":"sched_switch","run_count":0,"run_time_ns":0}]"#;
+        assert_eq!(
+            parse_stats(text).unwrap(),
+            vec![("sched_switch".into(), 0, 0), ("sys_exit".into(), 10, 500)]
+        );
+        assert!(parse_stats("[{\"program\":\"x\"}]").is_err());
+    }
+}
