@@ -132,7 +132,6 @@ pub struct KernelOffsets {
     /// `struct task_struct.se.sum_exec_runtime` (u64): the kernel's own CPU time of the task,
     /// which leaves out time the hypervisor stole, as the process CPU clocks do.
     pub task_sum_exec_runtime: u32,
-    pub _pad: u32,
 }
 
 /// Kinds of records in the event ring buffer; every record starts with its kind as a `u32`.
@@ -295,6 +294,6 @@ mod tests {
         assert_eq!(size_of::<ThreadSlot>(), 32 + size_of::<ThreadCounters>());
         assert_eq!(size_of::<SlotFlush>(), 24 + size_of::<ThreadCounters>());
         assert_eq!(size_of::<ProcessEvent>(), 32);
-        assert_eq!(size_of::<KernelOffsets>(), 40);
+        assert_eq!(size_of::<KernelOffsets>(), 32);
     }
 }

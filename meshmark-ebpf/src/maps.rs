@@ -46,7 +46,6 @@ static OFFSETS: KernelOffsets = KernelOffsets {
     task_pid: 0,
     task_tgid: 0,
     task_sum_exec_runtime: 0,
-    _pad: 0,
 };
 
 /// Time one syscall in this many per thread (1: every syscall). Counts stay exact either way.
