@@ -3,11 +3,17 @@
 
 /// Asserts `measured` is within `tolerance` (a fraction, 0.02 = 2%) of a non-zero `truth`.
 pub fn assert_close(what: &str, measured: u64, truth: u64, tolerance: f64) {
+    // Exact below 2^53, far above any count these tests make; integral floats print bare.
+    assert_close_f64(what, measured as f64, truth as f64, tolerance);
+}
+
+/// [`assert_close`] for quantities that are not counts, such as ratios.
+pub fn assert_close_f64(what: &str, measured: f64, truth: f64, tolerance: f64) {
     assert!(
-        truth > 0,
+        truth > 0.0,
         "{what}: ground truth is zero; the workload did not run"
     );
-    let error = (measured as f64 - truth as f64) / truth as f64;
+    let error = (measured - truth) / truth;
     eprintln!(
         "check {what}: measured {measured}, truth {truth}, error {:+.3}% (allowed ±{:.1}%)",
         error * 100.0,

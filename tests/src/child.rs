@@ -1,21 +1,21 @@
 //! A workload child: spawn it, read the ground truth it prints, then reap it.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Child, ChildStdout, Command, Stdio};
 
 use serde::de::DeserializeOwned;
+
+use crate::scenario::GO;
 
 /// Spawns this crate's `mm-workload` binary with a command line given as format arguments
 /// (split on whitespace), e.g. `workload!("sleep --count {n} --ms 5")`. Usable from integration
 /// tests, where Cargo sets `CARGO_BIN_EXE_mm-workload`.
 #[macro_export]
 macro_rules! workload {
-    ($($format:tt)+) => {{
-        let line = format!($($format)+);
-        let args: Vec<&str> = line.split_whitespace().collect();
-        $crate::child::Workload::spawn(env!("CARGO_BIN_EXE_mm-workload"), &args)
-    }};
+    ($($format:tt)+) => {
+        $crate::child::Workload::spawn_line(env!("CARGO_BIN_EXE_mm-workload"), &format!($($format)+))
+    };
 }
 
 /// A running workload with piped stdin (closing it releases scenarios that wait) and stdout
@@ -51,6 +51,12 @@ impl Workload {
         }
     }
 
+    /// Starts `bin` with a command line split on whitespace.
+    pub fn spawn_line(bin: impl AsRef<Path>, line: &str) -> Self {
+        let args: Vec<&str> = line.split_whitespace().collect();
+        Self::spawn(bin, &args)
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
@@ -72,6 +78,15 @@ impl Workload {
         }
         serde_json::from_str(&line)
             .unwrap_or_else(|err| panic!("workload printed {line:?}, not ground truth: {err}"))
+    }
+
+    /// Lets a workload that waits for [`GO`] start.
+    pub fn go(&mut self) {
+        let pid = self.pid();
+        let stdin = self.child.stdin.as_mut().expect("stdin is piped");
+        writeln!(stdin, "{GO}")
+            .and_then(|()| stdin.flush())
+            .unwrap_or_else(|err| panic!("writing {GO:?} to workload {pid}: {err}"));
     }
 
     /// Closes stdin, waits for the exit, and asserts the workload succeeded.

@@ -45,6 +45,15 @@ pub fn require_agent_bin() -> Option<PathBuf> {
     }
 }
 
+/// The cgroup v2 mount point, where there is one (see [`crate::cgroup::cgroup2_mount`]).
+pub fn require_cgroup2() -> Option<PathBuf> {
+    let mount = crate::cgroup::cgroup2_mount();
+    if mount.is_none() {
+        skip("no cgroup v2 hierarchy is mounted (cgroup v1 only)");
+    }
+    mount
+}
+
 /// Reports a test that cannot run: panics under `MESHMARK_REQUIRE_BPF=1`, else prints a loud
 /// SKIPPED line. Returns false so callers can `return` on it.
 fn skip(reason: &str) -> bool {

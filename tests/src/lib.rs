@@ -9,14 +9,17 @@
 //! - [`window`]: one profiled window at a time per test binary;
 //! - [`child`]: spawning a workload and reading its ground truth;
 //! - [`truth`]: the ground-truth records the workload prints;
-//! - [`scenario`]: the workload scenarios themselves;
-//! - [`lookup`], [`check`], [`procfs`], [`netns`]: finding a process in a snapshot, comparing
-//!   numbers with their error printed, reading the kernel's counters, and a throw-away pair of
-//!   network namespaces.
+//! - [`scenario`]: the workload scenarios themselves; [`lab`] wires the mesh scenario's
+//!   processes together from a test;
+//! - [`lookup`], [`check`], [`procfs`], [`netns`], [`cgroup`]: finding a process in a snapshot,
+//!   comparing numbers with their error printed, reading the kernel's counters, a throw-away
+//!   pair of network namespaces, and a throw-away Kubernetes-style pod of cgroups.
 
+pub mod cgroup;
 pub mod check;
 pub mod child;
 pub mod gate;
+pub mod lab;
 pub mod lookup;
 pub mod netns;
 pub mod procfs;

@@ -2,6 +2,8 @@
 //! JSON line on stdout. The workload writes and the tests read these same types, so the two
 //! cannot drift apart.
 
+use std::net::SocketAddr;
+
 use serde::{Deserialize, Serialize};
 
 /// `burn`: CPU time the burner measured with its own clocks.
@@ -40,4 +42,24 @@ pub struct Sleep {
     pub pid: u32,
     pub requested_ns: u64,
     pub durations_ns: Vec<u64>,
+}
+
+/// `mesh-relay`, `mesh-upstream`: where a listening part of the mesh scenario accepts its
+/// connection; printed before it serves, so the test can wire the next part to it.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+pub struct Listening {
+    pub pid: u32,
+    pub addr: SocketAddr,
+}
+
+/// `mesh-app`, `mesh-relay`, `mesh-upstream`: what one part of the mesh scenario measured of
+/// itself once its work was done.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+pub struct MeshPart {
+    pub pid: u32,
+    /// `CLOCK_PROCESS_CPUTIME_ID` after the last byte moved: all the CPU the process used.
+    pub process_cpu_ns: u64,
+    /// Bytes over all its sockets, summed from syscall return values.
+    pub tx_bytes: u64,
+    pub rx_bytes: u64,
 }

@@ -2,7 +2,11 @@
 //! consistency, without BPF and as any user, so that a failing end-to-end test points at the
 //! profiler and not at the numbers it was compared with.
 
+use std::path::Path;
+
 use meshmark_tests::check::{assert_between, assert_close, assert_exact};
+use meshmark_tests::lab::MeshLab;
+use meshmark_tests::scenario::mesh::Traffic;
 use meshmark_tests::truth::{Burn, Exchange, Sleep};
 use meshmark_tests::{procfs, workload};
 
@@ -75,6 +79,56 @@ fn sleeps_last_at_least_what_was_asked() {
     assert_eq!(truth.requested_ns, 5 * MS);
     let shortest = truth.durations_ns.iter().min().copied().unwrap_or(0);
     assert_between("workload shortest sleep", shortest, 5 * MS, 50 * MS);
+}
+
+#[test]
+fn mesh_relay_moves_every_byte_and_clocks_agree_with_schedstat() {
+    let traffic = Traffic {
+        requests: 1000,
+        request_bytes: 1_003,
+        response_bytes: 8_011,
+    };
+    let mut lab = MeshLab::spawn(Path::new(env!("CARGO_BIN_EXE_mm-workload")), &traffic, 100);
+    lab.go();
+    let truth = lab.truth();
+    // App and relay idle until finish, so their single thread is still listed.
+    let schedstat = [truth.app, truth.relay].map(|part| procfs::task_schedstat_ns(part.pid));
+    lab.finish();
+
+    let (app, relay, upstream) = (truth.app, truth.relay, truth.upstream);
+    let requests = u64::from(traffic.requests);
+    assert_exact(
+        "mesh app tx",
+        app.tx_bytes,
+        requests * traffic.request_bytes,
+    );
+    assert_exact(
+        "mesh app rx",
+        app.rx_bytes,
+        requests * traffic.response_bytes,
+    );
+    assert_exact("mesh upstream rx", upstream.rx_bytes, app.tx_bytes);
+    assert_exact("mesh upstream tx", upstream.tx_bytes, app.rx_bytes);
+    assert_exact(
+        "mesh relay rx",
+        relay.rx_bytes,
+        app.tx_bytes + upstream.tx_bytes,
+    );
+    assert_exact(
+        "mesh relay tx",
+        relay.tx_bytes,
+        app.rx_bytes + upstream.rx_bytes,
+    );
+    // The burn ends one spin step past its target, the last response's CPU on top.
+    assert_between("mesh app cpu ns", app.process_cpu_ns, 100 * MS, 130 * MS);
+    for (what, part, schedstat_ns) in [("app", app, schedstat[0]), ("relay", relay, schedstat[1])] {
+        assert_close(
+            &format!("mesh {what}: schedstat vs process clock"),
+            schedstat_ns,
+            part.process_cpu_ns,
+            0.005,
+        );
+    }
 }
 
 fn check_exchange(what: &str, truth: &Exchange, send: u64, reply: u64) {

@@ -4,7 +4,7 @@
 
 use anyhow::Result;
 use clap::Parser;
-use meshmark_tests::scenario::{burn, sleep, stream, udp};
+use meshmark_tests::scenario::{burn, mesh, sleep, stream, udp};
 
 #[derive(Parser)]
 #[command(about = "Workloads that print their own ground truth, for meshmark's tests")]
@@ -21,6 +21,12 @@ enum Command {
     UdpClient(udp::Client),
     /// Sleep COUNT times for MS milliseconds with nanosleep.
     Sleep(sleep::Spec),
+    /// Mesh scenario: the application, which burns CPU and makes requests through the relay.
+    MeshApp(mesh::App),
+    /// Mesh scenario: the sidecar relay, named `envoy`.
+    MeshRelay(mesh::Relay),
+    /// Mesh scenario: the upstream server behind the relay.
+    MeshUpstream(mesh::Upstream),
 }
 
 fn main() -> Result<()> {
@@ -31,5 +37,8 @@ fn main() -> Result<()> {
         Command::Udp(spec) => udp::serve(&spec),
         Command::UdpClient(spec) => udp::send(&spec),
         Command::Sleep(spec) => sleep::run(&spec),
+        Command::MeshApp(spec) => mesh::app(&spec),
+        Command::MeshRelay(spec) => mesh::relay(&spec),
+        Command::MeshUpstream(spec) => mesh::upstream(&spec),
     }
 }

@@ -4,14 +4,13 @@
 //! its threads.
 
 use std::hint::black_box;
-use std::io::Read;
 use std::sync::{mpsc, Arc, Barrier};
 use std::thread;
 use std::time::Instant;
 
-use anyhow::{ensure, Context, Result};
+use anyhow::{ensure, Result};
 
-use super::{clock_ns, emit, WAIT_LIMIT};
+use super::{clock_ns, emit, wait_for_stdin_close, WAIT_LIMIT};
 use crate::truth::Burn;
 
 /// Work between two clock reads: reading a CPU-time clock is a real syscall (the vDSO cannot
@@ -72,9 +71,7 @@ pub fn run(spec: &Spec) -> Result<()> {
         }
         Then::Wait => {
             emit(&truth(thread_cpu_ns))?;
-            std::io::stdin()
-                .read_to_end(&mut Vec::new())
-                .context("waiting for stdin to close")?;
+            wait_for_stdin_close()?;
             release.wait();
             join(burners)
         }
@@ -82,7 +79,7 @@ pub fn run(spec: &Spec) -> Result<()> {
 }
 
 /// Spins until this thread has run `target_ns` on CPU; returns its CPU clock then.
-fn spin_until(target_ns: u64) -> u64 {
+pub(super) fn spin_until(target_ns: u64) -> u64 {
     // A thread starved for this long means a broken machine; bound the test rather than hang.
     let deadline = Instant::now() + WAIT_LIMIT;
     let mut acc = 0u64;

@@ -4,24 +4,52 @@
 //! as a second `mm-workload` and fold its record into their own.
 //!
 //! Every wait is bounded (socket timeouts, a wall-clock limit on burning), so a broken profiler
-//! or network setup fails a test instead of hanging it.
+//! or network setup fails a test instead of hanging it; waits on stdin end when the test closes
+//! it, or dies.
 
 pub mod burn;
+pub mod mesh;
 pub mod sleep;
 pub mod sock;
 pub mod stream;
 pub mod udp;
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{ensure, Context, Result};
 use serde::Serialize;
 
 use crate::child::Workload;
 
 /// Longest any single wait of a scenario may take.
 pub const WAIT_LIMIT: Duration = Duration::from_secs(20);
+
+/// The line a test writes to a waiting workload's stdin to let it start (see [`wait_for_go`]).
+pub const GO: &str = "go";
+
+/// Blocks until the test writes [`GO`], so that the test can first place the process (move it
+/// into a cgroup) before it does any work worth measuring.
+pub fn wait_for_go() -> Result<()> {
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .context("waiting for go on stdin")?;
+    ensure!(
+        line.trim_end() == GO,
+        "expected {GO:?} on stdin, got {line:?}"
+    );
+    Ok(())
+}
+
+/// Blocks, doing nothing, until the test closes stdin: keeps a process alive past the end of a
+/// profiled window without adding to what it measured of itself.
+pub fn wait_for_stdin_close() -> Result<()> {
+    std::io::stdin()
+        .read_to_end(&mut Vec::new())
+        .context("waiting for stdin to close")?;
+    Ok(())
+}
 
 /// Prints one ground-truth record as a JSON line and flushes it, so a test blocked on it wakes.
 pub fn emit<T: Serialize>(truth: &T) -> Result<()> {

@@ -18,23 +18,40 @@ pub fn send_counted(fd: BorrowedFd, total: u64) -> Result<u64> {
     let mut sent = 0;
     while sent < total {
         let len = usize::try_from(total - sent).map_or(CHUNK, |left| left.min(CHUNK));
-        let n = send(fd, &payload[..len])?;
-        ensure!(n > 0, "send returned 0");
-        sent += n as u64;
+        sent += send_all(fd, &payload[..len])?;
     }
     Ok(sent)
 }
 
+/// Sends all of `buf`, however many calls it takes; returns the sum of what `send` returned.
+pub fn send_all(fd: BorrowedFd, buf: &[u8]) -> Result<u64> {
+    let mut sent = 0;
+    while sent < buf.len() {
+        let n = send(fd, &buf[sent..])?;
+        ensure!(n > 0, "send returned 0");
+        sent += n;
+    }
+    Ok(sent as u64)
+}
+
 /// Receives until the peer shuts down its side; returns the sum of what `recv` returned.
 pub fn recv_to_eof(fd: BorrowedFd) -> Result<u64> {
+    recv_up_to(fd, u64::MAX)
+}
+
+/// Receives until `total` bytes arrived or the peer shut down its side, whichever is first;
+/// returns the sum of what `recv` returned, so a message cut short shows as a smaller count.
+pub fn recv_up_to(fd: BorrowedFd, total: u64) -> Result<u64> {
     let mut buf = vec![0u8; CHUNK];
     let mut received = 0;
-    loop {
-        match recv(fd, &mut buf, 0)? {
-            0 => return Ok(received),
+    while received < total {
+        let len = usize::try_from(total - received).map_or(CHUNK, |left| left.min(CHUNK));
+        match recv(fd, &mut buf[..len], 0)? {
+            0 => break,
             n => received += n as u64,
         }
     }
+    Ok(received)
 }
 
 /// One `send` call (no SIGPIPE: a vanished peer is an error, not a dead workload).
@@ -100,19 +117,36 @@ pub fn set_timeouts(fd: BorrowedFd) -> Result<()> {
     Ok(())
 }
 
+/// Waits at most [`WAIT_LIMIT`] until at least one of `fds` is readable, or at its end (a
+/// hang-up or an error reads too: `recv` then says what happened); tells which ones are.
+pub fn wait_readable(fds: &[BorrowedFd]) -> Result<Vec<bool>> {
+    let mut polled: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|fd| libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    // SAFETY: polled holds polled.len() valid entries.
+    let ready = unsafe {
+        libc::poll(
+            polled.as_mut_ptr(),
+            polled.len() as libc::nfds_t,
+            WAIT_LIMIT.as_millis() as libc::c_int,
+        )
+    };
+    ensure!(
+        ready > 0,
+        "nothing to read within {WAIT_LIMIT:?} (poll returned {ready}: {})",
+        io::Error::last_os_error()
+    );
+    Ok(polled.iter().map(|p| p.revents != 0).collect())
+}
+
 /// Accepts one connection on a listening socket, waiting at most [`WAIT_LIMIT`].
 pub fn accept(listener: BorrowedFd) -> Result<OwnedFd> {
-    let mut pollfd = libc::pollfd {
-        fd: listener.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: pollfd is one valid entry.
-    let ready = unsafe { libc::poll(&mut pollfd, 1, WAIT_LIMIT.as_millis() as libc::c_int) };
-    ensure!(
-        ready == 1,
-        "no connection within {WAIT_LIMIT:?} (poll returned {ready})"
-    );
+    wait_readable(&[listener]).context("no connection")?;
     // SAFETY: null address pointers are allowed when the peer address is not wanted.
     let fd = unsafe {
         libc::accept4(
