@@ -199,9 +199,13 @@ async fn profile(args: ProfileArgs) -> Result<()> {
 fn score(args: ScoreArgs) -> Result<()> {
     let config = load_config(args.config.as_deref())?;
     let snapshot = read_profile(&args.input)?;
-    // The agent that wrote the profile is not this process; its line keeps whatever rule
-    // matches it now.
-    let classifier = config.classifier(None);
+    // The agent that measured the profile is still the agent, not a workload.
+    let recorded_self = snapshot
+        .processes
+        .iter()
+        .find(|p| p.rule.as_deref() == Some(crate::classify::SELF_RULE))
+        .map(|p| p.pid);
+    let classifier = config.classifier(recorded_self);
     let report = build_report(snapshot, &classifier, &config.model, &|_| None)?;
     write_output(&report, &args.output)
 }

@@ -68,7 +68,12 @@ fn worked_example(path: &Path) {
             {"pid": 7, "comm": "kubelet", "exited": false, "cpu_ns": 5_000_000_000u64,
              "net": {"tx_bytes": 0, "rx_bytes": 0, "loopback_tx_bytes": 0, "loopback_rx_bytes": 0,
                      "external_tx_bytes": 0, "external_rx_bytes": 0, "unix_tx_bytes": 0, "unix_rx_bytes": 0},
-             "syscalls": {"count": 1, "total_ns": 1, "latency_log2_ns": []}, "cgroup": "/system.slice/kubelet.service"}
+             "syscalls": {"count": 1, "total_ns": 1, "latency_log2_ns": []}, "cgroup": "/system.slice/kubelet.service"},
+            {"pid": 9, "comm": "meshmark-agent", "exited": false, "cpu_ns": 1000,
+             "net": {"tx_bytes": 0, "rx_bytes": 0, "loopback_tx_bytes": 0, "loopback_rx_bytes": 0,
+                     "external_tx_bytes": 0, "external_rx_bytes": 0, "unix_tx_bytes": 0, "unix_rx_bytes": 0},
+             "syscalls": {"count": 1, "total_ns": 1, "latency_log2_ns": []}, "cgroup": "/",
+             "role": "node", "rule": "builtin:self"}
         ],
         "dropped": {}
     });
@@ -112,6 +117,16 @@ fn worked_example_scores_as_the_spec_says() {
         "{roles:?}"
     );
     assert!(roles.contains(&("kubelet", "node")), "{roles:?}");
+    let measuring_agent = report["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["pid"] == 9)
+        .unwrap();
+    assert_eq!(
+        measuring_agent["rule"], "builtin:self",
+        "the measuring agent stays itself on re-scoring"
+    );
     let pods = report["pods"].as_array().unwrap();
     assert_eq!(pods.len(), 1);
     assert_eq!(pods[0]["pod_uid"], POD);
