@@ -188,7 +188,12 @@ async fn profile(args: ProfileArgs) -> Result<()> {
         },
     };
     let mut profiler = Profiler::start(&options)?;
-    wait_or_signal(args.duration.unwrap_or(config.window)).await?;
+    let duration = args.duration.unwrap_or(config.window);
+    eprintln!(
+        "meshmark-agent: profiling for {} (Ctrl-C ends the window early)",
+        humantime::format_duration(duration)
+    );
+    wait_or_signal(duration).await?;
     let snapshot = profiler.end_window()?;
     drop(profiler);
     let classifier = config.classifier(Some(std::process::id()));

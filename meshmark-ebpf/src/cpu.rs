@@ -28,20 +28,21 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
     };
     let cpu = unsafe { &mut *cpu };
     let last = cpu.last_switch_ns;
-    cpu.last_switch_ns = now;
     // The first switch after attach has no start: charge nothing, but still track the thread.
     let ran = if last == 0 { 0 } else { now.wrapping_sub(last) };
 
     if bpf_get_current_pid_tgid() as u32 == 0 {
         cpu.idle_ns += ran;
+        cpu.last_switch_ns = now;
         return 0;
     }
-    let Some(found) = own_slot() else {
+    // Before the switch time moves on: a claim made here bases itself on this stretch's start.
+    let found = own_slot();
+    cpu.last_switch_ns = now;
+    let Some(found) = found else {
         return 0;
     };
     match task_cpu_ns(prev) {
-        // A thread seen first at this switch has its base taken now: this stretch began before
-        // its claim, so it is not charged.
         Some(total) => found.slot.counters.cpu_ns = total.saturating_sub(found.slot.cpu_base_ns),
         None => found.slot.counters.cpu_ns += ran,
     }

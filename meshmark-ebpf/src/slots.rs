@@ -1,13 +1,15 @@
 //! Ownership of `THREADS` slots: finding the calling thread's slot, claiming it, and flushing a
 //! claim's final counters to userspace when its thread exits or another thread takes the slot.
 
-use aya_ebpf::helpers::{bpf_get_current_pid_tgid, bpf_get_current_task, bpf_probe_read_kernel};
+use aya_ebpf::helpers::{
+    bpf_get_current_pid_tgid, bpf_get_current_task, bpf_ktime_get_ns, bpf_probe_read_kernel,
+};
 use meshmark_common::{
     counter, event_kind, flush_reason, SlotFlush, ThreadCounters, ThreadSlot, HIST_BUCKETS,
     NET_KINDS,
 };
 
-use crate::maps::{bump, offsets, slot_mask, EVENTS, THREADS};
+use crate::maps::{bump, offsets, slot_mask, CPUS, EVENTS, THREADS};
 
 /// A thread's slot and its index in `THREADS`.
 pub struct Slot {
@@ -39,6 +41,11 @@ pub fn own_slot() -> Option<Slot> {
 }
 
 /// Gives the slot to `tid`, flushing the previous owner's counters first.
+///
+/// The CPU base is the thread's runtime when its current stretch on this CPU began: a previous
+/// claim was charged up to its last switch-out, so the stretch now running belongs to this claim
+/// whole. The scheduler may not have added the latest part of the stretch to the runtime yet;
+/// that part (at most a tick) is then charged here too.
 #[inline(always)]
 fn claim(found: &mut Slot, tid: u32, tgid: u32) {
     if found.slot.tid != 0 {
@@ -51,8 +58,25 @@ fn claim(found: &mut Slot, tid: u32, tgid: u32) {
     slot.tgid = tgid;
     slot.syscall_start_ns = 0;
     slot.sample_countdown = 0;
-    slot.cpu_base_ns = task_cpu_ns(unsafe { bpf_get_current_task() } as *const u8).unwrap_or(0);
+    let total = task_cpu_ns(unsafe { bpf_get_current_task() } as *const u8).unwrap_or(0);
+    slot.cpu_base_ns = total.saturating_sub(running_for());
     zero(&mut slot.counters);
+}
+
+/// How long the current task has been on this CPU (0 before the first switch seen here).
+#[inline(always)]
+fn running_for() -> u64 {
+    match CPUS.get_ptr(0) {
+        Some(cpu) => {
+            let since = unsafe { (*cpu).last_switch_ns };
+            if since == 0 {
+                0
+            } else {
+                unsafe { bpf_ktime_get_ns() }.saturating_sub(since)
+            }
+        }
+        None => 0,
+    }
 }
 
 /// The kernel's own CPU time of `task` (`se.sum_exec_runtime`); counts a failed read.

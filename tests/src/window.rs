@@ -23,18 +23,28 @@ pub struct ProfiledWindow {
 impl ProfiledWindow {
     /// Takes the lock and starts the profiler; `None` (after a loud skip) where BPF cannot run.
     pub fn start() -> Option<Self> {
+        Self::start_with(&ProfilerOptions::default())
+    }
+
+    /// [`ProfiledWindow::start`] with other map sizes or options.
+    pub fn start_with(options: &ProfilerOptions) -> Option<Self> {
         if !gate::require_bpf() {
             return None;
         }
-        let lock = BPF_LOCK
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let profiler = Profiler::start(&ProfilerOptions::default())
-            .unwrap_or_else(|err| panic!("starting the profiler: {err:#}"));
+        let lock = Self::lock();
+        let profiler =
+            Profiler::start(options).unwrap_or_else(|err| panic!("starting the profiler: {err:#}"));
         Some(Self {
             profiler,
             _lock: lock,
         })
+    }
+
+    /// The lock alone, for tests that profile through the agent binary instead.
+    pub fn lock() -> MutexGuard<'static, ()> {
+        BPF_LOCK
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Ends the window, detaches the programs and releases the lock.
