@@ -3,9 +3,11 @@
 //! requests to an upstream outside the pod. The profiler must give both their role, the pod's
 //! UID and their own container id, and score the pod from what the two processes measured of
 //! themselves: `MUE_cpu` within 3% of their own CPU clocks, `MUE_net` exactly from their own
-//! byte counts (socket bytes are counted exactly, see net.rs).
+//! byte counts (socket bytes are counted exactly, see net.rs). A third process of the pod sleeps
+//! through the window and must still be listed, with its memory.
 
 use std::path::Path;
+use std::process::Command;
 
 use meshmark_agent::classify::POD_DEFAULT_RULE;
 use meshmark_agent::config::Config;
@@ -37,15 +39,27 @@ const MIN_PROXY_SHARE: f64 = 0.10;
 
 #[test]
 fn sidecar_pod_is_scored_from_its_processes_own_clocks() {
-    let Some(window) = ProfiledWindow::start() else {
+    if !gate::require_bpf() {
         return;
-    };
+    }
     let Some(mount) = gate::require_cgroup2() else {
         return;
     };
     let pod = Pod::create(&mount, 2);
     let [app_container, proxy_container] = pod.containers() else {
         unreachable!("the pod was made with two containers");
+    };
+    // A second application process that sleeps through the whole window: idle, yet holding
+    // memory that the pod's memory class must count.
+    let mut idle = Command::new("sleep")
+        .arg("60")
+        .spawn()
+        .expect("starting sleep");
+    app_container.adopt(idle.id());
+    let Some(window) = ProfiledWindow::start() else {
+        let _ = idle.kill();
+        let _ = idle.wait();
+        return;
     };
     let mut lab = MeshLab::spawn(
         Path::new(env!("CARGO_BIN_EXE_mm-workload")),
@@ -65,6 +79,25 @@ fn sidecar_pod_is_scored_from_its_processes_own_clocks() {
     )
     .unwrap_or_else(|err| panic!("scoring the window: {err}"));
     lab.finish();
+    let _ = idle.kill();
+    let _ = idle.wait();
+
+    let sleeper = process(&report.snapshot, idle.id());
+    eprintln!(
+        "check idle pod process pid {}: role {:?}, cpu_ns {}, rss_bytes {:?}",
+        sleeper.pid, sleeper.role, sleeper.cpu_ns, sleeper.rss_bytes
+    );
+    assert_eq!(
+        sleeper.role,
+        Some(Role::App),
+        "the sleeper is an app process"
+    );
+    assert_eq!(sleeper.cpu_ns, 0, "the sleeper did not run in the window");
+    assert_eq!(sleeper.pod_uid.as_deref(), Some(pod.uid()), "sleeper's pod");
+    assert!(
+        sleeper.rss_bytes.is_some_and(|rss| rss > 0),
+        "the sleeper's memory is read"
+    );
 
     let app = identity(&report, "app", &truth.app, Role::App);
     assert_eq!(app.rule.as_deref(), Some(POD_DEFAULT_RULE), "app's rule");
@@ -106,7 +139,7 @@ fn identity<'r>(report: &'r Report, what: &str, part: &MeshPart, role: Role) -> 
     sample
 }
 
-/// The pod's own entry, with exactly one app and one proxy in it.
+/// The pod's own entry, with its two apps and one proxy in it.
 fn pod_score<'r>(report: &'r Report, uid: &str) -> &'r PodMeshMark {
     let scored = report
         .pods
@@ -119,8 +152,8 @@ fn pod_score<'r>(report: &'r Report, uid: &str) -> &'r PodMeshMark {
     let members = |role| scored.meshmark.sums[&role].processes;
     assert_eq!(
         (members(Role::App), members(Role::Proxy)),
-        (1, 1),
-        "apps and proxies in the pod"
+        (2, 1),
+        "apps (the client and the idle sleeper) and proxies in the pod"
     );
     eprintln!(
         "pod {uid}: MeshMark {}",

@@ -123,6 +123,12 @@ impl Profiler {
             .into_iter()
             .map(|(pid, delta)| self.sample(pid, delta, exited.contains(&pid)))
             .collect();
+        let seen: std::collections::HashSet<u32> = processes.iter().map(|p| p.pid).collect();
+        for pid in inventory::pod_processes() {
+            if !seen.contains(&pid) {
+                processes.push(self.sample(pid, ProcessDelta::default(), false));
+            }
+        }
         let idle_ns = self.idle_delta()?;
         processes.push(idle_sample(idle_ns));
         processes.sort_by_key(|p| p.pid);

@@ -54,6 +54,21 @@ pub fn parse_vm_rss(status: &str) -> Option<u64> {
     Some(kib * 1024)
 }
 
+/// Every process in a Kubernetes pod, by its cgroup path. Memory is a level, not a flow: a pod's
+/// processes hold their memory whether or not they ran in the window, so the memory class
+/// needs them all, not only those the kernel saw active.
+pub fn pod_processes() -> Vec<u32> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| {
+            cgroup_path(pid).is_some_and(|path| cgroup::parse_cgroup_path(&path).pod_uid.is_some())
+        })
+        .collect()
+}
+
 /// Fills the identity fields of a live process's sample from /proc; pod and container come
 /// from the cgroup path.
 pub fn fill_identity(sample: &mut ProcessSample) {
