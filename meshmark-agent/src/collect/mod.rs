@@ -9,7 +9,7 @@ mod settle;
 mod threads;
 
 use std::{
-    collections::HashMap,
+    collections::{BTreeMap, HashMap, HashSet},
     time::{Instant, SystemTime},
 };
 
@@ -88,20 +88,59 @@ impl Profiler {
             syscall_sample_every,
         };
         // Everything counted before this baseline belongs to no window.
-        profiler.end_window()?;
+        profiler.advance()?;
+        profiler.started = (SystemTime::now(), Instant::now());
         Ok(profiler)
     }
 
     /// Ends the current window and returns it; the next window starts at once.
     pub fn end_window(&mut self) -> Result<Snapshot> {
+        let window = self.advance()?;
+        let mut processes: Vec<ProcessSample> = window
+            .deltas
+            .into_iter()
+            .map(|(pid, delta)| self.sample(pid, delta, window.exited.contains(&pid)))
+            .collect();
+        let seen: HashSet<u32> = processes.iter().map(|p| p.pid).collect();
+        for pid in inventory::pod_processes() {
+            if !seen.contains(&pid) {
+                processes.push(self.sample(pid, ProcessDelta::default(), false));
+            }
+        }
+        processes.push(idle_sample(window.idle_ns));
+        processes.sort_by_key(|p| p.pid);
+        // Names are kept only for processes that may show up again.
+        self.names
+            .retain(|pid, _| window.live_tgids.contains(pid) && !window.exited.contains(pid));
+
+        let (start, end) = (self.started, window.end);
+        self.started = end;
+        Ok(Snapshot {
+            schema: PROFILE_SCHEMA.into(),
+            node: self.node.clone(),
+            window: Window {
+                start: rfc3339(start.0),
+                end: rfc3339(end.0),
+                duration_ns: end.1.duration_since(start.1).as_nanos() as u64,
+            },
+            ncpu: self.online_cpus.len() as u32,
+            idle_ns: window.idle_ns,
+            syscall_sample_every: self.syscall_sample_every,
+            processes,
+            dropped: window.dropped,
+            stats: window.stats,
+        })
+    }
+
+    /// Everything the kernel counted since the previous call: settles running CPU time, drains
+    /// the events, reads the thread table and the counters.
+    fn advance(&mut self) -> Result<KernelWindow> {
         settle::settle(&self.online_cpus);
         let end = (SystemTime::now(), Instant::now());
-        let records = self.events.take();
-        let live = self.table.read();
         let mut flushed: Vec<ClaimReading> = Vec::new();
-        let mut exited = Vec::new();
+        let mut exited = HashSet::new();
         let mut unknown = 0;
-        for record in records {
+        for record in self.events.take() {
             match record {
                 Record::Flush(reading) => flushed.push(*reading),
                 Record::Exec { tgid, comm } => {
@@ -112,54 +151,26 @@ impl Profiler {
                 }
                 Record::Exit { tgid, comm } => {
                     self.names.entry(tgid).or_insert(comm);
-                    exited.push(tgid);
+                    exited.insert(tgid);
                 }
                 Record::Unknown => unknown += 1,
             }
         }
+        let live = self.table.read();
         let deltas = self.accountant.observe(&flushed, &live);
-
-        let mut processes: Vec<ProcessSample> = deltas
-            .into_iter()
-            .map(|(pid, delta)| self.sample(pid, delta, exited.contains(&pid)))
-            .collect();
-        let seen: std::collections::HashSet<u32> = processes.iter().map(|p| p.pid).collect();
-        for pid in inventory::pod_processes() {
-            if !seen.contains(&pid) {
-                processes.push(self.sample(pid, ProcessDelta::default(), false));
-            }
-        }
-        let idle_ns = self.idle_delta()?;
-        processes.push(idle_sample(idle_ns));
-        processes.sort_by_key(|p| p.pid);
-
         let (mut dropped, stats) = self.counter_deltas()?;
         if unknown > 0 {
             dropped.insert("unknown_event".into(), unknown);
         }
-        for pid in exited {
-            self.names.remove(&pid);
-        }
-        let live_tgids: std::collections::HashSet<u32> = live.iter().map(|r| r.tgid).collect();
-        self.names.retain(|pid, _| live_tgids.contains(pid));
-
-        let snapshot = Snapshot {
-            schema: PROFILE_SCHEMA.into(),
-            node: self.node.clone(),
-            window: Window {
-                start: rfc3339(self.started.0),
-                end: rfc3339(end.0),
-                duration_ns: end.1.duration_since(self.started.1).as_nanos() as u64,
-            },
-            ncpu: self.online_cpus.len() as u32,
-            idle_ns,
-            syscall_sample_every: self.syscall_sample_every,
-            processes,
+        Ok(KernelWindow {
+            end,
+            deltas,
+            exited,
+            live_tgids: live.iter().map(|r| r.tgid).collect(),
+            idle_ns: self.idle_delta()?,
             dropped,
             stats,
-        };
-        self.started = end;
-        Ok(snapshot)
+        })
     }
 
     /// One process's window: counters from the kernel, identity from /proc while it lives.
@@ -220,21 +231,14 @@ impl Profiler {
 
     /// Growth of the kernel's loss and statistics counters since the previous call, split into
     /// losses and statistics; zero entries are left out.
-    #[allow(clippy::type_complexity)]
-    fn counter_deltas(
-        &mut self,
-    ) -> Result<(
-        std::collections::BTreeMap<String, u64>,
-        std::collections::BTreeMap<String, u64>,
-    )> {
+    fn counter_deltas(&mut self) -> Result<(BTreeMap<String, u64>, BTreeMap<String, u64>)> {
         let (mut dropped, mut stats) = Default::default();
         for index in 0..counter::COUNT {
             let total: u64 = self.counters.get(&index, 0)?.iter().sum();
             let delta = total.saturating_sub(self.counter_totals[index as usize]);
             self.counter_totals[index as usize] = total;
             if delta > 0 {
-                let into: &mut std::collections::BTreeMap<String, u64> = if counter::is_loss(index)
-                {
+                let into: &mut BTreeMap<String, u64> = if counter::is_loss(index) {
                     &mut dropped
                 } else {
                     &mut stats
@@ -244,6 +248,18 @@ impl Profiler {
         }
         Ok((dropped, stats))
     }
+}
+
+/// What the kernel counted between two calls of [`Profiler::advance`].
+struct KernelWindow {
+    end: (SystemTime, Instant),
+    deltas: HashMap<u32, ProcessDelta>,
+    exited: HashSet<u32>,
+    /// Processes with a thread in the thread table now.
+    live_tgids: HashSet<u32>,
+    idle_ns: u64,
+    dropped: BTreeMap<String, u64>,
+    stats: BTreeMap<String, u64>,
 }
 
 /// The idle task (pid 0) as a process, so that every role, idle included, has its line.
