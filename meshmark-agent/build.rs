@@ -1,6 +1,7 @@
 //! Builds the kernel programs (meshmark-ebpf) with aya-build and leaves the object in OUT_DIR,
-//! where `probe` embeds it. bpf-linker is looked for in the project's own `.tools/bin` (where
-//! `cargo xtask setup` installs it) before PATH.
+//! where `probe` embeds it. bpf-linker is looked for in the project's own tools folder
+//! (`.tools/bin`, where `cargo xtask setup` installs it; `MESHMARK_TOOLS_DIR` moves it) before
+//! PATH.
 //!
 //! `MESHMARK_SKIP_EBPF=1` writes an empty placeholder instead, for quick checks of pure code;
 //! a binary built that way refuses to load and says so.

@@ -216,13 +216,16 @@ fn seconds(tv: libc::timeval) -> f64 {
 }
 
 /// Average run time per event of each profiler program, with BPF statistics on during a storm
-/// and a second of ordinary node activity.
+/// and a loopback ping-pong (socket bytes and a context switch per message).
 fn program_stats(agent: &Path, bytes: u64) -> Result<()> {
     let attached = Attached::start(agent, &["--programs", "profiler"], true)?;
     storm_cpu_seconds(bytes)?;
-    std::thread::sleep(Duration::from_secs(1));
+    ping_pong(50_000)?;
     let printed = attached.stop()?;
-    println!("\n## Programs: average run time per event (BPF statistics on, which adds its own clock reads)\n");
+    println!(
+        "\n## Programs: average run time per event (BPF statistics on, which adds its own clock \
+         reads), over the storm and 50,000 loopback round trips\n"
+    );
     println!("| program | events | ns per event |");
     println!("| --- | ---: | ---: |");
     for (program, count, time) in parse_stats(&printed)? {
@@ -234,6 +237,36 @@ fn program_stats(agent: &Path, bytes: u64) -> Result<()> {
         println!("| {program} | {count} | {per_event} |");
     }
     Ok(())
+}
+
+/// Sends one byte back and forth over loopback TCP `rounds` times: each message is a send, a
+/// receive and a wake-up of the other side, so the socket and scheduler programs run hot.
+fn ping_pong(rounds: u32) -> Result<()> {
+    use std::io::{Read as _, Write as _};
+    use std::net::{TcpListener, TcpStream};
+
+    let listener = TcpListener::bind("127.0.0.1:0").context("binding a loopback socket")?;
+    let address = listener.local_addr()?;
+    let echo = std::thread::spawn(move || -> std::io::Result<()> {
+        let (mut peer, _) = listener.accept()?;
+        let mut byte = [0u8; 1];
+        for _ in 0..rounds {
+            peer.read_exact(&mut byte)?;
+            peer.write_all(&byte)?;
+        }
+        Ok(())
+    });
+    let mut stream = TcpStream::connect(address).context("connecting over loopback")?;
+    stream.set_nodelay(true)?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut byte = [7u8; 1];
+    for _ in 0..rounds {
+        stream.write_all(&byte)?;
+        stream.read_exact(&mut byte)?;
+    }
+    echo.join()
+        .map_err(|_| anyhow::anyhow!("the echo thread panicked"))?
+        .context("echoing over loopback")
 }
 
 /// `[{"program": "...", "run_count": N, "run_time_ns": N}, ...]` without a JSON dependency.
