@@ -71,6 +71,9 @@ pub struct ProcessSample {
     /// Times a thread of the process was switched out.
     #[serde(default)]
     pub context_switches: u64,
+    /// Nanoseconds its threads were runnable but waited for a CPU (the kernel's `run_delay`).
+    #[serde(default)]
+    pub runq_wait_ns: u64,
     /// Distinct threads seen during the window.
     #[serde(default)]
     pub threads: u32,

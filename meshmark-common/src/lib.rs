@@ -20,6 +20,8 @@ pub const DEFAULT_EVENT_RING_BYTES: u32 = 1 << 20;
 
 /// `TASK_DEAD` from `include/linux/sched.h`: the state of a thread at its very last switch-out.
 pub const TASK_DEAD: u32 = 0x80;
+/// `TASK_RUNNING`: a thread switched out in this state was preempted and is still runnable.
+pub const TASK_RUNNING: u32 = 0;
 /// `MSG_PEEK`: a receive that leaves the data queued moves no bytes.
 pub const MSG_PEEK: i32 = 2;
 pub const AF_UNIX: u16 = 1;
@@ -64,6 +66,9 @@ pub struct ThreadCounters {
     pub cpu_ns: u64,
     /// Number of times the thread was switched out.
     pub switches: u64,
+    /// Nanoseconds the thread was runnable but waiting for a CPU (woken or preempted, until it
+    /// ran again): the kernel's `run_delay`.
+    pub runq_wait_ns: u64,
     /// Completed syscalls.
     pub syscalls: u64,
     /// Of those, the syscalls that were timed: all of them, unless syscall timing is sampled.
@@ -97,6 +102,8 @@ pub struct ThreadSlot {
     pub syscall_start_ns: u64,
     /// The owner's `se.sum_exec_runtime` when it claimed the slot.
     pub cpu_base_ns: u64,
+    /// Monotonic ns since which the owner is runnable but not running; 0 otherwise.
+    pub runnable_since_ns: u64,
     pub counters: ThreadCounters,
 }
 
@@ -196,8 +203,11 @@ pub mod counter {
     pub const SOCK_READ_FAILED: u32 = 4;
     /// A task's CPU time could not be read; that stretch was charged by the switch clock.
     pub const TASK_READ_FAILED: u32 = 5;
+    /// A thread was switched in while another thread held its slot: its run-queue wait is
+    /// unknown.
+    pub const RUNQ_WAIT_LOST: u32 = 6;
     /// Number of entries in the array.
-    pub const COUNT: u32 = 6;
+    pub const COUNT: u32 = 7;
 
     /// Names used in reports, indexed like the constants above.
     pub const NAMES: [&str; COUNT as usize] = [
@@ -207,6 +217,7 @@ pub mod counter {
         "slot_takeover",
         "sock_read_failed",
         "task_read_failed",
+        "runq_wait_lost",
     ];
 
     /// Whether the counter records lost data (reported under `dropped`) rather than a statistic.
@@ -290,8 +301,8 @@ mod tests {
     #[test]
     fn layouts_have_no_padding() {
         use core::mem::size_of;
-        assert_eq!(size_of::<ThreadCounters>(), 8 * (5 + 6 + HIST_BUCKETS));
-        assert_eq!(size_of::<ThreadSlot>(), 32 + size_of::<ThreadCounters>());
+        assert_eq!(size_of::<ThreadCounters>(), 8 * (6 + 6 + HIST_BUCKETS));
+        assert_eq!(size_of::<ThreadSlot>(), 40 + size_of::<ThreadCounters>());
         assert_eq!(size_of::<SlotFlush>(), 24 + size_of::<ThreadCounters>());
         assert_eq!(size_of::<ProcessEvent>(), 32);
         assert_eq!(size_of::<KernelOffsets>(), 32);

@@ -9,10 +9,11 @@ use aya_ebpf::{
     macros::btf_tracepoint,
     programs::BtfTracePointContext,
 };
-use meshmark_common::{flush_reason, TASK_DEAD};
+use meshmark_common::{flush_reason, TASK_DEAD, TASK_RUNNING};
 
 use crate::{
     maps::CPUS,
+    runq,
     slots::{flush, own_slot, task_cpu_ns},
 };
 
@@ -34,6 +35,7 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
     if bpf_get_current_pid_tgid() as u32 == 0 {
         cpu.idle_ns += ran;
         cpu.last_switch_ns = now;
+        runq::switched_in(ctx.arg(2), now);
         return 0;
     }
     // Before the switch time moves on: a claim made here bases itself on this stretch's start.
@@ -42,15 +44,30 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
     let Some(found) = found else {
         return 0;
     };
+    let charged = &mut found.slot.counters.cpu_ns;
     match task_cpu_ns(prev) {
-        Some(total) => found.slot.counters.cpu_ns = total.saturating_sub(found.slot.cpu_base_ns),
-        None => found.slot.counters.cpu_ns += ran,
+        Some(total) => {
+            // A stretch never runs longer than the switch clock says it lasted. More means the
+            // base is not this thread's (a claim racing on another CPU wrote it) or counts the
+            // tail of the stretch twice (a claim mid-stretch): trust the switch clock then, and
+            // realign the base so the next stretch starts clean.
+            let grown = total
+                .saturating_sub(found.slot.cpu_base_ns)
+                .saturating_sub(*charged);
+            *charged += grown.min(ran);
+            found.slot.cpu_base_ns = total.saturating_sub(*charged);
+        }
+        None => *charged += ran,
     }
     found.slot.counters.switches += 1;
+    // Preempted, it waits for a CPU from now on; blocked, it will wait from its wake-up.
+    found.slot.runnable_since_ns = if prev_state == TASK_RUNNING { now } else { 0 };
     if prev_state & TASK_DEAD != 0 {
         // The thread's very last switch-out: everything it will ever do is counted now.
         flush(&found, flush_reason::EXIT);
         found.slot.tid = 0;
     }
+    let next: *const u8 = ctx.arg(2);
+    runq::switched_in(next, now);
     0
 }

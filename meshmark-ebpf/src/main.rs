@@ -12,6 +12,7 @@ mod cpu;
 mod lifecycle;
 mod maps;
 mod net;
+mod runq;
 mod slots;
 mod syscall;
 

@@ -29,25 +29,59 @@ pub fn slot_at(tid: u32) -> Option<Slot> {
 }
 
 /// The calling thread's slot, claimed for it when another thread (or nobody) owns it.
+///
+/// The CPU base of a claim is the thread's runtime when its current stretch on this CPU began:
+/// a previous claim was charged up to its last switch-out, so the stretch now running belongs to
+/// this claim whole. The scheduler may not have added the latest part of the stretch to the
+/// runtime yet; that part (at most a tick) is then charged here too.
 #[inline(always)]
 pub fn own_slot() -> Option<Slot> {
     let pid_tgid = bpf_get_current_pid_tgid();
     let tid = pid_tgid as u32;
     let mut found = slot_at(tid)?;
     if found.slot.tid != tid {
-        claim(&mut found, tid, (pid_tgid >> 32) as u32);
+        let total = task_cpu_ns(unsafe { bpf_get_current_task() } as *const u8).unwrap_or(0);
+        let base = total.saturating_sub(running_for());
+        claim(&mut found, tid, (pid_tgid >> 32) as u32, base);
     }
     Some(found)
 }
 
-/// Gives the slot to `tid`, flushing the previous owner's counters first.
-///
-/// The CPU base is the thread's runtime when its current stretch on this CPU began: a previous
-/// claim was charged up to its last switch-out, so the stretch now running belongs to this claim
-/// whole. The scheduler may not have added the latest part of the stretch to the runtime yet;
-/// that part (at most a tick) is then charged here too.
+/// The slot of `task`, a thread that is not running (being woken or switched in), claimed for it
+/// when free. A slot held by another thread is left alone: taking it from a thread that is not
+/// even running would make colliding threads fight over it at every wake-up. `Err` then, and
+/// `Ok(None)` for the idle task or an unreadable task.
 #[inline(always)]
-fn claim(found: &mut Slot, tid: u32, tgid: u32) {
+pub fn task_slot(task: *const u8) -> Result<Option<Slot>, ()> {
+    let off = offsets();
+    let read = |at: u32| unsafe { bpf_probe_read_kernel(task.add(at as usize) as *const u32) };
+    let Ok(tid) = read(off.task_pid) else {
+        return Ok(None);
+    };
+    if tid == 0 {
+        return Ok(None);
+    }
+    let Some(mut found) = slot_at(tid) else {
+        return Ok(None);
+    };
+    if found.slot.tid == tid {
+        return Ok(Some(found));
+    }
+    if found.slot.tid != 0 {
+        return Err(());
+    }
+    let Ok(tgid) = read(off.task_tgid) else {
+        return Ok(None);
+    };
+    // Not running: its runtime so far all belongs to earlier claims.
+    let base = task_cpu_ns(task).unwrap_or(0);
+    claim(&mut found, tid, tgid, base);
+    Ok(Some(found))
+}
+
+/// Gives the slot to `tid` with CPU base `cpu_base_ns`, flushing the previous owner first.
+#[inline(always)]
+fn claim(found: &mut Slot, tid: u32, tgid: u32, cpu_base_ns: u64) {
     if found.slot.tid != 0 {
         flush(found, flush_reason::TAKEOVER);
         bump(counter::SLOT_TAKEOVER);
@@ -58,8 +92,8 @@ fn claim(found: &mut Slot, tid: u32, tgid: u32) {
     slot.tgid = tgid;
     slot.syscall_start_ns = 0;
     slot.sample_countdown = 0;
-    let total = task_cpu_ns(unsafe { bpf_get_current_task() } as *const u8).unwrap_or(0);
-    slot.cpu_base_ns = total.saturating_sub(running_for());
+    slot.cpu_base_ns = cpu_base_ns;
+    slot.runnable_since_ns = 0;
     zero(&mut slot.counters);
 }
 
@@ -117,6 +151,7 @@ pub fn flush(found: &Slot, reason: u32) {
 fn zero(c: &mut ThreadCounters) {
     c.cpu_ns = 0;
     c.switches = 0;
+    c.runq_wait_ns = 0;
     c.syscalls = 0;
     c.timed_syscalls = 0;
     c.syscall_ns = 0;
@@ -132,6 +167,7 @@ fn zero(c: &mut ThreadCounters) {
 fn copy(from: &ThreadCounters, to: &mut ThreadCounters) {
     to.cpu_ns = from.cpu_ns;
     to.switches = from.switches;
+    to.runq_wait_ns = from.runq_wait_ns;
     to.syscalls = from.syscalls;
     to.timed_syscalls = from.timed_syscalls;
     to.syscall_ns = from.syscall_ns;

@@ -15,6 +15,10 @@ use crate::{
     slots::{own_slot, slot_at},
 };
 
+/// `syscall_start_ns` of a syscall that was entered but sampled out of timing (no real clock
+/// reading is 1 ns after boot).
+const ENTERED_UNTIMED: u64 = 1;
+
 #[btf_tracepoint(function = "sys_enter")]
 pub fn sys_enter(_ctx: BtfTracePointContext) -> i32 {
     let Some(found) = own_slot() else {
@@ -25,7 +29,7 @@ pub fn sys_enter(_ctx: BtfTracePointContext) -> i32 {
     if every > 1 {
         if slot.sample_countdown > 0 {
             slot.sample_countdown -= 1;
-            slot.syscall_start_ns = 0;
+            slot.syscall_start_ns = ENTERED_UNTIMED;
             return 0;
         }
         slot.sample_countdown = every - 1;
@@ -48,13 +52,17 @@ pub fn sys_exit(_ctx: BtfTracePointContext) -> i32 {
         }
         return 0;
     }
-    slot.counters.syscalls += 1;
     let start = slot.syscall_start_ns;
     if start == 0 {
-        // Not timed: sampled out, or entered before meshmark attached.
+        // Entered before the thread had this slot (before attach, or the return from fork in a
+        // new thread): not this window's call.
         return 0;
     }
     slot.syscall_start_ns = 0;
+    slot.counters.syscalls += 1;
+    if start == ENTERED_UNTIMED {
+        return 0;
+    }
     let took = unsafe { bpf_ktime_get_ns() }.wrapping_sub(start);
     let c = &mut slot.counters;
     c.timed_syscalls += 1;

@@ -7,6 +7,16 @@ use std::fs;
 /// only the main thread, and threads that already exited are gone from `task/`, so read this
 /// while every thread is still alive.
 pub fn task_schedstat_ns(pid: u32) -> u64 {
+    task_schedstat_field(pid, 0)
+}
+
+/// Nanoseconds all live threads of `pid` waited on a run queue: the second field of
+/// `/proc/<pid>/task/*/schedstat` (`sched_info.run_delay`), read like [`task_schedstat_ns`].
+pub fn task_run_delay_ns(pid: u32) -> u64 {
+    task_schedstat_field(pid, 1)
+}
+
+fn task_schedstat_field(pid: u32, field: usize) -> u64 {
     let dir = format!("/proc/{pid}/task");
     let tasks = fs::read_dir(&dir).unwrap_or_else(|err| panic!("reading {dir}: {err}"));
     tasks
@@ -18,8 +28,8 @@ pub fn task_schedstat_ns(pid: u32) -> u64 {
             let text = fs::read_to_string(&path)
                 .unwrap_or_else(|err| panic!("reading {}: {err}", path.display()));
             text.split_whitespace()
-                .next()
-                .and_then(|field| field.parse::<u64>().ok())
+                .nth(field)
+                .and_then(|value| value.parse::<u64>().ok())
                 .unwrap_or_else(|| panic!("{}: unexpected content {text:?}", path.display()))
         })
         .sum()

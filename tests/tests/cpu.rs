@@ -86,3 +86,32 @@ fn report_steal(before_ns: u64) {
     let stolen_ms = procfs::steal_ns().saturating_sub(before_ns) as f64 / 1e6;
     eprintln!("node steal during the window (all CPUs, 10 ms ticks): {stolen_ms:.0} ms");
 }
+
+/// Four burning threads on a two-CPU node must queue for a CPU. The profiler's run-queue wait is
+/// compared with the kernel's `run_delay` of the same threads (schedstat's second field), read
+/// while they are alive and idle again.
+#[test]
+fn queued_threads_are_charged_their_run_queue_wait() {
+    let Some(window) = ProfiledWindow::start() else {
+        return;
+    };
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = 2 * cpus;
+    let mut burner = workload!("burn --threads {threads} --cpu-ms 200 --then wait");
+    let truth: truth::Burn = burner.truth();
+    let run_delay_ns = procfs::task_run_delay_ns(truth.pid);
+    let snapshot = window.end();
+    burner.finish();
+
+    let sample = process(&snapshot, truth.pid);
+    assert!(
+        run_delay_ns > 50_000_000,
+        "{threads} burners on {cpus} CPUs must wait for a CPU: run_delay {run_delay_ns} ns"
+    );
+    assert_close(
+        "run-queue wait vs /proc/<pid>/task/*/schedstat run_delay",
+        sample.runq_wait_ns,
+        run_delay_ns,
+        TOLERANCE,
+    );
+}

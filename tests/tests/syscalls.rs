@@ -3,6 +3,8 @@
 //! least the requested 5 ms, so every sleep measured under 2^23 ns must sit in the profiler's
 //! [2^22, 2^23) bucket, and none may sit below it.
 
+use meshmark_agent::probe::ProbeOptions;
+use meshmark_agent::ProfilerOptions;
 use meshmark_tests::check::{assert_between, assert_close};
 use meshmark_tests::lookup::process;
 use meshmark_tests::truth::Sleep;
@@ -83,4 +85,53 @@ fn sleeps_land_in_the_bucket_that_holds_5ms() {
     );
     let histogram_calls: u64 = stats.latency_log2_ns.iter().map(|b| b.count).sum();
     assert_eq!(histogram_calls, stats.count, "histogram holds every call");
+}
+
+/// `--syscall-sample 4`: every call is still counted, one in four per thread is timed, and the
+/// time inside syscalls is scaled from the timed ones. The sleeper's calls are mostly its
+/// sleeps, so the scaled total must still come close to the time it measured itself.
+#[test]
+fn sampled_timing_counts_every_call_and_scales_the_time() {
+    const EVERY: u32 = 4;
+    let options = ProfilerOptions {
+        probe: ProbeOptions {
+            syscall_sample_every: EVERY,
+            ..ProbeOptions::default()
+        },
+    };
+    let Some(window) = ProfiledWindow::start_with(&options) else {
+        return;
+    };
+    let mut sleeper = workload!("sleep --count 100 --ms 5");
+    let truth: Sleep = sleeper.truth();
+    sleeper.finish();
+    let snapshot = window.end();
+    assert_eq!(snapshot.syscall_sample_every, EVERY);
+    let sample = process(&snapshot, truth.pid);
+    let stats = &sample.syscalls;
+
+    let sleeps = truth.durations_ns.len() as u64;
+    assert_between(
+        "syscall count when sampling",
+        stats.count,
+        sleeps,
+        sleeps + OTHER_SYSCALLS,
+    );
+    let timed: u64 = stats.latency_log2_ns.iter().map(|b| b.count).sum();
+    // Each thread times its first call, then one in four.
+    let expected = stats.count / u64::from(EVERY);
+    let threads = u64::from(sample.threads);
+    assert_between(
+        "timed calls, one in four",
+        timed,
+        expected,
+        expected + threads,
+    );
+    let measured_ns: u64 = truth.durations_ns.iter().sum();
+    assert_close(
+        "scaled syscall total_ns vs sleeps timed by the sleeper",
+        stats.total_ns,
+        measured_ns,
+        0.10,
+    );
 }

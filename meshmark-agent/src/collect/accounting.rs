@@ -97,6 +97,7 @@ pub fn growth(now: &ThreadCounters, before: &ThreadCounters) -> ThreadCounters {
     let mut out = ThreadCounters {
         cpu_ns: now.cpu_ns.saturating_sub(before.cpu_ns),
         switches: now.switches.saturating_sub(before.switches),
+        runq_wait_ns: now.runq_wait_ns.saturating_sub(before.runq_wait_ns),
         syscalls: now.syscalls.saturating_sub(before.syscalls),
         timed_syscalls: now.timed_syscalls.saturating_sub(before.timed_syscalls),
         syscall_ns: now.syscall_ns.saturating_sub(before.syscall_ns),
@@ -123,6 +124,7 @@ pub fn growth(now: &ThreadCounters, before: &ThreadCounters) -> ThreadCounters {
 pub fn add_into(into: &mut ThreadCounters, add: &ThreadCounters) {
     into.cpu_ns += add.cpu_ns;
     into.switches += add.switches;
+    into.runq_wait_ns += add.runq_wait_ns;
     into.syscalls += add.syscalls;
     into.timed_syscalls += add.timed_syscalls;
     into.syscall_ns += add.syscall_ns;

@@ -193,6 +193,7 @@ impl Profiler {
             exited,
             cpu_ns: c.cpu_ns,
             context_switches: c.switches,
+            runq_wait_ns: c.runq_wait_ns,
             threads: delta.threads.len() as u32,
             net: NetBytes::from_kinds(
                 kind(NetKind::Loopback),

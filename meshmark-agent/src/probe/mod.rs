@@ -14,8 +14,10 @@ pub use preflight::PreflightError;
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/meshmark"));
 
 /// Programs the profiler attaches, with their tracepoints.
-const PROGRAMS: [(&str, &str); 8] = [
+const PROGRAMS: [(&str, &str); 10] = [
     ("sched_switch", "sched_switch"),
+    ("sched_wakeup", "sched_wakeup"),
+    ("sched_wakeup_new", "sched_wakeup_new"),
     ("sys_enter", "sys_enter"),
     ("sys_exit", "sys_exit"),
     ("sock_send_length", "sock_send_length"),

@@ -6,8 +6,10 @@ use std::{fmt, fs, path::Path};
 use crate::btf::Btf;
 
 /// The BTF tracepoints the profiler attaches, with the arguments it reads from each.
-pub const TRACEPOINTS: [(&str, usize); 8] = [
+pub const TRACEPOINTS: [(&str, usize); 10] = [
     ("sched_switch", 4),
+    ("sched_wakeup", 1),
+    ("sched_wakeup_new", 1),
     ("sys_enter", 2),
     ("sys_exit", 2),
     ("sock_send_length", 3),
