@@ -13,6 +13,12 @@ use meshmark_tests::lookup::process;
 use meshmark_tests::window::ProfiledWindow;
 use meshmark_tests::{truth, workload};
 
+/// Quiet, the error is within ±0.02%; under full CPU load from other processes we saw +1.5%.
+/// Claims racing on another CPU can cost at most one stretch each (its growth is capped by the
+/// switch clock); the failures this test exists for were -12% (stretches charged to nobody) and
+/// +20% to +45% (lifetimes charged to a stretch).
+const COLLISION_TOLERANCE: f64 = 0.05;
+
 fn options(thread_slots: u32, ring_bytes: u32) -> ProfilerOptions {
     ProfilerOptions {
         probe: ProbeOptions {
@@ -53,7 +59,7 @@ fn colliding_threads_keep_their_cpu_time() {
         "cpu_ns with 4 thread slots vs wait4 rusage",
         sample.cpu_ns,
         reaped.rusage_cpu_ns,
-        0.02,
+        COLLISION_TOLERANCE,
     );
 }
 
