@@ -3,13 +3,16 @@
 //! totals need no help here: the final `sched_switch` of a thread flushes them (see `cpu`).
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_probe_read_kernel},
+    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid},
     macros::btf_tracepoint,
     programs::BtfTracePointContext,
 };
 use meshmark_common::{counter, event_kind, ProcessEvent};
 
-use crate::maps::{bump, exit_has_group_dead, offsets, EVENTS};
+use crate::{
+    kernel::read_field,
+    maps::{bump, exit_has_group_dead, offsets, EVENTS},
+};
 
 #[btf_tracepoint(function = "sched_process_exec")]
 pub fn sched_process_exec(_ctx: BtfTracePointContext) -> i32 {
@@ -22,8 +25,9 @@ pub fn sched_process_fork(ctx: BtfTracePointContext) -> i32 {
     // (struct task_struct *parent, struct task_struct *child); threads fork too: skip them.
     let child: *const u8 = ctx.arg(1);
     let off = offsets();
-    let read = |at: u32| unsafe { bpf_probe_read_kernel(child.add(at as usize) as *const u32) };
-    if let (Ok(pid), Ok(tgid)) = (read(off.task_pid), read(off.task_tgid)) {
+    let pid = read_field::<u32>(child, off.task_pid);
+    let tgid = read_field::<u32>(child, off.task_tgid);
+    if let (Some(pid), Some(tgid)) = (pid, tgid) {
         if pid == tgid {
             emit(event_kind::FORK, tgid);
         }

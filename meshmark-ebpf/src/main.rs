@@ -9,6 +9,7 @@
 
 mod bench;
 mod cpu;
+mod kernel;
 mod lifecycle;
 mod maps;
 mod net;

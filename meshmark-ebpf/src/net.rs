@@ -2,14 +2,13 @@
 //! the length actually moved, for TCP, UDP and unix sockets alike. The peer kind comes from the
 //! socket's family and address, read at offsets the agent took from the kernel's BTF.
 
-use aya_ebpf::{
-    helpers::bpf_probe_read_kernel, macros::btf_tracepoint, programs::BtfTracePointContext,
-};
+use aya_ebpf::{macros::btf_tracepoint, programs::BtfTracePointContext};
 use meshmark_common::{
     counter, net_index, Direction, NetKind, AF_INET, AF_INET6, AF_UNIX, MSG_PEEK,
 };
 
 use crate::{
+    kernel::read_field,
     maps::{bump, offsets},
     slots::own_slot,
 };
@@ -51,20 +50,18 @@ fn record(ctx: &BtfTracePointContext, dir: Direction) {
 #[inline(always)]
 fn peer_kind(sk: *const u8) -> Option<NetKind> {
     let off = offsets();
-    let Ok(family) =
-        (unsafe { bpf_probe_read_kernel(sk.add(off.sk_family as usize) as *const u16) })
-    else {
+    let Some(family) = read_field::<u16>(sk, off.sk_family) else {
         bump(counter::SOCK_READ_FAILED);
         return Some(NetKind::External);
     };
     match family {
         AF_UNIX => Some(NetKind::Unix),
-        AF_INET => Some(kind_of(v4_loopback(sk, off.sk_daddr, off.sk_rcv_saddr))),
-        AF_INET6 => Some(kind_of(v6_loopback(
-            sk,
-            off.sk_v6_daddr,
-            off.sk_v6_rcv_saddr,
-        ))),
+        AF_INET => Some(kind_of(
+            peer_or_local::<4>(sk, off.sk_daddr, off.sk_rcv_saddr).map(|a| a[0] == 127),
+        )),
+        AF_INET6 => Some(kind_of(
+            peer_or_local::<16>(sk, off.sk_v6_daddr, off.sk_v6_rcv_saddr).map(v6_loopback),
+        )),
         _ => None,
     }
 }
@@ -81,25 +78,21 @@ fn kind_of(loopback: Option<bool>) -> NetKind {
     }
 }
 
+/// The socket's peer address, or its local address when it has no peer (unconnected).
 #[inline(always)]
-fn v4_loopback(sk: *const u8, daddr_off: u32, saddr_off: u32) -> Option<bool> {
-    let read = |off: u32| unsafe { bpf_probe_read_kernel(sk.add(off as usize) as *const [u8; 4]) };
-    let mut addr = read(daddr_off).ok()?;
-    if addr == [0; 4] {
-        addr = read(saddr_off).ok()?;
+fn peer_or_local<const N: usize>(sk: *const u8, peer: u32, local: u32) -> Option<[u8; N]> {
+    let addr = read_field::<[u8; N]>(sk, peer)?;
+    if addr != [0; N] {
+        return Some(addr);
     }
-    Some(addr[0] == 127)
+    read_field(sk, local)
 }
 
+/// `::1`, or an IPv4 loopback address mapped into IPv6 (`::ffff:127.x.y.z`).
 #[inline(always)]
-fn v6_loopback(sk: *const u8, daddr_off: u32, saddr_off: u32) -> Option<bool> {
-    let read = |off: u32| unsafe { bpf_probe_read_kernel(sk.add(off as usize) as *const [u8; 16]) };
-    let mut addr = read(daddr_off).ok()?;
-    if addr == [0; 16] {
-        addr = read(saddr_off).ok()?;
-    }
+fn v6_loopback(addr: [u8; 16]) -> bool {
     let zero_prefix = addr[..10] == [0; 10];
     let v6_loopback = zero_prefix && addr[10..15] == [0; 5] && addr[15] == 1;
     let v4_mapped_loopback = zero_prefix && addr[10] == 0xff && addr[11] == 0xff && addr[12] == 127;
-    Some(v6_loopback || v4_mapped_loopback)
+    v6_loopback || v4_mapped_loopback
 }

@@ -1,15 +1,16 @@
 //! Ownership of `THREADS` slots: finding the calling thread's slot, claiming it, and flushing a
 //! claim's final counters to userspace when its thread exits or another thread takes the slot.
 
-use aya_ebpf::helpers::{
-    bpf_get_current_pid_tgid, bpf_get_current_task, bpf_ktime_get_ns, bpf_probe_read_kernel,
-};
+use aya_ebpf::helpers::{bpf_get_current_pid_tgid, bpf_get_current_task, bpf_ktime_get_ns};
 use meshmark_common::{
     counter, event_kind, flush_reason, SlotFlush, ThreadCounters, ThreadSlot, HIST_BUCKETS,
     NET_KINDS,
 };
 
-use crate::maps::{bump, offsets, slot_mask, CPUS, EVENTS, THREADS};
+use crate::{
+    kernel::read_field,
+    maps::{bump, offsets, slot_mask, CPUS, EVENTS, THREADS},
+};
 
 /// A thread's slot and its index in `THREADS`.
 pub struct Slot {
@@ -54,8 +55,7 @@ pub fn own_slot() -> Option<Slot> {
 #[inline(always)]
 pub fn task_slot(task: *const u8) -> Result<Option<Slot>, ()> {
     let off = offsets();
-    let read = |at: u32| unsafe { bpf_probe_read_kernel(task.add(at as usize) as *const u32) };
-    let Ok(tid) = read(off.task_pid) else {
+    let Some(tid) = read_field::<u32>(task, off.task_pid) else {
         return Ok(None);
     };
     if tid == 0 {
@@ -70,7 +70,7 @@ pub fn task_slot(task: *const u8) -> Result<Option<Slot>, ()> {
     if found.slot.tid != 0 {
         return Err(());
     }
-    let Ok(tgid) = read(off.task_tgid) else {
+    let Some(tgid) = read_field::<u32>(task, off.task_tgid) else {
         return Ok(None);
     };
     // Not running: its runtime so far all belongs to earlier claims.
@@ -116,14 +116,11 @@ fn running_for() -> u64 {
 /// The kernel's own CPU time of `task` (`se.sum_exec_runtime`); counts a failed read.
 #[inline(always)]
 pub fn task_cpu_ns(task: *const u8) -> Option<u64> {
-    let at = offsets().task_sum_exec_runtime as usize;
-    match unsafe { bpf_probe_read_kernel(task.add(at) as *const u64) } {
-        Ok(ns) => Some(ns),
-        Err(_) => {
-            bump(counter::TASK_READ_FAILED);
-            None
-        }
+    let ns = read_field::<u64>(task, offsets().task_sum_exec_runtime);
+    if ns.is_none() {
+        bump(counter::TASK_READ_FAILED);
     }
+    ns
 }
 
 /// Sends the slot's current claim to userspace; counts the loss when the ring buffer is full.
