@@ -33,8 +33,8 @@ pub fn slot_at(tid: u32) -> Option<Slot> {
 ///
 /// The CPU base of a claim is the thread's runtime when its current stretch on this CPU began:
 /// a previous claim was charged up to its last switch-out, so the stretch now running belongs to
-/// this claim whole. The scheduler may not have added the latest part of the stretch to the
-/// runtime yet; that part (at most a tick) is then charged here too.
+/// this claim whole. The base is estimated from the switch clock; `cpu` caps each stretch's
+/// charge at what that clock measured, so an estimate on the low side cannot overcharge.
 #[inline(always)]
 pub fn own_slot() -> Option<Slot> {
     let pid_tgid = bpf_get_current_pid_tgid();
