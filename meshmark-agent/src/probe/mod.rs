@@ -13,30 +13,48 @@ pub use preflight::PreflightError;
 /// The compiled kernel programs, embedded at build time by build.rs.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/meshmark"));
 
-/// Programs the profiler attaches, with their tracepoints.
-const PROGRAMS: [(&str, &str); 10] = [
-    ("sched_switch", "sched_switch"),
-    ("sched_wakeup", "sched_wakeup"),
-    ("sched_wakeup_new", "sched_wakeup_new"),
-    ("sys_enter", "sys_enter"),
-    ("sys_exit", "sys_exit"),
-    ("sock_send_length", "sock_send_length"),
-    ("sock_recv_length", "sock_recv_length"),
-    ("sched_process_exec", "sched_process_exec"),
-    ("sched_process_fork", "sched_process_fork"),
-    ("sched_process_exit", "sched_process_exit"),
+/// A program of the object, the BTF tracepoint it attaches to, and how many arguments that
+/// tracepoint must take (at least those the program reads; preflight checks the running kernel).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Attachment {
+    pub program: &'static str,
+    pub tracepoint: &'static str,
+    pub args: usize,
+}
+
+const fn on(program: &'static str, tracepoint: &'static str, args: usize) -> Attachment {
+    Attachment {
+        program,
+        tracepoint,
+        args,
+    }
+}
+
+/// Programs the profiler attaches.
+const PROGRAMS: [Attachment; 10] = [
+    on("sched_switch", "sched_switch", 4),
+    on("sched_wakeup", "sched_wakeup", 1),
+    on("sched_wakeup_new", "sched_wakeup_new", 1),
+    on("sys_enter", "sys_enter", 2),
+    on("sys_exit", "sys_exit", 2),
+    on("sock_send_length", "sock_send_length", 3),
+    on("sock_recv_length", "sock_recv_length", 3),
+    on("sched_process_exec", "sched_process_exec", 1),
+    on("sched_process_fork", "sched_process_fork", 2),
+    // Reads `group_dead` (argument 2) only where the kernel has it.
+    on("sched_process_exit", "sched_process_exit", 1),
 ];
 
 /// The empty syscall pair that `cargo xtask bench` measures as the floor.
-const BENCH_FLOOR_PROGRAMS: [(&str, &str); 2] = [
-    ("bench_empty_sys_enter", "sys_enter"),
-    ("bench_empty_sys_exit", "sys_exit"),
+const BENCH_FLOOR_PROGRAMS: [Attachment; 2] = [
+    on("bench_empty_sys_enter", "sys_enter", 2),
+    on("bench_empty_sys_exit", "sys_exit", 2),
 ];
 
 /// The syscall pair that only reads the clock on each side, for `cargo xtask bench`.
-const BENCH_CLOCK_PROGRAMS: [(&str, &str); 2] = [
-    ("bench_clock_sys_enter", "sys_enter"),
-    ("bench_clock_sys_exit", "sys_exit"),
+const BENCH_CLOCK_PROGRAMS: [Attachment; 2] = [
+    on("bench_clock_sys_enter", "sys_enter", 2),
+    on("bench_clock_sys_exit", "sys_exit", 2),
 ];
 
 /// Sizes of the kernel-side maps.
@@ -87,7 +105,12 @@ impl Probe {
                  rebuild without it (cargo xtask build)"
             ));
         }
-        let btf = preflight::check()?;
+        let attachments: &[Attachment] = match set {
+            ProgramSet::Profiler => &PROGRAMS,
+            ProgramSet::BenchFloor => &BENCH_FLOOR_PROGRAMS,
+            ProgramSet::BenchClock => &BENCH_CLOCK_PROGRAMS,
+        };
+        let btf = preflight::check(attachments)?;
         let offsets = offsets::kernel_offsets(&btf)?;
         let exit_has_group_dead =
             u32::from(btf.tracepoint_arg_count("sched_process_exit").unwrap_or(1) >= 2);
@@ -108,13 +131,8 @@ impl Probe {
             .load(OBJECT)
             .context("loading the eBPF object")?;
 
-        let programs: &[(&str, &str)] = match set {
-            ProgramSet::Profiler => &PROGRAMS,
-            ProgramSet::BenchFloor => &BENCH_FLOOR_PROGRAMS,
-            ProgramSet::BenchClock => &BENCH_CLOCK_PROGRAMS,
-        };
-        for (name, tracepoint) in programs {
-            attach(&mut ebpf, &aya_btf, name, tracepoint)?;
+        for attachment in attachments {
+            attach(&mut ebpf, &aya_btf, attachment)?;
         }
         Ok(Probe {
             ebpf,
@@ -152,7 +170,12 @@ impl Probe {
     }
 }
 
-fn attach(ebpf: &mut Ebpf, btf: &aya::Btf, name: &str, tracepoint: &str) -> Result<()> {
+fn attach(ebpf: &mut Ebpf, btf: &aya::Btf, attachment: &Attachment) -> Result<()> {
+    let Attachment {
+        program: name,
+        tracepoint,
+        ..
+    } = *attachment;
     let program: &mut BtfTracePoint = ebpf
         .program_mut(name)
         .with_context(|| format!("program {name} missing from the eBPF object"))?

@@ -3,21 +3,8 @@
 
 use std::{fmt, fs, path::Path};
 
+use super::Attachment;
 use crate::btf::Btf;
-
-/// The BTF tracepoints the profiler attaches, with the arguments it reads from each.
-pub const TRACEPOINTS: [(&str, usize); 10] = [
-    ("sched_switch", 4),
-    ("sched_wakeup", 1),
-    ("sched_wakeup_new", 1),
-    ("sys_enter", 2),
-    ("sys_exit", 2),
-    ("sock_send_length", 3),
-    ("sock_recv_length", 3),
-    ("sched_process_exec", 1),
-    ("sched_process_fork", 2),
-    ("sched_process_exit", 1),
-];
 
 /// Where the kernel publishes its own BTF.
 pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
@@ -107,9 +94,9 @@ pub fn missing_capabilities(cap_eff: u64) -> Vec<&'static str> {
         .collect()
 }
 
-/// Runs the privilege check, then reads the kernel's BTF and checks every tracepoint.
-/// Returns the parsed BTF for the loader to take offsets from.
-pub fn check() -> Result<Btf, PreflightError> {
+/// Runs the privilege check, then reads the kernel's BTF and checks the tracepoint of every
+/// attachment. Returns the parsed BTF for the loader to take offsets from.
+pub fn check(attachments: &[Attachment]) -> Result<Btf, PreflightError> {
     let missing = missing_capabilities(effective_capabilities());
     if !missing.is_empty() {
         let root = unsafe { libc::geteuid() } == 0;
@@ -123,19 +110,22 @@ pub fn check() -> Result<Btf, PreflightError> {
     let btf = Btf::from_sys_fs().map_err(|e| PreflightError::NoBtf {
         detail: e.to_string(),
     })?;
-    let absent = missing_tracepoints(&btf);
+    let absent = missing_tracepoints(&btf, attachments);
     if !absent.is_empty() {
         return Err(PreflightError::MissingTracepoints(absent));
     }
     Ok(btf)
 }
 
-/// Tracepoints that are absent or take fewer arguments than the programs read.
-fn missing_tracepoints(btf: &Btf) -> Vec<String> {
-    TRACEPOINTS
+/// Tracepoints that are absent or take fewer arguments than their programs need.
+fn missing_tracepoints(btf: &Btf, attachments: &[Attachment]) -> Vec<String> {
+    attachments
         .iter()
-        .filter(|(name, args)| btf.tracepoint_arg_count(name).is_none_or(|n| n < *args))
-        .map(|(name, _)| name.to_string())
+        .filter(|a| {
+            btf.tracepoint_arg_count(a.tracepoint)
+                .is_none_or(|n| n < a.args)
+        })
+        .map(|a| a.tracepoint.to_string())
         .collect()
 }
 
