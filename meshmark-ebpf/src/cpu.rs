@@ -17,6 +17,11 @@ use crate::{
     slots::{flush, own_slot, task_cpu_ns},
 };
 
+/// How much more than the switch clock measured a stretch's runtime may be: the scheduler reads
+/// its clock a little earlier in `schedule()` than this program runs, which shows on stretches
+/// of a few microseconds (a proxy relaying small messages), never by this much.
+const STRETCH_SLACK_NS: u64 = 100_000;
+
 #[btf_tracepoint(function = "sched_switch")]
 pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
     // sched_switch(bool preempt, struct task_struct *prev, struct task_struct *next,
@@ -38,6 +43,10 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
         runq::switched_in(ctx.arg(2), now);
         return 0;
     }
+    // Read the runtime before taking the slot: the gap between checking who owns the slot and
+    // writing the charge is where a claim racing on another CPU can slip in, so nothing slow
+    // (like this helper call) belongs in it.
+    let total = task_cpu_ns(prev);
     // Before the switch time moves on: a claim made here bases itself on this stretch's start.
     let found = own_slot();
     cpu.last_switch_ns = now;
@@ -45,16 +54,17 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
         return 0;
     };
     let charged = &mut found.slot.counters.cpu_ns;
-    match task_cpu_ns(prev) {
+    match total {
         Some(total) => {
-            // A stretch never runs longer than the switch clock says it lasted. More means the
-            // base is not this thread's (a claim racing on another CPU wrote it) or counts the
-            // tail of the stretch twice (a claim mid-stretch): trust the switch clock then, and
-            // realign the base so the next stretch starts clean.
+            // The scheduler's runtime of a stretch matches the switch clock to within the few
+            // microseconds of the switch path. Far more means the base does not belong to this
+            // stretch: a claim made mid-stretch before the scheduler had caught up (up to a
+            // tick), or a claim racing on another CPU. Cap the growth then, and realign the base
+            // so the next stretch starts clean.
             let grown = total
                 .saturating_sub(found.slot.cpu_base_ns)
                 .saturating_sub(*charged);
-            *charged += grown.min(ran);
+            *charged += grown.min(ran + STRETCH_SLACK_NS);
             found.slot.cpu_base_ns = total.saturating_sub(*charged);
         }
         None => *charged += ran,
