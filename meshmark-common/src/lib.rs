@@ -7,13 +7,26 @@
 #![no_std]
 
 /// Number of log2 latency buckets. Bucket `i` holds latencies in `[2^i, 2^(i+1))` ns; the last
-/// bucket (`2^31` ns, about 2.1 s, and above) is open-ended.
+/// bucket (`2^31` ns, about 2.1 s, and above) is open-ended. The kernel side masks bucket indices
+/// with `HIST_BUCKETS - 1`, so it must stay a power of two.
 pub const HIST_BUCKETS: usize = 32;
+const _: () = assert!(HIST_BUCKETS.is_power_of_two());
 
-/// Default number of per-thread slots. Threads are placed at `tid & (slots - 1)`, so this must be
-/// a power of two; 65,536 keeps the default `pid_max` range (32,768) free of collisions and bounds
-/// the map at 65,536 x `size_of::<ThreadSlot>()` bytes (about 24 MiB), whatever the CPU count.
-pub const DEFAULT_THREAD_SLOTS: u32 = 65_536;
+/// Default bound on the threads tracked at once: each live thread holds one slot of the
+/// `THREADS` table from its first event to its exit. 32,768 slots take 32,768 x
+/// `size_of::<ThreadSlot>()` bytes (about 12 MiB) of kernel memory, whatever the CPU count.
+pub const DEFAULT_THREAD_SLOTS: u32 = 32_768;
+
+/// Largest thread id space Linux allows on 64-bit (`PID_MAX_LIMIT`); systemd raises
+/// `kernel.pid_max` to it. It also bounds the number of slots.
+pub const PID_MAX_LIMIT: u32 = 1 << 22;
+
+/// Value of a `TID_SLOT` entry for a thread that found no free slot: it is not tracked until it
+/// exits, and was counted once under [`counter::THREAD_NO_ROOM`].
+pub const NO_SLOT: u64 = u64::MAX;
+
+/// Bytes of an exec'd file name carried by an [`ExecEvent`] (longer names are cut).
+pub const EXE_BYTES: usize = 256;
 
 /// Default size of the event ring buffer in bytes (a power of two, a multiple of the page size).
 pub const DEFAULT_EVENT_RING_BYTES: u32 = 1 << 20;
@@ -81,12 +94,34 @@ pub struct ThreadCounters {
     pub syscall_hist: [u64; HIST_BUCKETS],
 }
 
+/// Number of `u64` words in [`ThreadCounters`].
+pub const COUNTER_WORDS: usize = 6 + NET_KINDS * 2 + HIST_BUCKETS;
+const _: () = assert!(core::mem::size_of::<ThreadCounters>() == COUNTER_WORDS * 8);
+
+impl ThreadCounters {
+    /// The counters as one array of words, so that code which treats every counter alike (zero,
+    /// copy, difference, sum) walks the struct instead of repeating its field list.
+    #[inline(always)]
+    pub fn words(&self) -> &[u64; COUNTER_WORDS] {
+        // SAFETY: repr(C), only u64 fields and arrays of u64, size checked above: no padding.
+        unsafe { &*(self as *const Self).cast::<[u64; COUNTER_WORDS]>() }
+    }
+
+    #[inline(always)]
+    pub fn words_mut(&mut self) -> &mut [u64; COUNTER_WORDS] {
+        // SAFETY: as for `words`.
+        unsafe { &mut *(self as *mut Self).cast::<[u64; COUNTER_WORDS]>() }
+    }
+}
+
 /// One entry of the `THREADS` array: the owner of the slot and its counters.
 ///
-/// A slot belongs to one thread at a time (`tid`). A thread whose slot is owned by another live
-/// thread takes it over; the kernel first sends the old owner's final counters to userspace as a
-/// [`SlotFlush`], so nothing is lost. `claim_seq` grows with every claim so that userspace can
-/// tell two successive claims by the same tid apart.
+/// A slot belongs to one live thread at a time (`tid`), from the thread's first event until its
+/// last switch-out, when the kernel sends the final counters to userspace as a [`SlotFlush`] and
+/// returns the slot to the free list. Slots are never taken from a live thread. `claim_seq`
+/// works like a seqlock: it is odd while a claim resets the slot and even once the slot belongs
+/// to its new owner, so userspace can both skip half-written slots and tell successive claims
+/// apart.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ThreadSlot {
@@ -94,7 +129,7 @@ pub struct ThreadSlot {
     pub tid: u32,
     /// Thread group (process) id of the owner.
     pub tgid: u32,
-    /// Incremented on every claim of this slot.
+    /// Odd while a claim is in progress; grows by two with every claim.
     pub claim_seq: u32,
     /// Syscalls left to skip before the next timed one, when syscall timing is sampled.
     pub sample_countdown: u32,
@@ -139,6 +174,8 @@ pub struct KernelOffsets {
     /// `struct task_struct.se.sum_exec_runtime` (u64): the kernel's own CPU time of the task,
     /// which leaves out time the hypervisor stole, as the process CPU clocks do.
     pub task_sum_exec_runtime: u32,
+    /// `struct linux_binprm.interp` (`const char *`): the file an exec runs.
+    pub binprm_interp: u32,
 }
 
 /// Kinds of records in the event ring buffer; every record starts with its kind as a `u32`.
@@ -149,28 +186,47 @@ pub mod event_kind {
     pub const SLOT_FLUSH: u32 = 4;
 }
 
-/// A process lifecycle event: exec (new name), fork (new process) or exit (last name, gone).
+/// A process lifecycle event: fork (new process) or exit (last name, gone). Together with
+/// [`ExecEvent`] it carries what cannot be read from /proc once a process has exited.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ProcessEvent {
-    /// One of [`event_kind`]'s EXEC, EXIT or FORK.
+    /// [`event_kind::EXIT`] or [`event_kind::FORK`].
     pub kind: u32,
-    /// Process id: of the process itself (exec, exit) or of the parent (fork).
+    /// Process id: of the process itself (exit) or of the parent (fork).
     pub tgid: u32,
     /// Thread that raised the event.
     pub tid: u32,
     /// For fork: the child's process id; otherwise 0.
     pub child_tgid: u32,
+    /// cgroup v2 id of the current task (the inode number of its cgroup directory).
+    pub cgroup_id: u64,
     /// `comm` of the current task when the event was raised.
     pub comm: [u8; 16],
+}
+
+/// A successful exec: the process's new name, executable and cgroup.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExecEvent {
+    /// Always [`event_kind::EXEC`].
+    pub kind: u32,
+    pub tgid: u32,
+    pub tid: u32,
+    pub _pad: u32,
+    /// cgroup v2 id of the process at exec.
+    pub cgroup_id: u64,
+    /// `comm` after the exec.
+    pub comm: [u8; 16],
+    /// The file the kernel executed (`linux_binprm.interp`: the interpreter for a script), as
+    /// the caller named it, NUL-terminated, cut at [`EXE_BYTES`].
+    pub exe: [u8; EXE_BYTES],
 }
 
 /// Why a slot's counters were sent to userspace.
 pub mod flush_reason {
     /// The thread made its last switch-out (it exited).
     pub const EXIT: u32 = 1;
-    /// Another thread took the slot over.
-    pub const TAKEOVER: u32 = 2;
 }
 
 /// The final counters of one claim of a slot.
@@ -189,40 +245,48 @@ pub struct SlotFlush {
 }
 
 /// Indices into the `COUNTERS` per-CPU array: losses and notable events the kernel side counts
-/// so that userspace can report them instead of failing silently.
+/// so that userspace can report them instead of failing silently. [`counter::NAMES`] is the one
+/// list of their report names.
 pub mod counter {
     /// A lifecycle event was lost because the ring buffer was full.
     pub const EVENT_RING_FULL: u32 = 0;
-    /// A slot flush was lost because the ring buffer was full: that claim's last counts are gone.
+    /// A slot flush was lost because the ring buffer was full: that thread's last counts are gone.
     pub const FLUSH_RING_FULL: u32 = 1;
-    /// A syscall ended after its thread's slot was taken over: its latency is unknown.
-    pub const SYSCALL_START_LOST: u32 = 2;
-    /// A thread took over a slot owned by another thread (not a loss; a sizing hint).
-    pub const SLOT_TAKEOVER: u32 = 3;
+    /// A thread found no free slot (the tracked-thread bound was reached): nothing it does is
+    /// counted until it exits. Counted once per thread.
+    pub const THREAD_NO_ROOM: u32 = 2;
+    /// A thread id beyond the `TID_SLOT` index (pid_max raised after the agent started).
+    pub const TID_OUT_OF_RANGE: u32 = 3;
     /// A socket's family or address could not be read; the bytes were counted as external.
     pub const SOCK_READ_FAILED: u32 = 4;
     /// A task's CPU time could not be read; that stretch was charged by the switch clock.
     pub const TASK_READ_FAILED: u32 = 5;
-    /// A thread was switched in while another thread held its slot: its run-queue wait is
-    /// unknown.
-    pub const RUNQ_WAIT_LOST: u32 = 6;
+    /// A freed slot could not be returned to the free list: the bound shrinks by one.
+    pub const SLOT_LEAKED: u32 = 6;
+    /// The free list was busy (lock contention): one event of a thread without a slot yet was
+    /// not counted; the thread tries again at its next event.
+    pub const SLOT_BUSY: u32 = 7;
+    /// Threads that were given a slot (not a loss; shows churn).
+    pub const SLOT_CLAIMED: u32 = 8;
     /// Number of entries in the array.
-    pub const COUNT: u32 = 7;
+    pub const COUNT: u32 = 9;
 
     /// Names used in reports, indexed like the constants above.
     pub const NAMES: [&str; COUNT as usize] = [
         "event_ring_full",
         "flush_ring_full",
-        "syscall_start_lost",
-        "slot_takeover",
+        "thread_no_room",
+        "tid_out_of_range",
         "sock_read_failed",
         "task_read_failed",
-        "runq_wait_lost",
+        "slot_leaked",
+        "slot_busy",
+        "slot_claimed",
     ];
 
     /// Whether the counter records lost data (reported under `dropped`) rather than a statistic.
     pub const fn is_loss(index: u32) -> bool {
-        index != SLOT_TAKEOVER
+        index != SLOT_CLAIMED
     }
 }
 
@@ -271,6 +335,7 @@ mod pod {
     unsafe impl aya::Pod for CpuState {}
     unsafe impl aya::Pod for KernelOffsets {}
     unsafe impl aya::Pod for ProcessEvent {}
+    unsafe impl aya::Pod for ExecEvent {}
     unsafe impl aya::Pod for SlotFlush {}
 }
 
@@ -304,7 +369,8 @@ mod tests {
         assert_eq!(size_of::<ThreadCounters>(), 8 * (6 + 6 + HIST_BUCKETS));
         assert_eq!(size_of::<ThreadSlot>(), 40 + size_of::<ThreadCounters>());
         assert_eq!(size_of::<SlotFlush>(), 24 + size_of::<ThreadCounters>());
-        assert_eq!(size_of::<ProcessEvent>(), 32);
-        assert_eq!(size_of::<KernelOffsets>(), 32);
+        assert_eq!(size_of::<ProcessEvent>(), 40);
+        assert_eq!(size_of::<ExecEvent>(), 40 + EXE_BYTES);
+        assert_eq!(size_of::<KernelOffsets>(), 36);
     }
 }

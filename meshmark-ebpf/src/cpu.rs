@@ -9,12 +9,12 @@ use aya_ebpf::{
     macros::btf_tracepoint,
     programs::BtfTracePointContext,
 };
-use meshmark_common::{flush_reason, TASK_DEAD, TASK_RUNNING};
+use meshmark_common::{TASK_DEAD, TASK_RUNNING};
 
 use crate::{
     maps::CPUS,
     runq,
-    slots::{flush, own_slot, task_cpu_ns},
+    slots::{own_slot, release, task_cpu_ns},
 };
 
 /// How much more than the switch clock measured a stretch's runtime may be: the scheduler reads
@@ -50,7 +50,12 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
     // Before the switch time moves on: a claim made here bases itself on this stretch's start.
     let found = own_slot();
     cpu.last_switch_ns = now;
+    let next: *const u8 = ctx.arg(2);
     let Some(found) = found else {
+        if prev_state & TASK_DEAD != 0 {
+            release(bpf_get_current_pid_tgid() as u32);
+        }
+        runq::switched_in(next, now);
         return 0;
     };
     let charged = &mut found.slot.counters.cpu_ns;
@@ -74,10 +79,8 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
     found.slot.runnable_since_ns = if prev_state == TASK_RUNNING { now } else { 0 };
     if prev_state & TASK_DEAD != 0 {
         // The thread's very last switch-out: everything it will ever do is counted now.
-        flush(&found, flush_reason::EXIT);
-        found.slot.tid = 0;
+        release(found.slot.tid);
     }
-    let next: *const u8 = ctx.arg(2);
     runq::switched_in(next, now);
     0
 }

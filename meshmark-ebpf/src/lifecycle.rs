@@ -1,13 +1,18 @@
-//! Process lifecycle: exec (a new name), fork (a new process) and exit (a last name), sent to
-//! userspace so that short-lived processes keep their names after they are gone. Per-thread
-//! totals need no help here: the final `sched_switch` of a thread flushes them (see `cpu`).
+//! Process lifecycle: exec (a new name and executable), fork (a new process) and exit (a last
+//! name), each with the cgroup the process is in, sent to userspace so that a process that
+//! starts and exits within one window keeps its identity after /proc has forgotten it.
+//! Per-thread totals need no help here: the final `sched_switch` of a thread flushes them (see
+//! `cpu`).
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid},
+    helpers::{
+        bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
+        bpf_probe_read_kernel_str_bytes,
+    },
     macros::btf_tracepoint,
     programs::BtfTracePointContext,
 };
-use meshmark_common::{counter, event_kind, ProcessEvent};
+use meshmark_common::{counter, event_kind, ExecEvent, ProcessEvent};
 
 use crate::{
     kernel::read_field,
@@ -15,8 +20,27 @@ use crate::{
 };
 
 #[btf_tracepoint(function = "sched_process_exec")]
-pub fn sched_process_exec(_ctx: BtfTracePointContext) -> i32 {
-    emit(event_kind::EXEC, 0);
+pub fn sched_process_exec(ctx: BtfTracePointContext) -> i32 {
+    // (struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
+    let bprm: *const u8 = ctx.arg(2);
+    let Some(mut entry) = EVENTS.reserve::<ExecEvent>(0) else {
+        bump(counter::EVENT_RING_FULL);
+        return 0;
+    };
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let out = unsafe { &mut *entry.as_mut_ptr() };
+    out.kind = event_kind::EXEC;
+    out.tgid = (pid_tgid >> 32) as u32;
+    out.tid = pid_tgid as u32;
+    out._pad = 0;
+    out.cgroup_id = unsafe { bpf_get_current_cgroup_id() };
+    out.comm = bpf_get_current_comm().unwrap_or([0; 16]);
+    out.exe[0] = 0;
+    if let Some(interp) = read_field::<*const u8>(bprm, offsets().binprm_interp) {
+        // On failure the name stays empty and userspace falls back to /proc.
+        let _ = unsafe { bpf_probe_read_kernel_str_bytes(interp, &mut out.exe) };
+    }
+    entry.submit(0);
     0
 }
 
@@ -63,6 +87,7 @@ fn emit(kind: u32, child_tgid: u32) {
     out.tgid = (pid_tgid >> 32) as u32;
     out.tid = pid_tgid as u32;
     out.child_tgid = child_tgid;
+    out.cgroup_id = unsafe { bpf_get_current_cgroup_id() };
     out.comm = bpf_get_current_comm().unwrap_or([0; 16]);
     entry.submit(0);
 }

@@ -3,20 +3,30 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, PerCpuArray, RingBuf},
+    maps::{Array, PerCpuArray, RingBuf, Stack},
 };
 use meshmark_common::{
     CpuState, KernelOffsets, ThreadSlot, DEFAULT_EVENT_RING_BYTES, DEFAULT_THREAD_SLOTS,
+    PID_MAX_LIMIT,
 };
 
 /// `BPF_F_MMAPABLE`: the agent reads the whole thread table through one mapping instead of one
 /// syscall per slot.
 const BPF_F_MMAPABLE: u32 = 1 << 10;
 
-/// Per-thread counters, indexed by `tid & SLOT_MASK`.
+/// Per-thread counters, one slot per live thread (see `slots`).
 #[map]
 pub static THREADS: Array<ThreadSlot> =
     Array::with_max_entries(DEFAULT_THREAD_SLOTS, BPF_F_MMAPABLE);
+
+/// Slot index plus one of each thread id (0: none yet; `NO_SLOT`: no room). The agent sizes it
+/// to the node's `kernel.pid_max`.
+#[map]
+pub static TID_SLOT: Array<u64> = Array::with_max_entries(PID_MAX_LIMIT, 0);
+
+/// Indices of free `THREADS` slots; the agent pushes all of them at load.
+#[map]
+pub static FREE_SLOTS: Stack<u32> = Stack::with_max_entries(DEFAULT_THREAD_SLOTS, 0);
 
 /// Last switch time and idle time of each CPU.
 #[map]
@@ -31,10 +41,6 @@ pub static COUNTERS: PerCpuArray<u64> =
 #[map]
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(DEFAULT_EVENT_RING_BYTES, 0);
 
-/// `THREADS` length minus one; set by the agent to match the map size it chose.
-#[no_mangle]
-static SLOT_MASK: u32 = DEFAULT_THREAD_SLOTS - 1;
-
 /// Kernel struct field offsets, read by the agent from the running kernel's BTF.
 #[no_mangle]
 static OFFSETS: KernelOffsets = KernelOffsets {
@@ -46,6 +52,7 @@ static OFFSETS: KernelOffsets = KernelOffsets {
     task_pid: 0,
     task_tgid: 0,
     task_sum_exec_runtime: 0,
+    binprm_interp: 0,
 };
 
 /// Time one syscall in this many per thread (1: every syscall). Counts stay exact either way.
@@ -58,11 +65,6 @@ static EXIT_HAS_GROUP_DEAD: u32 = 0;
 
 // Globals must be read volatile: otherwise the compiler folds in the defaults above and the
 // values the agent sets at load time are never seen.
-
-#[inline(always)]
-pub fn slot_mask() -> u32 {
-    unsafe { core::ptr::read_volatile(&SLOT_MASK) }
-}
 
 #[inline(always)]
 pub fn offsets() -> KernelOffsets {

@@ -6,26 +6,26 @@
 
 use aya_ebpf::{helpers::bpf_ktime_get_ns, macros::btf_tracepoint, programs::BtfTracePointContext};
 
-use meshmark_common::counter;
-
-use crate::{maps::bump, slots::task_slot};
+use crate::slots::task_slot;
 
 #[btf_tracepoint(function = "sched_wakeup")]
 pub fn sched_wakeup(ctx: BtfTracePointContext) -> i32 {
-    woken(ctx.arg(0));
+    // The woken thread may be running on another CPU right now: look up, never claim. A thread
+    // that slept since before the agent started has no slot yet, so its first wait is not seen.
+    woken(ctx.arg(0), false);
     0
 }
 
 #[btf_tracepoint(function = "sched_wakeup_new")]
 pub fn sched_wakeup_new(ctx: BtfTracePointContext) -> i32 {
-    woken(ctx.arg(0));
+    // A new thread has never run: nothing else can be claiming for it.
+    woken(ctx.arg(0), true);
     0
 }
 
 #[inline(always)]
-fn woken(task: *const u8) {
-    // A busy slot is counted as a loss when the thread is switched in.
-    if let Ok(Some(found)) = task_slot(task) {
+fn woken(task: *const u8, may_claim: bool) {
+    if let Some(found) = task_slot(task, may_claim) {
         found.slot.runnable_since_ns = unsafe { bpf_ktime_get_ns() };
     }
 }
@@ -33,13 +33,9 @@ fn woken(task: *const u8) {
 /// Ends the wait of `next`, the thread this CPU switches to at `now`.
 #[inline(always)]
 pub fn switched_in(next: *const u8, now: u64) {
-    let found = match task_slot(next) {
-        Ok(Some(found)) => found,
-        Ok(None) => return,
-        Err(()) => {
-            bump(counter::RUNQ_WAIT_LOST);
-            return;
-        }
+    // About to run here, so running nowhere else: safe to claim.
+    let Some(found) = task_slot(next, true) else {
+        return;
     };
     let since = found.slot.runnable_since_ns;
     if since != 0 && now > since {

@@ -8,11 +8,11 @@ use aya_ebpf::{
     macros::btf_tracepoint,
     programs::BtfTracePointContext,
 };
-use meshmark_common::{counter, hist_bucket, HIST_BUCKETS};
+use meshmark_common::{hist_bucket, HIST_BUCKETS};
 
 use crate::{
-    maps::{bump, syscall_sample_every},
-    slots::{own_slot, slot_at},
+    maps::syscall_sample_every,
+    slots::{own_slot, slot_of},
 };
 
 /// `syscall_start_ns` of a syscall that was entered but sampled out of timing (no real clock
@@ -40,18 +40,11 @@ pub fn sys_enter(_ctx: BtfTracePointContext) -> i32 {
 
 #[btf_tracepoint(function = "sys_exit")]
 pub fn sys_exit(_ctx: BtfTracePointContext) -> i32 {
-    let tid = bpf_get_current_pid_tgid() as u32;
-    let Some(found) = slot_at(tid) else {
+    // No slot: the thread is untracked, or its syscall began before attach.
+    let Some(found) = slot_of(bpf_get_current_pid_tgid() as u32) else {
         return 0;
     };
     let slot = found.slot;
-    if slot.tid != tid {
-        // Free: this syscall began before attach. Owned by another thread: ours was taken over.
-        if slot.tid != 0 {
-            bump(counter::SYSCALL_START_LOST);
-        }
-        return 0;
-    }
     let start = slot.syscall_start_ns;
     if start == 0 {
         // Entered before the thread had this slot (before attach, or the return from fork in a

@@ -5,8 +5,9 @@ pub mod offsets;
 pub mod preflight;
 
 use anyhow::{anyhow, Context as _, Result};
+use aya::maps::{MapData, Stack};
 use aya::{programs::BtfTracePoint, Ebpf, EbpfLoader};
-use meshmark_common::{DEFAULT_EVENT_RING_BYTES, DEFAULT_THREAD_SLOTS};
+use meshmark_common::{DEFAULT_EVENT_RING_BYTES, DEFAULT_THREAD_SLOTS, PID_MAX_LIMIT};
 
 pub use preflight::PreflightError;
 
@@ -60,7 +61,7 @@ const BENCH_CLOCK_PROGRAMS: [Attachment; 2] = [
 /// Sizes of the kernel-side maps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ProbeOptions {
-    /// Slots of the per-thread table; rounded up to a power of two.
+    /// Threads tracked at once (slots of the per-thread table), 1 to [`PID_MAX_LIMIT`].
     pub thread_slots: u32,
     /// Bytes of the event ring buffer; rounded up to a power of two of at least a page.
     pub ring_bytes: u32,
@@ -110,27 +111,36 @@ impl Probe {
             ProgramSet::BenchFloor => &BENCH_FLOOR_PROGRAMS,
             ProgramSet::BenchClock => &BENCH_CLOCK_PROGRAMS,
         };
+        let thread_slots = options.thread_slots;
+        if !(1..=PID_MAX_LIMIT).contains(&thread_slots) {
+            anyhow::bail!(
+                "{thread_slots} thread slots: the tracked-thread bound must be 1 to {PID_MAX_LIMIT}"
+            );
+        }
         let btf = preflight::check(attachments)?;
         let offsets = offsets::kernel_offsets(&btf)?;
         let exit_has_group_dead =
             u32::from(btf.tracepoint_arg_count("sched_process_exit").unwrap_or(1) >= 2);
-        let thread_slots = options.thread_slots.max(2).next_power_of_two();
-        let ring_bytes = options.ring_bytes.max(4096).next_power_of_two();
-        let slot_mask = thread_slots - 1;
+        let ring_bytes = options.ring_bytes.clamp(4096, 1 << 30).next_power_of_two();
         let syscall_sample_every = options.syscall_sample_every.max(1);
+        let tid_space = tid_space()?;
 
         let aya_btf = aya::Btf::from_sys_fs().context("reading the kernel's BTF for aya")?;
         let mut ebpf = EbpfLoader::new()
             .btf(Some(&aya_btf))
             .map_max_entries("THREADS", thread_slots)
+            .map_max_entries("FREE_SLOTS", thread_slots)
+            .map_max_entries("TID_SLOT", tid_space)
             .map_max_entries("EVENTS", ring_bytes)
-            .override_global("SLOT_MASK", &slot_mask, true)
             .override_global("OFFSETS", &offsets, true)
             .override_global("EXIT_HAS_GROUP_DEAD", &exit_has_group_dead, true)
             .override_global("SYSCALL_SAMPLE_EVERY", &syscall_sample_every, true)
             .load(OBJECT)
             .context("loading the eBPF object")?;
 
+        if set == ProgramSet::Profiler {
+            fill_free_slots(&mut ebpf, thread_slots)?;
+        }
         for attachment in attachments {
             attach(&mut ebpf, &aya_btf, attachment)?;
         }
@@ -140,6 +150,34 @@ impl Probe {
             syscall_sample_every,
         })
     }
+}
+
+/// Size of the thread-id index: every id below `kernel.pid_max` (4,194,304 on systemd nodes).
+/// Ids above it appear only if pid_max is raised while the agent runs; they are counted as
+/// `tid_out_of_range`.
+fn tid_space() -> Result<u32> {
+    const PATH: &str = "/proc/sys/kernel/pid_max";
+    let text = std::fs::read_to_string(PATH).with_context(|| format!("reading {PATH}"))?;
+    let pid_max: u32 = text
+        .trim()
+        .parse()
+        .with_context(|| format!("{PATH} holds {text:?}, not a number"))?;
+    Ok(pid_max.clamp(1, PID_MAX_LIMIT))
+}
+
+/// Puts every slot index on the free list, highest first, so the kernel hands out low indices
+/// first and a node with few threads touches only the start of the table.
+fn fill_free_slots(ebpf: &mut Ebpf, slots: u32) -> Result<()> {
+    let map = ebpf
+        .map_mut("FREE_SLOTS")
+        .context("map FREE_SLOTS missing from the eBPF object")?;
+    let mut free: Stack<&mut MapData, u32> =
+        Stack::try_from(map).context("map FREE_SLOTS is not a stack")?;
+    for index in (0..slots).rev() {
+        free.push(index, 0)
+            .with_context(|| format!("filling the free slot list at {index}"))?;
+    }
+    Ok(())
 }
 
 /// Run count and time of one attached program (kernel.bpf_stats_enabled or BPF_ENABLE_STATS).

@@ -25,5 +25,6 @@ pub fn kernel_offsets(btf: &Btf) -> Result<KernelOffsets> {
         task_tgid: field("task_struct", "tgid")?,
         task_sum_exec_runtime: field("task_struct", "se")?
             + field("sched_entity", "sum_exec_runtime")?,
+        binprm_interp: field("linux_binprm", "interp")?,
     })
 }
