@@ -1,10 +1,13 @@
 //! Turns the kernel's cumulative per-thread counters into per-process deltas (pure).
 //!
 //! The kernel keeps, per claim of a slot (slot index + claim sequence), counters that only grow,
-//! and sends a claim's final values when its thread exits or loses the slot. A window's delta
-//! for a process is the growth of each of its claims since the previous observation: live
-//! claims from the slot table, finished ones from their flush record. A claim is remembered
-//! until it is finished, so nothing is counted twice and nothing in between is lost.
+//! and sends a claim's final values when its thread exits. A window's delta for a process is the
+//! growth of each of its claims since the previous observation: live claims from the slot
+//! table, finished ones from their flush record. A claim is remembered until its flush arrives,
+//! so nothing is counted twice and nothing in between is lost, whatever the order in which a
+//! thread's exit, its flush and the reads of one window interleave. The collector reads the
+//! table before it drains the flushes, so a flush can only arrive after its claim left the
+//! table: a claim that left is kept, unseen, for [`UNSEEN_GRACE`] observations.
 
 use std::collections::{HashMap, HashSet};
 
@@ -34,10 +37,23 @@ pub struct ProcessDelta {
     pub threads: HashSet<u32>,
 }
 
+/// Observations a claim may stay out of the table before its flush is given up as lost (the
+/// kernel counts that loss as `flush_ring_full`). A flush is submitted before its slot is freed,
+/// so it is normally drained by the very observation that no longer sees the claim; the grace
+/// covers a flush queued behind a record another CPU has reserved but not yet submitted.
+pub const UNSEEN_GRACE: u32 = 2;
+
+/// A claim's last reading and how many observations in a row missed it.
+#[derive(Clone, Copy, Debug)]
+struct Remembered {
+    counters: ThreadCounters,
+    unseen: u32,
+}
+
 /// Remembers each claim's last reading between observations.
 #[derive(Debug, Default)]
 pub struct Accountant {
-    last: HashMap<ClaimKey, ThreadCounters>,
+    last: HashMap<ClaimKey, Remembered>,
     /// Claims already finished by a flush; a live reading of one (the slot read raced the
     /// kernel freeing it) is ignored.
     finished: HashSet<ClaimKey>,
@@ -53,7 +69,11 @@ impl Accountant {
     ) -> HashMap<u32, ProcessDelta> {
         let mut deltas: HashMap<u32, ProcessDelta> = HashMap::new();
         for reading in flushed {
-            let before = self.last.remove(&reading.key).unwrap_or_default();
+            let before = self
+                .last
+                .remove(&reading.key)
+                .map(|r| r.counters)
+                .unwrap_or_default();
             add_growth(&mut deltas, reading, &before);
             self.finished.insert(reading.key);
         }
@@ -63,15 +83,26 @@ impl Accountant {
             if self.finished.contains(&reading.key) {
                 continue;
             }
+            let fresh = Remembered {
+                counters: reading.counters,
+                unseen: 0,
+            };
             let before = self
                 .last
-                .insert(reading.key, reading.counters)
+                .insert(reading.key, fresh)
+                .map(|r| r.counters)
                 .unwrap_or_default();
             add_growth(&mut deltas, reading, &before);
         }
-        // Forget claims no longer in the table whose flush was lost (counted by the kernel as
-        // flush_ring_full), and finished claims the kernel has since replaced.
-        self.last.retain(|key, _| seen.contains(key));
+        // Claims out of the table wait for their flush; past the grace it was lost (counted by
+        // the kernel as flush_ring_full). Finished claims are forgotten once the table no
+        // longer shows them.
+        self.last.retain(|key, remembered| {
+            if !seen.contains(key) {
+                remembered.unseen += 1;
+            }
+            remembered.unseen <= UNSEEN_GRACE
+        });
         self.finished.retain(|key| seen.contains(key));
         deltas
     }
@@ -91,48 +122,25 @@ fn add_growth(
     delta.threads.insert(now.tid);
 }
 
-/// `now - before`, field by field; a field that went backwards (a torn read of a slot being
-/// re-claimed) counts as no growth rather than wrapping around.
+/// `now - before`, counter by counter; a counter that went backwards (which a consistent
+/// reading never shows) counts as no growth rather than wrapping around.
 pub fn growth(now: &ThreadCounters, before: &ThreadCounters) -> ThreadCounters {
-    let mut out = ThreadCounters {
-        cpu_ns: now.cpu_ns.saturating_sub(before.cpu_ns),
-        switches: now.switches.saturating_sub(before.switches),
-        runq_wait_ns: now.runq_wait_ns.saturating_sub(before.runq_wait_ns),
-        syscalls: now.syscalls.saturating_sub(before.syscalls),
-        timed_syscalls: now.timed_syscalls.saturating_sub(before.timed_syscalls),
-        syscall_ns: now.syscall_ns.saturating_sub(before.syscall_ns),
-        ..ThreadCounters::default()
-    };
+    let mut out = ThreadCounters::default();
     for (o, (n, b)) in out
-        .net_bytes
+        .words_mut()
         .iter_mut()
-        .zip(now.net_bytes.iter().zip(&before.net_bytes))
-    {
-        *o = n.saturating_sub(*b);
-    }
-    for (o, (n, b)) in out
-        .syscall_hist
-        .iter_mut()
-        .zip(now.syscall_hist.iter().zip(&before.syscall_hist))
+        .zip(now.words().iter().zip(before.words()))
     {
         *o = n.saturating_sub(*b);
     }
     out
 }
 
-/// `into += add`, field by field.
+/// `into += add`, counter by counter, saturating: a sum that would overflow 64 bits stays at
+/// the maximum instead of wrapping to a small, wrong number.
 pub fn add_into(into: &mut ThreadCounters, add: &ThreadCounters) {
-    into.cpu_ns += add.cpu_ns;
-    into.switches += add.switches;
-    into.runq_wait_ns += add.runq_wait_ns;
-    into.syscalls += add.syscalls;
-    into.timed_syscalls += add.timed_syscalls;
-    into.syscall_ns += add.syscall_ns;
-    for (i, a) in into.net_bytes.iter_mut().zip(&add.net_bytes) {
-        *i += a;
-    }
-    for (i, a) in into.syscall_hist.iter_mut().zip(&add.syscall_hist) {
-        *i += a;
+    for (i, a) in into.words_mut().iter_mut().zip(add.words()) {
+        *i = i.saturating_add(*a);
     }
 }
 
@@ -184,13 +192,13 @@ mod tests {
     }
 
     #[test]
-    fn takeover_and_reclaim_by_the_same_tid_are_separate_claims() {
+    fn successive_claims_of_one_slot_are_separate() {
         let mut acc = Accountant::default();
-        acc.observe(&[], &[reading(5, 1, 5, 5, 100)]);
-        // tid 65541 took slot 5 (flushing tid 5 at 150), then tid 5 took it back (flushing
-        // 65541 at 7); tid 5 has since run 20 ns in its new claim.
-        let flushed = [reading(5, 1, 5, 5, 150), reading(5, 2, 65541, 7, 7)];
-        let window = acc.observe(&flushed, &[reading(5, 3, 5, 5, 20)]);
+        acc.observe(&[], &[reading(5, 2, 5, 5, 100)]);
+        // tid 5 exited at 150, tid 65541 had slot 5 and exited at 7, and a new thread with id
+        // 5 has since run 20 ns in the slot's third claim.
+        let flushed = [reading(5, 2, 5, 5, 150), reading(5, 4, 65541, 7, 7)];
+        let window = acc.observe(&flushed, &[reading(5, 6, 5, 5, 20)]);
         assert_eq!(cpu_of(&window, 5), 50 + 20);
         assert_eq!(cpu_of(&window, 7), 7);
     }
@@ -201,6 +209,62 @@ mod tests {
         acc.observe(&[], &[]);
         let window = acc.observe(&[reading(9, 4, 9, 9, 42)], &[]);
         assert_eq!(cpu_of(&window, 9), 42);
+    }
+
+    #[test]
+    fn a_claim_that_left_the_table_waits_for_its_flush() {
+        let mut acc = Accountant::default();
+        acc.observe(&[], &[reading(3, 2, 30, 30, 100)]);
+        // The thread exited after this table read; its flush is drained one observation late.
+        let gone = acc.observe(&[], &[]);
+        assert_eq!(cpu_of(&gone, 30), 0);
+        let late = acc.observe(&[reading(3, 2, 30, 30, 160)], &[]);
+        assert_eq!(cpu_of(&late, 30), 60);
+    }
+
+    #[test]
+    fn a_lost_flush_is_forgotten_after_the_grace() {
+        let mut acc = Accountant::default();
+        acc.observe(&[], &[reading(3, 2, 30, 30, 100)]);
+        for _ in 0..=UNSEEN_GRACE {
+            acc.observe(&[], &[]);
+        }
+        // Too late: counting it whole would add the 100 ns already counted.
+        let stale = acc.observe(&[reading(3, 2, 30, 30, 160)], &[]);
+        assert_eq!(cpu_of(&stale, 30), 160);
+        assert!(acc.last.is_empty());
+    }
+
+    #[test]
+    fn sums_over_many_observations_equal_the_final_counts() {
+        // One thread whose readings grow, then exits with a flush drained a window late.
+        let mut acc = Accountant::default();
+        let mut total = 0;
+        for (i, cpu) in [10, 25, 25, 90].into_iter().enumerate() {
+            let window = acc.observe(&[], &[reading(1, 4, 7, 7, cpu)]);
+            total += cpu_of(&window, 7);
+            assert!(i < 4);
+        }
+        total += cpu_of(&acc.observe(&[], &[]), 7);
+        total += cpu_of(&acc.observe(&[reading(1, 4, 7, 7, 120)], &[]), 7);
+        assert_eq!(total, 120);
+    }
+
+    #[test]
+    fn sums_saturate_instead_of_wrapping() {
+        let mut into = ThreadCounters {
+            cpu_ns: u64::MAX - 1,
+            ..Default::default()
+        };
+        add_into(
+            &mut into,
+            &ThreadCounters {
+                cpu_ns: 5,
+                syscalls: 2,
+                ..Default::default()
+            },
+        );
+        assert_eq!((into.cpu_ns, into.syscalls), (u64::MAX, 2));
     }
 
     #[test]

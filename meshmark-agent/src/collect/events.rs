@@ -1,5 +1,6 @@
 //! The event ring buffer: decoding its records (pure) and a thread that keeps draining it so a
-//! long window cannot overflow it.
+//! long window cannot overflow it. The thread also resolves each lifecycle record's cgroup id to
+//! a path as it arrives, while that cgroup still exists.
 
 use std::{
     mem::size_of,
@@ -12,9 +13,24 @@ use std::{
 };
 
 use aya::maps::{MapData, RingBuf};
-use meshmark_common::{event_kind, ProcessEvent, SlotFlush};
+use meshmark_common::{event_kind, ExecEvent, ProcessEvent, SlotFlush};
 
 use super::accounting::{ClaimKey, ClaimReading};
+use crate::inventory::cgroup_ids::CgroupIds;
+
+/// Where a process was when it raised an event: its cgroup v2 id, and the path the drain
+/// resolved it to (`None` until resolved, or when it could not be).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CgroupAt {
+    pub id: u64,
+    pub path: Option<String>,
+}
+
+impl CgroupAt {
+    fn id(id: u64) -> CgroupAt {
+        CgroupAt { id, path: None }
+    }
+}
 
 /// One decoded ring buffer record.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -22,14 +38,20 @@ pub enum Record {
     Exec {
         tgid: u32,
         comm: String,
+        /// The executed file as the kernel named it; `None` when it could not be read.
+        exe: Option<String>,
+        cgroup: CgroupAt,
     },
     Fork {
+        parent_tgid: u32,
         child_tgid: u32,
         comm: String,
+        cgroup: CgroupAt,
     },
     Exit {
         tgid: u32,
         comm: String,
+        cgroup: CgroupAt,
     },
     /// Boxed: a flush carries a whole histogram, ten times the size of the other records.
     Flush(Box<ClaimReading>),
@@ -46,18 +68,34 @@ pub fn decode(bytes: &[u8]) -> Record {
         return Record::Unknown;
     };
     match kind {
-        event_kind::EXEC | event_kind::EXIT | event_kind::FORK => {
+        event_kind::EXEC => match read::<ExecEvent>(bytes) {
+            Some(e) => Record::Exec {
+                tgid: e.tgid,
+                comm: comm_string(&e.comm),
+                exe: Some(comm_string(&e.exe)).filter(|exe| !exe.is_empty()),
+                cgroup: CgroupAt::id(e.cgroup_id),
+            },
+            None => Record::Unknown,
+        },
+        event_kind::EXIT | event_kind::FORK => {
             let Some(e) = read::<ProcessEvent>(bytes) else {
                 return Record::Unknown;
             };
             let comm = comm_string(&e.comm);
-            match kind {
-                event_kind::EXEC => Record::Exec { tgid: e.tgid, comm },
-                event_kind::EXIT => Record::Exit { tgid: e.tgid, comm },
-                _ => Record::Fork {
+            let cgroup = CgroupAt::id(e.cgroup_id);
+            if kind == event_kind::EXIT {
+                Record::Exit {
+                    tgid: e.tgid,
+                    comm,
+                    cgroup,
+                }
+            } else {
+                Record::Fork {
+                    parent_tgid: e.tgid,
                     child_tgid: e.child_tgid,
                     comm,
-                },
+                    cgroup,
+                }
             }
         }
         event_kind::SLOT_FLUSH => match read::<SlotFlush>(bytes) {
@@ -82,7 +120,8 @@ fn read<T: Copy>(bytes: &[u8]) -> Option<T> {
         .then(|| unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
 }
 
-/// A kernel `comm`: up to 16 bytes, NUL-terminated when shorter.
+/// A NUL-terminated kernel string (a `comm` of up to 16 bytes, a file name); the whole buffer
+/// when it has no NUL.
 pub fn comm_string(raw: &[u8]) -> String {
     let end = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
     String::from_utf8_lossy(&raw[..end]).into_owned()
@@ -92,12 +131,20 @@ pub fn comm_string(raw: &[u8]) -> String {
 struct Inbox {
     ring: RingBuf<MapData>,
     records: Vec<Record>,
+    cgroups: CgroupIds,
 }
 
 impl Inbox {
     fn drain(&mut self) {
         while let Some(item) = self.ring.next() {
-            self.records.push(decode(&item));
+            let mut record = decode(&item);
+            if let Record::Exec { cgroup, .. }
+            | Record::Fork { cgroup, .. }
+            | Record::Exit { cgroup, .. } = &mut record
+            {
+                cgroup.path = self.cgroups.resolve(cgroup.id);
+            }
+            self.records.push(record);
         }
     }
 }
@@ -115,6 +162,7 @@ impl EventDrain {
         let inbox = Arc::new(Mutex::new(Inbox {
             ring,
             records: Vec::new(),
+            cgroups: CgroupIds::for_this_node(),
         }));
         let stop = Arc::new(AtomicBool::new(false));
         let thread = std::thread::Builder::new()
@@ -174,32 +222,61 @@ mod tests {
     fn decodes_process_events() {
         let mut comm = [0u8; 16];
         comm[..5].copy_from_slice(b"envoy");
-        let exec = ProcessEvent {
+        let mut exe = [0u8; meshmark_common::EXE_BYTES];
+        exe[..15].copy_from_slice(b"/usr/bin/envoy\0");
+        let exec = ExecEvent {
             kind: event_kind::EXEC,
             tgid: 42,
             tid: 42,
-            child_tgid: 0,
+            _pad: 0,
+            cgroup_id: 7,
             comm,
+            exe,
         };
         assert_eq!(
             decode(&bytes_of(&exec)),
             Record::Exec {
                 tgid: 42,
-                comm: "envoy".into()
+                comm: "envoy".into(),
+                exe: Some("/usr/bin/envoy".into()),
+                cgroup: CgroupAt::id(7),
             }
         );
+        let unnamed = ExecEvent {
+            exe: [0; meshmark_common::EXE_BYTES],
+            ..exec
+        };
+        assert!(matches!(
+            decode(&bytes_of(&unnamed)),
+            Record::Exec { exe: None, .. }
+        ));
         let fork = ProcessEvent {
             kind: event_kind::FORK,
+            tgid: 42,
+            tid: 42,
             child_tgid: 43,
-            ..exec
+            cgroup_id: 8,
+            comm,
         };
         assert_eq!(
             decode(&bytes_of(&fork)),
             Record::Fork {
+                parent_tgid: 42,
                 child_tgid: 43,
-                comm: "envoy".into()
+                comm: "envoy".into(),
+                cgroup: CgroupAt::id(8),
             }
         );
+        let exit = ProcessEvent {
+            kind: event_kind::EXIT,
+            ..fork
+        };
+        assert!(matches!(
+            decode(&bytes_of(&exit)),
+            Record::Exit { tgid: 42, .. }
+        ));
+        // An exec record cut short is not read as a shorter record.
+        assert_eq!(decode(&bytes_of(&exec)[..48]), Record::Unknown);
     }
 
     #[test]

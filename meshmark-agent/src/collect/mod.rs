@@ -5,6 +5,7 @@
 
 pub mod accounting;
 pub mod events;
+pub mod identity;
 mod settle;
 mod threads;
 
@@ -24,6 +25,7 @@ use crate::{
 };
 use accounting::{Accountant, ClaimReading, ProcessDelta};
 use events::{EventDrain, Record};
+use identity::Identities;
 use threads::ThreadTable;
 
 /// Options of a [`Profiler`].
@@ -41,7 +43,7 @@ pub struct Profiler {
     counters: PerCpuArray<MapData, u64>,
     _probe: Probe,
     accountant: Accountant,
-    names: HashMap<u32, String>,
+    identities: Identities,
     online_cpus: Vec<u32>,
     idle_ns: u64,
     counter_totals: [u64; counter::COUNT as usize],
@@ -79,7 +81,7 @@ impl Profiler {
             counters,
             _probe: probe,
             accountant: Accountant::default(),
-            names: HashMap::new(),
+            identities: Identities::default(),
             online_cpus,
             idle_ns: 0,
             counter_totals: [0; counter::COUNT as usize],
@@ -99,19 +101,18 @@ impl Profiler {
         let mut processes: Vec<ProcessSample> = window
             .deltas
             .into_iter()
-            .map(|(pid, delta)| self.sample(pid, delta, window.exited.contains(&pid)))
+            .map(|(pid, delta)| self.sample(pid, delta))
             .collect();
         let seen: HashSet<u32> = processes.iter().map(|p| p.pid).collect();
         for pid in inventory::pod_processes() {
             if !seen.contains(&pid) {
-                processes.push(self.sample(pid, ProcessDelta::default(), false));
+                processes.push(self.sample(pid, ProcessDelta::default()));
             }
         }
         processes.push(idle_sample(window.idle_ns));
         processes.sort_by_key(|p| p.pid);
-        // Names are kept only for processes that may show up again.
-        self.names
-            .retain(|pid, _| window.live_tgids.contains(pid) && !window.exited.contains(pid));
+        self.identities
+            .end_window(|pid| window.live_tgids.contains(&pid) || seen.contains(&pid));
 
         let (start, end) = (self.started, window.end);
         self.started = end;
@@ -132,31 +133,29 @@ impl Profiler {
         })
     }
 
-    /// Everything the kernel counted since the previous call: settles running CPU time, drains
-    /// the events, reads the thread table and the counters.
+    /// Everything the kernel counted since the previous call: settles running CPU time, reads
+    /// the thread table, then drains the events and reads the counters.
+    ///
+    /// The table is read before the ring is drained: the kernel submits a thread's final flush
+    /// before it frees the slot, so every claim is either still in this reading or already
+    /// flushed, and a flush that lands after the drain is taken by the next window (the
+    /// accountant keeps the claim until then). Draining first would let a claim flushed between
+    /// the two reads vanish from both, and be counted again whole when its flush arrived.
     fn advance(&mut self) -> Result<KernelWindow> {
         settle::settle(&self.online_cpus);
         let end = (SystemTime::now(), Instant::now());
+        let live = self.table.read();
         let mut flushed: Vec<ClaimReading> = Vec::new();
-        let mut exited = HashSet::new();
         let mut unknown = 0;
         for record in self.events.take() {
             match record {
                 Record::Flush(reading) => flushed.push(*reading),
-                Record::Exec { tgid, comm } => {
-                    self.names.insert(tgid, comm);
-                }
-                Record::Fork { child_tgid, comm } => {
-                    self.names.insert(child_tgid, comm);
-                }
-                Record::Exit { tgid, comm } => {
-                    self.names.entry(tgid).or_insert(comm);
-                    exited.insert(tgid);
-                }
                 Record::Unknown => unknown += 1,
+                Record::Exec { .. } | Record::Fork { .. } | Record::Exit { .. } => {
+                    self.identities.apply(&record, inventory::exe);
+                }
             }
         }
-        let live = self.table.read();
         let deltas = self.accountant.observe(&flushed, &live);
         let (mut dropped, stats) = self.counter_deltas()?;
         if unknown > 0 {
@@ -165,7 +164,6 @@ impl Profiler {
         Ok(KernelWindow {
             end,
             deltas,
-            exited,
             live_tgids: live.iter().map(|r| r.tgid).collect(),
             idle_ns: self.idle_delta()?,
             dropped,
@@ -173,13 +171,11 @@ impl Profiler {
         })
     }
 
-    /// One process's window: counters from the kernel, identity from /proc while it lives.
-    fn sample(&mut self, pid: u32, delta: ProcessDelta, exited: bool) -> ProcessSample {
-        if !exited {
-            if let Some(comm) = inventory::comm(pid) {
-                self.names.insert(pid, comm);
-            }
-        }
+    /// One process's window: counters from the kernel; identity from /proc while it lives,
+    /// else from what its lifecycle events recorded.
+    fn sample(&mut self, pid: u32, delta: ProcessDelta) -> ProcessSample {
+        let known = self.identities.get(pid);
+        let exited = known.is_some_and(|k| k.exited);
         let c = &delta.counters;
         let kind = |k: NetKind| {
             [
@@ -189,12 +185,12 @@ impl Profiler {
         };
         let mut sample = ProcessSample {
             pid,
-            comm: self.names.get(&pid).cloned().unwrap_or_default(),
+            comm: known.map(|k| k.comm.clone()).unwrap_or_default(),
             exited,
             cpu_ns: c.cpu_ns,
             context_switches: c.switches,
             runq_wait_ns: c.runq_wait_ns,
-            threads: delta.threads.len() as u32,
+            threads: u32::try_from(delta.threads.len()).unwrap_or(u32::MAX),
             net: NetBytes::from_kinds(
                 kind(NetKind::Loopback),
                 kind(NetKind::External),
@@ -208,8 +204,20 @@ impl Profiler {
             ..ProcessSample::default()
         };
         if !exited {
+            if let Some(comm) = inventory::comm(pid) {
+                sample.comm = comm;
+            }
             inventory::fill_identity(&mut sample);
         }
+        if let Some(known) = known {
+            if sample.exe.is_none() {
+                sample.exe.clone_from(&known.exe);
+            }
+            if sample.cgroup.is_none() {
+                sample.cgroup.clone_from(&known.cgroup);
+            }
+        }
+        inventory::place(&mut sample);
         sample
     }
 
@@ -255,7 +263,6 @@ impl Profiler {
 struct KernelWindow {
     end: (SystemTime, Instant),
     deltas: HashMap<u32, ProcessDelta>,
-    exited: HashSet<u32>,
     /// Processes with a thread in the thread table now.
     live_tgids: HashSet<u32>,
     idle_ns: u64,

@@ -1,10 +1,12 @@
 //! Read access to the kernel's `THREADS` table through a read-only memory mapping: one
-//! mapping instead of a syscall per slot, which matters with 65,536 slots every window.
+//! mapping instead of a syscall per slot, which matters with tens of thousands of slots every
+//! window.
 
 use std::{
     mem::size_of,
     os::fd::{AsFd as _, AsRawFd as _},
     ptr::NonNull,
+    sync::atomic::{compiler_fence, Ordering},
 };
 
 use anyhow::{bail, Result};
@@ -57,28 +59,51 @@ impl ThreadTable {
         })
     }
 
-    /// Every claimed slot, as read now. The kernel may be writing while we read: a reading can
-    /// be torn, which `accounting` tolerates.
+    /// Every claimed slot, as read now. The kernel may be writing while we read: a slot whose
+    /// claim sequence is odd (a claim resetting it) or changes during the read is left out; its
+    /// old claim then counts as unseen until its flush arrives, and the new one is read next
+    /// time. A reading of a live claim may still catch some counters a little behind others,
+    /// which only moves growth into the next window.
     pub fn read(&self) -> Vec<ClaimReading> {
         let mut out = Vec::new();
         for index in 0..self.slots {
-            // SAFETY: index < slots, inside the mapping; volatile because the kernel writes.
-            let slot: ThreadSlot =
-                unsafe { std::ptr::read_volatile(self.base.as_ptr().add(index)) };
-            if slot.tid != 0 {
-                out.push(ClaimReading {
-                    key: ClaimKey {
-                        slot: index as u32,
-                        seq: slot.claim_seq,
-                    },
-                    tid: slot.tid,
-                    tgid: slot.tgid,
-                    counters: slot.counters,
-                });
+            // SAFETY: index < slots, inside the mapping.
+            let slot = unsafe { self.base.as_ptr().add(index) };
+            if let Some(reading) = unsafe { read_slot(slot, index) } {
+                out.push(reading);
             }
         }
         out
     }
+}
+
+/// One consistent reading of the slot at `slot`, or `None` when it is free or being claimed.
+///
+/// # Safety
+/// `slot` must point into the live mapping.
+unsafe fn read_slot(slot: *const ThreadSlot, index: usize) -> Option<ClaimReading> {
+    // Volatile reads in program order: on x86 loads are not reordered with other loads, and
+    // the kernel writes the sequence odd, then the slot, then the sequence even.
+    let seq_before = std::ptr::read_volatile(std::ptr::addr_of!((*slot).claim_seq));
+    if seq_before % 2 == 1 {
+        return None;
+    }
+    compiler_fence(Ordering::Acquire);
+    let copy: ThreadSlot = std::ptr::read_volatile(slot);
+    compiler_fence(Ordering::Acquire);
+    let seq_after = std::ptr::read_volatile(std::ptr::addr_of!((*slot).claim_seq));
+    if copy.tid == 0 || seq_after != seq_before {
+        return None;
+    }
+    Some(ClaimReading {
+        key: ClaimKey {
+            slot: u32::try_from(index).ok()?,
+            seq: seq_before,
+        },
+        tid: copy.tid,
+        tgid: copy.tgid,
+        counters: copy.counters,
+    })
 }
 
 impl Drop for ThreadTable {

@@ -2,6 +2,7 @@
 //! Reads are best effort: a process may exit between being measured and being looked up.
 
 pub mod cgroup;
+pub mod cgroup_ids;
 
 use std::fs;
 
@@ -69,13 +70,17 @@ pub fn pod_processes() -> Vec<u32> {
         .collect()
 }
 
-/// Fills the identity fields of a live process's sample from /proc; pod and container come
-/// from the cgroup path.
+/// Fills the identity fields of a live process's sample from /proc: executable, cgroup path
+/// and memory. Fields /proc no longer has (the process just exited) stay `None`.
 pub fn fill_identity(sample: &mut ProcessSample) {
     let pid = sample.pid;
     sample.exe = exe(pid);
     sample.cgroup = cgroup_path(pid);
     sample.rss_bytes = rss_bytes(pid);
+}
+
+/// Pod and container of a sample, from its cgroup path.
+pub fn place(sample: &mut ProcessSample) {
     if let Some(path) = &sample.cgroup {
         let info = cgroup::parse_cgroup_path(path);
         sample.pod_uid = info.pod_uid;
