@@ -37,12 +37,17 @@ impl Workload {
     /// Starts `bin` with `args`; stderr goes to the test's stderr.
     pub fn spawn(bin: impl AsRef<Path>, args: &[&str]) -> Self {
         let bin = bin.as_ref();
-        let mut child = Command::new(bin)
+        let child = Command::new(bin)
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
             .unwrap_or_else(|err| panic!("spawning {} {args:?}: {err}", bin.display()));
+        Self::adopt(child)
+    }
+
+    /// A workload the test started itself, with stdin and stdout piped.
+    pub fn adopt(mut child: Child) -> Self {
         let stdout = BufReader::new(child.stdout.take().expect("stdout is piped"));
         Self {
             child,

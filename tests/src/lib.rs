@@ -11,6 +11,7 @@
 //! - [`truth`]: the ground-truth records the workload prints;
 //! - [`scenario`]: the workload scenarios themselves; [`lab`] wires the mesh scenario's
 //!   processes together from a test;
+//! - [`pidspace`]: `kernel.pid_max` raised for a test, and processes placed at chosen ids;
 //! - [`lookup`], [`check`], [`procfs`], [`netns`], [`cgroup`]: finding a process in a snapshot,
 //!   comparing numbers with their error printed, reading the kernel's counters, a throw-away
 //!   pair of network namespaces, and a throw-away Kubernetes-style pod of cgroups.
@@ -22,6 +23,7 @@ pub mod gate;
 pub mod lab;
 pub mod lookup;
 pub mod netns;
+pub mod pidspace;
 pub mod procfs;
 pub mod scenario;
 pub mod truth;

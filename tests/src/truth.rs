@@ -16,6 +16,17 @@ pub struct Burn {
     pub process_cpu_ns: u64,
 }
 
+/// `threads`: the id of every worker thread and the bytes they sent together.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Threads {
+    pub pid: u32,
+    /// Worker thread ids; empty when the main thread sent by itself.
+    pub tids: Vec<u32>,
+    pub tx_bytes: u64,
+    /// `CLOCK_PROCESS_CPUTIME_ID` once every worker had sent and blocked.
+    pub process_cpu_ns: u64,
+}
+
 /// Bytes one process moved through its socket, summed from syscall return values.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize)]
 pub struct Endpoint {

@@ -47,6 +47,13 @@ impl ProfiledWindow {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// Ends the current window and starts the next at once, as the daemon does.
+    pub fn cut(&mut self) -> Snapshot {
+        self.profiler
+            .end_window()
+            .unwrap_or_else(|err| panic!("ending a window: {err:#}"))
+    }
+
     /// Ends the window, detaches the programs and releases the lock.
     pub fn end(mut self) -> Snapshot {
         self.profiler

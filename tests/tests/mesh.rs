@@ -5,6 +5,10 @@
 //! themselves: `MUE_cpu` within 3% of their own CPU clocks, `MUE_net` exactly from their own
 //! byte counts (socket bytes are counted exactly, see net.rs). A third process of the pod sleeps
 //! through the window and must still be listed, with its memory.
+//!
+//! The same pod is profiled twice: once alive at the window's end (identity from /proc), once
+//! with app and relay starting and exiting inside the window, when /proc has forgotten them and
+//! their identity must come from their lifecycle events.
 
 use std::path::Path;
 use std::process::Command;
@@ -15,11 +19,11 @@ use meshmark_agent::inventory;
 use meshmark_agent::model::{display_score, Class, ModelOptions, Mue, PodMeshMark};
 use meshmark_agent::report::{build_report, Report};
 use meshmark_agent::role::Role;
-use meshmark_agent::snapshot::ProcessSample;
-use meshmark_tests::cgroup::Pod;
+use meshmark_agent::snapshot::{ProcessSample, Snapshot};
+use meshmark_tests::cgroup::{Container, Pod};
 use meshmark_tests::check::{assert_close_f64, assert_exact};
 use meshmark_tests::gate;
-use meshmark_tests::lab::MeshLab;
+use meshmark_tests::lab::{MeshLab, MeshTruth};
 use meshmark_tests::lookup::process;
 use meshmark_tests::scenario::mesh::Traffic;
 use meshmark_tests::truth::MeshPart;
@@ -37,8 +41,24 @@ const CPU_TOLERANCE: f64 = 0.03;
 /// Below this share of the app's CPU the relay would barely move `MUE_cpu`.
 const MIN_PROXY_SHARE: f64 = 0.10;
 
+/// Whether app and relay are still running when the window ends.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Lifetime {
+    OutlivesWindow,
+    ExitsInsideWindow,
+}
+
 #[test]
 fn sidecar_pod_is_scored_from_its_processes_own_clocks() {
+    profile_pod(Lifetime::OutlivesWindow);
+}
+
+#[test]
+fn a_pod_born_and_gone_inside_the_window_keeps_its_identity() {
+    profile_pod(Lifetime::ExitsInsideWindow);
+}
+
+fn profile_pod(lifetime: Lifetime) {
     if !gate::require_bpf() {
         return;
     }
@@ -70,19 +90,57 @@ fn sidecar_pod_is_scored_from_its_processes_own_clocks() {
     proxy_container.adopt(lab.relay.pid());
     lab.go();
     let truth = lab.truth();
-    let snapshot = window.end();
-    let report = build_report(
+    if lifetime == Lifetime::ExitsInsideWindow {
+        lab.finish();
+        let snapshot = window.end();
+        let report = score(snapshot);
+        for part in [&truth.app, &truth.relay] {
+            let sample = process(&report.snapshot, part.pid);
+            assert!(sample.exited, "pid {} exited inside the window", part.pid);
+            assert_eq!(sample.rss_bytes, None, "an exited process has no memory");
+        }
+        check_pod(
+            &report,
+            &pod,
+            &truth,
+            [app_container, proxy_container],
+            idle.id(),
+        );
+    } else {
+        let snapshot = window.end();
+        let report = score(snapshot);
+        lab.finish();
+        check_pod(
+            &report,
+            &pod,
+            &truth,
+            [app_container, proxy_container],
+            idle.id(),
+        );
+    }
+    let _ = idle.kill();
+    let _ = idle.wait();
+}
+
+fn score(snapshot: Snapshot) -> Report {
+    build_report(
         snapshot,
         &Config::default().classifier(Some(std::process::id())),
         &ModelOptions::default(),
         &inventory::cmdline,
     )
-    .unwrap_or_else(|err| panic!("scoring the window: {err}"));
-    lab.finish();
-    let _ = idle.kill();
-    let _ = idle.wait();
+    .unwrap_or_else(|err| panic!("scoring the window: {err}"))
+}
 
-    let sleeper = process(&report.snapshot, idle.id());
+/// Roles, pod, containers and the pod's MUEs, whether the processes are alive or gone.
+fn check_pod(
+    report: &Report,
+    pod: &Pod,
+    truth: &MeshTruth,
+    [app_container, proxy_container]: [&Container; 2],
+    idle_pid: u32,
+) {
+    let sleeper = process(&report.snapshot, idle_pid);
     eprintln!(
         "check idle pod process pid {}: role {:?}, cpu_ns {}, rss_bytes {:?}",
         sleeper.pid, sleeper.role, sleeper.cpu_ns, sleeper.rss_bytes
@@ -99,7 +157,7 @@ fn sidecar_pod_is_scored_from_its_processes_own_clocks() {
         "the sleeper's memory is read"
     );
 
-    let app = identity(&report, "app", &truth.app, Role::App);
+    let app = identity(report, "app", &truth.app, Role::App);
     assert_eq!(app.rule.as_deref(), Some(POD_DEFAULT_RULE), "app's rule");
     assert_eq!(app.pod_uid.as_deref(), Some(pod.uid()), "app's pod");
     assert_eq!(
@@ -107,7 +165,7 @@ fn sidecar_pod_is_scored_from_its_processes_own_clocks() {
         Some(app_container.id.as_str()),
         "app's container"
     );
-    let relay = identity(&report, "relay", &truth.relay, Role::Proxy);
+    let relay = identity(report, "relay", &truth.relay, Role::Proxy);
     assert_eq!(relay.comm, "envoy", "relay's comm");
     let rule = relay.rule.as_deref().unwrap_or_default();
     assert!(
@@ -120,10 +178,10 @@ fn sidecar_pod_is_scored_from_its_processes_own_clocks() {
         Some(proxy_container.id.as_str()),
         "relay's container"
     );
-    let upstream = identity(&report, "upstream", &truth.upstream, Role::Node);
+    let upstream = identity(report, "upstream", &truth.upstream, Role::Node);
     assert_eq!(upstream.pod_uid, None, "the upstream runs outside the pod");
 
-    let scored = pod_score(&report, pod.uid());
+    let scored = pod_score(report, pod.uid());
     check_cpu_share(scored, &truth.app, &truth.relay);
     check_net_share(scored, &truth.app, &truth.relay);
 }

@@ -4,7 +4,7 @@
 
 use anyhow::Result;
 use clap::Parser;
-use meshmark_tests::scenario::{burn, mesh, sleep, stream, udp};
+use meshmark_tests::scenario::{burn, mesh, sleep, stream, threads, udp};
 
 #[derive(Parser)]
 #[command(about = "Workloads that print their own ground truth, for meshmark's tests")]
@@ -19,6 +19,8 @@ enum Command {
     Udp(udp::Server),
     #[command(hide = true)]
     UdpClient(udp::Client),
+    /// Start threads, optionally at chosen ids, each sending one-byte datagrams.
+    Threads(threads::Spec),
     /// Sleep COUNT times for MS milliseconds with nanosleep.
     Sleep(sleep::Spec),
     /// Mesh scenario: the application, which burns CPU and makes requests through the relay.
@@ -37,6 +39,7 @@ fn main() -> Result<()> {
         Command::Udp(spec) => udp::serve(&spec),
         Command::UdpClient(spec) => udp::send(&spec),
         Command::Sleep(spec) => sleep::run(&spec),
+        Command::Threads(spec) => threads::run(&spec),
         Command::MeshApp(spec) => mesh::app(&spec),
         Command::MeshRelay(spec) => mesh::relay(&spec),
         Command::MeshUpstream(spec) => mesh::upstream(&spec),

@@ -12,6 +12,7 @@ pub mod mesh;
 pub mod sleep;
 pub mod sock;
 pub mod stream;
+pub mod threads;
 pub mod udp;
 
 use std::io::{Read, Write};
