@@ -99,21 +99,25 @@ pub fn run(ws: &Workspace, args: &BenchArgs) -> Result<()> {
         "Best of {} storms per configuration, CPU time of the storm itself.\n",
         args.rounds * args.storms
     );
-    println!("| configuration | storm CPU s | added ns per syscall | x floor |");
-    println!("| --- | ---: | ---: | ---: |");
+    println!("| configuration | storm CPU s | added ns per syscall | x floor | x clock pair |");
+    println!("| --- | ---: | ---: | ---: | ---: |");
     let added = |i: usize| (best[i] - best[0]) * 1e9 / syscalls as f64;
-    let floor = added(1);
-    for (i, config) in CONFIGS.iter().enumerate() {
-        let ratio = if i == 0 {
+    let (floor, clock_pair) = (added(1), added(2));
+    let ratio = |i: usize, to: f64| {
+        if i == 0 {
             "-".to_string()
         } else {
-            format!("{:.2}", added(i) / floor)
-        };
+            format!("{:.2}", added(i) / to)
+        }
+    };
+    for (i, config) in CONFIGS.iter().enumerate() {
         println!(
-            "| {} | {:.3} | {:.0} | {ratio} |",
+            "| {} | {:.3} | {:.0} | {} | {} |",
             config.name,
             best[i],
-            added(i)
+            added(i),
+            ratio(i, floor),
+            ratio(i, clock_pair)
         );
     }
 
@@ -317,12 +321,24 @@ fn memory(agent: &Path) -> Result<()> {
         "- agent peak RSS for a 2 s profile of this node ({processes} processes): {:.1} MiB",
         usage.ru_maxrss as f64 / 1024.0
     );
+    let mib = |bytes: usize| bytes as f64 / f64::from(1 << 20);
     let slot = std::mem::size_of::<meshmark_common::ThreadSlot>();
     let slots = meshmark_common::DEFAULT_THREAD_SLOTS as usize;
+    let pid_max: usize = std::fs::read_to_string("/proc/sys/kernel/pid_max")
+        .context("reading kernel.pid_max")?
+        .trim()
+        .parse()
+        .context("kernel.pid_max is not a number")?;
+    let systemd_pid_max = meshmark_common::PID_MAX_LIMIT as usize;
     println!(
-        "- kernel maps: the thread table is {slots} slots x {slot} bytes = {:.1} MiB (fixed, \
-         whatever the CPU count), the event ring buffer {} KiB",
-        (slots * slot) as f64 / f64::from(1 << 20),
+        "- kernel maps (fixed, whatever the CPU count): the thread table is {slots} slots x \
+         {slot} bytes = {:.1} MiB, its free list {:.2} MiB, the thread-id index {:.2} MiB at \
+         this node's pid_max {pid_max} ({:.0} MiB at systemd's {systemd_pid_max}), the event \
+         ring buffer {} KiB",
+        mib(slots * slot),
+        mib(slots * 4),
+        mib(pid_max * 8),
+        mib(systemd_pid_max * 8),
         meshmark_common::DEFAULT_EVENT_RING_BYTES / 1024
     );
     Ok(())
