@@ -314,6 +314,11 @@ impl Btf {
         is_void_pointer.then(|| params.count())
     }
 
+    /// Whether the kernel has a function `name` (a BTF `FUNC`), as fexit needs.
+    pub fn has_function(&self, name: &str) -> bool {
+        !name.is_empty() && self.find(name, |kind| kind == Kind::Func).is_some()
+    }
+
     fn get(&self, id: u32) -> Option<Type<'_>> {
         let index = usize::try_from(id).ok()?.checked_sub(1)?;
         Type::read(&self.types, *self.starts.get(index)?).ok()

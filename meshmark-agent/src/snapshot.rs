@@ -37,9 +37,13 @@ pub struct Snapshot {
     /// Data the kernel side could not record, by reason; reasons with zero are left out.
     #[serde(default)]
     pub dropped: BTreeMap<String, u64>,
-    /// Notable kernel-side events that are not losses (for example slot takeovers).
+    /// Notable kernel-side events that are not losses (for example slots claimed).
     #[serde(default)]
     pub stats: BTreeMap<String, u64>,
+    /// The kernel hook each signal was collected with on this node, by signal (`cpu`,
+    /// `socket_bytes`, ...): which alternative the kernel offered (see docs/how-it-measures.md).
+    #[serde(default)]
+    pub hooks: BTreeMap<String, String>,
 }
 
 fn every_syscall() -> u32 {

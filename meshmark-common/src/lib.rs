@@ -176,6 +176,11 @@ pub struct KernelOffsets {
     pub task_sum_exec_runtime: u32,
     /// `struct linux_binprm.interp` (`const char *`): the file an exec runs.
     pub binprm_interp: u32,
+    /// `struct socket.sk` (`struct sock *`), for hooks on the socket family functions.
+    pub socket_sk: u32,
+    /// `struct task_struct.__state` (5.14+) or `.state`, for `sched_switch` without its
+    /// `prev_state` argument (before 5.18).
+    pub task_state: u32,
 }
 
 /// Kinds of records in the event ring buffer; every record starts with its kind as a `u32`.
@@ -371,6 +376,6 @@ mod tests {
         assert_eq!(size_of::<SlotFlush>(), 24 + size_of::<ThreadCounters>());
         assert_eq!(size_of::<ProcessEvent>(), 40);
         assert_eq!(size_of::<ExecEvent>(), 40 + EXE_BYTES);
-        assert_eq!(size_of::<KernelOffsets>(), 36);
+        assert_eq!(size_of::<KernelOffsets>(), 44);
     }
 }

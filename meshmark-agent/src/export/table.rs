@@ -41,6 +41,18 @@ pub fn render(report: &Report) -> String {
 }
 
 fn header(out: &mut String, snapshot: &Snapshot) {
+    header_line(out, snapshot);
+    if !snapshot.hooks.is_empty() {
+        let hooks: Vec<String> = snapshot
+            .hooks
+            .iter()
+            .map(|(signal, hook)| format!("{signal} {hook}"))
+            .collect();
+        let _ = writeln!(out, "hooks: {}", hooks.join(", "));
+    }
+}
+
+fn header_line(out: &mut String, snapshot: &Snapshot) {
     let _ = writeln!(
         out,
         "meshmark profile of {} - {:.1} s from {} - {} CPUs, {:.1}% idle",
