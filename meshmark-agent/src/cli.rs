@@ -139,6 +139,10 @@ pub struct ProfileArgs {
     /// inside syscalls is scaled from the timed ones (see docs/how-it-measures.md).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub syscall_sample: u32,
+    /// Collect SIGNAL with HOOK instead of the best hook the kernel has, e.g.
+    /// `socket_bytes=fexit` (hooks per signal: docs/how-it-measures.md).
+    #[arg(long, value_name = "SIGNAL=HOOK")]
+    pub hook: Option<crate::probe::hooks::HookOverride>,
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -185,6 +189,7 @@ async fn profile(args: ProfileArgs) -> Result<()> {
             thread_slots: args.thread_slots,
             ring_bytes: args.ring_bytes,
             syscall_sample_every: args.syscall_sample,
+            hook_override: args.hook,
         },
     };
     let mut profiler = Profiler::start(&options)?;

@@ -139,6 +139,11 @@ pub struct ThreadSlot {
     pub cpu_base_ns: u64,
     /// Monotonic ns since which the owner is runnable but not running; 0 otherwise.
     pub runnable_since_ns: u64,
+    /// The `struct socket *` of a socket family call in progress, for the kretprobe hook,
+    /// which sees only the return value; 0 when none.
+    pub sock_call: u64,
+    /// That call's flags (a receive's `MSG_PEEK`).
+    pub sock_call_flags: u64,
     pub counters: ThreadCounters,
 }
 
@@ -372,7 +377,7 @@ mod tests {
     fn layouts_have_no_padding() {
         use core::mem::size_of;
         assert_eq!(size_of::<ThreadCounters>(), 8 * (6 + 6 + HIST_BUCKETS));
-        assert_eq!(size_of::<ThreadSlot>(), 40 + size_of::<ThreadCounters>());
+        assert_eq!(size_of::<ThreadSlot>(), 56 + size_of::<ThreadCounters>());
         assert_eq!(size_of::<SlotFlush>(), 24 + size_of::<ThreadCounters>());
         assert_eq!(size_of::<ProcessEvent>(), 40);
         assert_eq!(size_of::<ExecEvent>(), 40 + EXE_BYTES);

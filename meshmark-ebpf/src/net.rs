@@ -2,7 +2,7 @@
 //! counted in process context. The peer kind comes from the socket's family and address, read
 //! at offsets the agent took from the kernel's BTF.
 //!
-//! Two hooks give the same numbers; the agent attaches the first the kernel has:
+//! Three hooks give the same numbers; the agent attaches the first the kernel has and accepts:
 //! - the `sock_send_length` / `sock_recv_length` tracepoints (6.3+), which wrap the socket
 //!   family's `sendmsg` / `recvmsg`;
 //! - fexit on those family functions themselves (`inet_sendmsg`, `inet6_sendmsg`,
@@ -11,16 +11,21 @@
 //!   another (unix seqpacket goes through the dgram functions, which it calls once), so nothing
 //!   is counted twice. Not `sock_sendmsg`: since late 2023 userspace sends reach
 //!   `__sock_sendmsg` and bypass it.
+//! - kprobe and kretprobe on the same functions, where fexit is refused (arm64 before 6.0): the
+//!   kretprobe sees only the return value, so the kprobe parks the socket and flags in the
+//!   thread's slot for it (no hash map).
 //!
 //! Semantics either way: positive returns only (errors and end of stream move nothing), and
 //! `MSG_PEEK` receives are not counted (the bytes stay queued and are read again).
 //!
 //! # Minimum kernel
-//! 6.3 for the tracepoints; 5.5 for fexit (x86-64; arm64 has fexit from 6.0).
+//! 6.3 for the tracepoints; 5.5 for fexit (x86-64; arm64 has fexit from 6.0); kprobes on any
+//! kernel built with them.
 
 use aya_ebpf::{
-    macros::{btf_tracepoint, fexit},
-    programs::{BtfTracePointContext, FExitContext},
+    helpers::bpf_get_current_pid_tgid,
+    macros::{btf_tracepoint, fexit, kprobe, kretprobe},
+    programs::{BtfTracePointContext, FExitContext, ProbeContext, RetProbeContext},
 };
 use meshmark_common::{
     counter, net_index, Direction, NetKind, AF_INET, AF_INET6, AF_UNIX, MSG_PEEK,
@@ -29,7 +34,7 @@ use meshmark_common::{
 use crate::{
     kernel::read_field,
     maps::{bump, offsets},
-    slots::own_slot,
+    slots::{own_slot, slot_of},
 };
 
 // The tracepoints: (struct sock *sk, int ret, int flags).
@@ -99,6 +104,54 @@ pub fn fexit_unix_stream_recvmsg(ctx: FExitContext) -> i32 {
 #[fexit(function = "unix_dgram_recvmsg")]
 pub fn fexit_unix_dgram_recvmsg(ctx: FExitContext) -> i32 {
     received(&ctx)
+}
+
+// kprobe/kretprobe pairs on the same functions. The kprobe of a send parks flags 0, of a
+// receive its flags argument (3).
+
+#[kprobe]
+pub fn kprobe_sendmsg(ctx: ProbeContext) -> i32 {
+    entered(ctx.arg(0), 0)
+}
+
+#[kprobe]
+pub fn kprobe_recvmsg(ctx: ProbeContext) -> i32 {
+    entered(ctx.arg(0), ctx.arg::<u64>(3).unwrap_or(0))
+}
+
+#[kretprobe]
+pub fn kretprobe_send(ctx: RetProbeContext) -> i32 {
+    returned(ctx.ret::<i64>(), Direction::Tx)
+}
+
+#[kretprobe]
+pub fn kretprobe_recv(ctx: RetProbeContext) -> i32 {
+    returned(ctx.ret::<i64>(), Direction::Rx)
+}
+
+#[inline(always)]
+fn entered(socket: Option<*const u8>, flags: u64) -> i32 {
+    if let (Some(socket), Some(found)) = (socket, own_slot()) {
+        found.slot.sock_call = socket as u64;
+        found.slot.sock_call_flags = flags;
+    }
+    0
+}
+
+#[inline(always)]
+fn returned(ret: i64, dir: Direction) -> i32 {
+    let Some(found) = slot_of(bpf_get_current_pid_tgid() as u32) else {
+        return 0;
+    };
+    let socket = found.slot.sock_call as *const u8;
+    let flags = found.slot.sock_call_flags as i32;
+    found.slot.sock_call = 0;
+    if !socket.is_null() {
+        if let Some(sk) = socket_sock(socket) {
+            record(sk, ret as i32, flags, dir);
+        }
+    }
+    0
 }
 
 #[inline(always)]

@@ -9,12 +9,16 @@
 use std::collections::BTreeMap;
 
 /// Where a program attaches.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum HookPoint {
     /// A BTF tracepoint that takes at least `args` arguments.
     Tracepoint { name: &'static str, args: usize },
     /// fexit on a kernel function (it must be in the kernel's BTF).
     FExit { function: &'static str },
+    /// A kprobe on a kernel function (in the kernel's BTF, so the name is the kernel's own).
+    KProbe { function: &'static str },
+    /// A kretprobe on a kernel function.
+    KRetProbe { function: &'static str },
 }
 
 impl std::fmt::Display for HookPoint {
@@ -22,13 +26,16 @@ impl std::fmt::Display for HookPoint {
         match self {
             HookPoint::Tracepoint { name, args } => write!(f, "tracepoint {name} ({args} args)"),
             HookPoint::FExit { function } => write!(f, "fexit on {function}"),
+            HookPoint::KProbe { function } => write!(f, "kprobe on {function}"),
+            HookPoint::KRetProbe { function } => write!(f, "kretprobe on {function}"),
         }
     }
 }
 
 /// A program of the eBPF object and where it attaches. A program that is not `required` is
 /// attached where the kernel has its hook point and skipped where it does not (a function
-/// removed in later kernels).
+/// removed in later kernels). A kprobe program may be listed at several points: it is loaded
+/// once and attached at each.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Program {
     pub name: &'static str,
@@ -65,6 +72,22 @@ const fn fexit(name: &'static str, function: &'static str, required: bool) -> Pr
     Program {
         name,
         point: HookPoint::FExit { function },
+        required,
+    }
+}
+
+const fn kprobe(name: &'static str, function: &'static str, required: bool) -> Program {
+    Program {
+        name,
+        point: HookPoint::KProbe { function },
+        required,
+    }
+}
+
+const fn kretprobe(name: &'static str, function: &'static str, required: bool) -> Program {
+    Program {
+        name,
+        point: HookPoint::KRetProbe { function },
         required,
     }
 }
@@ -130,6 +153,33 @@ pub const PROFILER: &[Signal] = &[
                     fexit("fexit_unix_dgram_recvmsg", "unix_dgram_recvmsg", true),
                     fexit("fexit_inet_sendpage", "inet_sendpage", false),
                     fexit("fexit_unix_stream_sendpage", "unix_stream_sendpage", false),
+                ],
+            },
+            // Where fexit is refused (arm64 before 6.0): the kprobe parks the socket and flags
+            // in the thread's slot for the kretprobe.
+            Alternative {
+                name: "kretprobe",
+                programs: &[
+                    kprobe("kprobe_sendmsg", "inet_sendmsg", true),
+                    kprobe("kprobe_sendmsg", "inet6_sendmsg", true),
+                    kprobe("kprobe_sendmsg", "unix_stream_sendmsg", true),
+                    kprobe("kprobe_sendmsg", "unix_dgram_sendmsg", true),
+                    kprobe("kprobe_sendmsg", "inet_sendpage", false),
+                    kprobe("kprobe_sendmsg", "unix_stream_sendpage", false),
+                    kprobe("kprobe_recvmsg", "inet_recvmsg", true),
+                    kprobe("kprobe_recvmsg", "inet6_recvmsg", true),
+                    kprobe("kprobe_recvmsg", "unix_stream_recvmsg", true),
+                    kprobe("kprobe_recvmsg", "unix_dgram_recvmsg", true),
+                    kretprobe("kretprobe_send", "inet_sendmsg", true),
+                    kretprobe("kretprobe_send", "inet6_sendmsg", true),
+                    kretprobe("kretprobe_send", "unix_stream_sendmsg", true),
+                    kretprobe("kretprobe_send", "unix_dgram_sendmsg", true),
+                    kretprobe("kretprobe_send", "inet_sendpage", false),
+                    kretprobe("kretprobe_send", "unix_stream_sendpage", false),
+                    kretprobe("kretprobe_recv", "inet_recvmsg", true),
+                    kretprobe("kretprobe_recv", "inet6_recvmsg", true),
+                    kretprobe("kretprobe_recv", "unix_stream_recvmsg", true),
+                    kretprobe("kretprobe_recv", "unix_dgram_recvmsg", true),
                 ],
             },
         ],
@@ -208,8 +258,74 @@ pub fn has_point(kernel: &impl KernelHooks, point: HookPoint) -> bool {
         HookPoint::Tracepoint { name, args } => {
             kernel.tracepoint_args(name).is_some_and(|n| n >= args)
         }
-        HookPoint::FExit { function } => kernel.has_function(function),
+        HookPoint::FExit { function }
+        | HookPoint::KProbe { function }
+        | HookPoint::KRetProbe { function } => kernel.has_function(function),
     }
+}
+
+/// A signal forced to one of its hooks (`--hook SIGNAL=HOOK`): to test a fallback on a kernel
+/// that has better, or to step around a hook that misbehaves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HookOverride {
+    pub signal: &'static str,
+    pub hook: &'static str,
+}
+
+impl std::str::FromStr for HookOverride {
+    type Err = String;
+
+    /// `SIGNAL=HOOK`, both names from the profiler's table.
+    fn from_str(text: &str) -> Result<HookOverride, String> {
+        let (signal_name, hook_name) = text
+            .split_once('=')
+            .ok_or_else(|| format!("{text:?} is not SIGNAL=HOOK (e.g. socket_bytes=fexit)"))?;
+        let signal = PROFILER
+            .iter()
+            .find(|s| s.name == signal_name)
+            .ok_or_else(|| {
+                let names: Vec<&str> = PROFILER.iter().map(|s| s.name).collect();
+                format!("no signal {signal_name:?}; signals: {}", names.join(", "))
+            })?;
+        let alternative = signal
+            .alternatives
+            .iter()
+            .find(|a| a.name == hook_name)
+            .ok_or_else(|| {
+                let names: Vec<&str> = signal.alternatives.iter().map(|a| a.name).collect();
+                format!(
+                    "{signal_name} has no hook {hook_name:?}; its hooks: {}",
+                    names.join(", ")
+                )
+            })?;
+        Ok(HookOverride {
+            signal: signal.name,
+            hook: alternative.name,
+        })
+    }
+}
+
+/// `usable` with the overridden signal narrowed to its forced hook; an error when the kernel
+/// does not have that hook.
+pub fn apply_override<'s>(
+    mut usable: Vec<(&'s Signal, Vec<&'s Alternative>)>,
+    forced: Option<HookOverride>,
+) -> Result<Vec<(&'s Signal, Vec<&'s Alternative>)>, String> {
+    let Some(forced) = forced else {
+        return Ok(usable);
+    };
+    for (signal, alternatives) in &mut usable {
+        if signal.name == forced.signal {
+            alternatives.retain(|a| a.name == forced.hook);
+            if alternatives.is_empty() {
+                return Err(format!(
+                    "--hook {}={}: this kernel does not have that hook",
+                    forced.signal, forced.hook
+                ));
+            }
+        }
+    }
+    Ok(usable)
 }
 
 /// Whether every required program of `alternative` has its hook point in the kernel.
@@ -358,7 +474,7 @@ mod tests {
             .find(|(s, _)| s.name == "socket_bytes")
             .unwrap();
         let names: Vec<&str> = sockets.iter().map(|a| a.name).collect();
-        assert_eq!(names, ["tracepoint", "fexit"]);
+        assert_eq!(names, ["tracepoint", "fexit", "kretprobe"]);
     }
 
     #[test]
@@ -375,14 +491,56 @@ mod tests {
     }
 
     #[test]
-    fn every_program_name_is_unique() {
-        let mut seen = HashSet::new();
+    fn a_program_belongs_to_one_alternative_and_one_kind_of_hook() {
+        let mut owner: HashMap<&str, (&str, std::mem::Discriminant<HookPoint>)> = HashMap::new();
+        let mut points = HashSet::new();
         for signals in [PROFILER, BENCH_FLOOR, BENCH_CLOCK] {
             for alternative in signals.iter().flat_map(|s| s.alternatives) {
                 for program in alternative.programs {
-                    assert!(seen.insert(program.name), "{} twice", program.name);
+                    let kind = std::mem::discriminant(&program.point);
+                    let first = *owner
+                        .entry(program.name)
+                        .or_insert((alternative.name, kind));
+                    assert_eq!(first, (alternative.name, kind), "{}", program.name);
+                    assert!(
+                        points.insert((program.name, program.point)),
+                        "{program:?} twice"
+                    );
                 }
             }
         }
+    }
+
+    #[test]
+    fn overrides_name_a_signal_and_one_of_its_hooks() {
+        let forced: HookOverride = "socket_bytes=kretprobe".parse().unwrap();
+        assert_eq!((forced.signal, forced.hook), ("socket_bytes", "kretprobe"));
+        assert!("socket_bytes"
+            .parse::<HookOverride>()
+            .unwrap_err()
+            .contains("SIGNAL=HOOK"));
+        assert!("sockets=fexit"
+            .parse::<HookOverride>()
+            .unwrap_err()
+            .contains("signals: cpu"));
+        assert!("cpu=fexit"
+            .parse::<HookOverride>()
+            .unwrap_err()
+            .contains("sched_switch/4"));
+
+        let v6_12 = kernel(4, 1, true, &FAMILY_FUNCTIONS);
+        let usable = candidates(PROFILER, &v6_12).unwrap();
+        let narrowed = apply_override(usable.clone(), Some(forced)).unwrap();
+        let (_, sockets) = narrowed
+            .iter()
+            .find(|(s, _)| s.name == "socket_bytes")
+            .unwrap();
+        assert_eq!(
+            sockets.iter().map(|a| a.name).collect::<Vec<_>>(),
+            ["kretprobe"]
+        );
+        let old = kernel(4, 1, true, &[]);
+        let usable = candidates(PROFILER, &old).unwrap();
+        assert!(apply_override(usable, Some(forced)).is_err());
     }
 }

@@ -8,10 +8,10 @@ pub mod preflight;
 use anyhow::{anyhow, Context as _, Result};
 use aya::maps::{MapData, Stack};
 use aya::{
-    programs::{BtfTracePoint, FExit},
+    programs::{BtfTracePoint, FExit, KProbe},
     Ebpf, EbpfLoader,
 };
-use hooks::{has_point, Alternative, ChosenHooks, HookPoint, Program, Signal};
+use hooks::{has_point, Alternative, ChosenHooks, HookOverride, HookPoint, Program, Signal};
 use meshmark_common::{DEFAULT_EVENT_RING_BYTES, DEFAULT_THREAD_SLOTS, PID_MAX_LIMIT};
 
 pub use preflight::PreflightError;
@@ -28,6 +28,8 @@ pub struct ProbeOptions {
     pub ring_bytes: u32,
     /// Time one syscall in this many per thread; 1 times every syscall. Counts stay exact.
     pub syscall_sample_every: u32,
+    /// A signal forced to one of its hooks instead of the best the kernel has.
+    pub hook_override: Option<HookOverride>,
 }
 
 impl Default for ProbeOptions {
@@ -36,6 +38,7 @@ impl Default for ProbeOptions {
             thread_slots: DEFAULT_THREAD_SLOTS,
             ring_bytes: DEFAULT_EVENT_RING_BYTES,
             syscall_sample_every: 1,
+            hook_override: None,
         }
     }
 }
@@ -86,6 +89,8 @@ impl Probe {
             );
         }
         let (btf, usable) = preflight::check(set.signals())?;
+        let usable = hooks::apply_override(usable, options.hook_override)
+            .map_err(PreflightError::HookUnavailable)?;
         let offsets = offsets::kernel_offsets(&btf)?;
         let ring_bytes = options.ring_bytes.clamp(4096, 1 << 30).next_power_of_two();
         let syscall_sample_every = options.syscall_sample_every.max(1);
@@ -207,11 +212,11 @@ fn attach_first(
             }
         }
     }
-    Err(anyhow!(
-        "the kernel refused every hook for {}:\n  {}",
-        signal.name,
-        refusals.join("\n  ")
-    ))
+    Err(PreflightError::HooksRefused {
+        signal: signal.name.to_string(),
+        refusals,
+    }
+    .into())
 }
 
 fn attach(ebpf: &mut Ebpf, btf: &aya::Btf, program: &Program) -> Result<()> {
@@ -242,6 +247,20 @@ fn attach(ebpf: &mut Ebpf, btf: &aya::Btf, program: &Program) -> Result<()> {
                 .attach()
                 .with_context(|| format!("attaching {name} ({})", program.point))?;
         }
+        HookPoint::KProbe { function } | HookPoint::KRetProbe { function } => {
+            let loaded: &mut KProbe = found
+                .try_into()
+                .with_context(|| format!("program {name} is not a kprobe"))?;
+            // One program serves several functions: it is loaded at its first.
+            if loaded.fd().is_err() {
+                loaded
+                    .load()
+                    .with_context(|| format!("the kernel refused program {name}"))?;
+            }
+            loaded
+                .attach(function, 0)
+                .with_context(|| format!("attaching {name} ({})", program.point))?;
+        }
     }
     Ok(())
 }
@@ -254,6 +273,7 @@ fn unload(ebpf: &mut Ebpf, name: &str) {
     let _ = match program {
         aya::programs::Program::BtfTracePoint(p) => p.unload(),
         aya::programs::Program::FExit(p) => p.unload(),
+        aya::programs::Program::KProbe(p) => p.unload(),
         _ => Ok(()),
     };
 }

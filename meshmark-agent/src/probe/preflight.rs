@@ -26,6 +26,13 @@ pub enum PreflightError {
     /// Signals for which the kernel has none of the hooks: one line per signal, saying what each
     /// alternative lacks.
     MissingHooks(Vec<String>),
+    /// The hook `--hook` asked for is not in this kernel.
+    HookUnavailable(String),
+    /// The kernel listed hooks for a signal but refused every one at load or attach.
+    HooksRefused {
+        signal: String,
+        refusals: Vec<String>,
+    },
 }
 
 impl fmt::Display for PreflightError {
@@ -53,6 +60,19 @@ impl fmt::Display for PreflightError {
                 "the kernel publishes no BTF ({detail}).\n  meshmark attaches BTF tracepoints: \
                  it needs a kernel built with CONFIG_DEBUG_INFO_BTF=y (standard on current \
                  distribution kernels; check that {VMLINUX_BTF} exists)."
+            ),
+            PreflightError::HookUnavailable(why) => write!(
+                f,
+                "{why}.\n  Leave --hook out to use the best hook the kernel has (the profile's \
+                 `hooks` says which)."
+            ),
+            PreflightError::HooksRefused { signal, refusals } => write!(
+                f,
+                "the kernel refused every hook for {signal}:\n  {}\n  \
+                 Its BTF lists them, but loading or attaching failed: kprobes or BPF \
+                 trampolines (fexit) may be disabled in this kernel, or lockdown may forbid \
+                 them; see docs/how-it-measures.md for the hooks of each signal.",
+                refusals.join("\n  ")
             ),
             PreflightError::MissingHooks(lines) => write!(
                 f,
