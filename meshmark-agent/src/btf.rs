@@ -10,6 +10,8 @@
 //! are bounds-checked and walks over type references are bounded, so malformed input gives an
 //! error or `None`, never a panic or a hang. The layout is the kernel's include/uapi/linux/btf.h.
 
+#![warn(clippy::arithmetic_side_effects)]
+
 use std::collections::HashSet;
 use std::fmt;
 use std::path::Path;
@@ -96,8 +98,9 @@ impl Kind {
             Int | Var | DeclTag => 4,
             Array => 12,
             // Members and DATASEC / ENUM64 entries are 12 bytes; enumerators and parameters 8.
-            Struct | Union | Datasec | Enum64 => 12 * vlen,
-            Enum | FuncProto => 8 * vlen,
+            // vlen is at most 0xffff, so neither product comes near overflow.
+            Struct | Union | Datasec | Enum64 => vlen.saturating_mul(12),
+            Enum | FuncProto => vlen.saturating_mul(8),
         }
     }
 
@@ -136,9 +139,10 @@ impl<'a> Type<'a> {
         let raw_kind = (info >> 24) & 0x1f;
         let kind = Kind::from_raw(raw_kind).ok_or_else(|| format!("unknown kind {raw_kind}"))?;
         let vlen = (info & 0xffff) as usize;
-        let body = start + TYPE_HEADER_LEN;
-        let trailing = types
-            .get(body..body + kind.trailing_len(vlen))
+        let body = start.saturating_add(TYPE_HEADER_LEN);
+        let trailing = body
+            .checked_add(kind.trailing_len(vlen))
+            .and_then(|end| types.get(body..end))
             .ok_or_else(|| {
                 format!("its {kind:?} data (vlen {vlen}) runs past the end of the type section")
             })?;
@@ -152,7 +156,8 @@ impl<'a> Type<'a> {
     }
 
     fn record_len(&self) -> usize {
-        TYPE_HEADER_LEN + self.trailing.len()
+        // A slice of the type section: far below usize::MAX.
+        TYPE_HEADER_LEN.saturating_add(self.trailing.len())
     }
 
     /// Struct/union members as (name_off, type id, offset word); empty for other kinds.
@@ -248,11 +253,11 @@ impl Btf {
             let record = Type::read(types, start).map_err(|why| {
                 BtfError::new(format!(
                     "type id {} at byte {start} of the type section: {why}",
-                    starts.len() + 1
+                    starts.len().saturating_add(1)
                 ))
             })?;
             starts.push(start);
-            start += record.record_len();
+            start = start.saturating_add(record.record_len());
         }
         Ok(Btf {
             types: types.to_vec(),
@@ -325,7 +330,7 @@ impl Btf {
             Type::read(&self.types, start)
                 .is_ok_and(|t| wanted(t.kind) && self.name_is(t.name_off, name.as_bytes()))
         })?;
-        u32::try_from(index + 1).ok()
+        u32::try_from(index.checked_add(1)?).ok()
     }
 
     /// Whether the string at `offset` is exactly `name`, compared in place so scans stay cheap.
@@ -372,11 +377,11 @@ impl Btf {
                 return Some(bits);
             }
             if self.name_is(name_off, b"") {
-                let found = self
-                    .skip_modifiers(type_id)
-                    .and_then(|(inner, _)| self.member_bits(inner, member, searched, depth + 1));
+                let found = self.skip_modifiers(type_id).and_then(|(inner, _)| {
+                    self.member_bits(inner, member, searched, depth.saturating_add(1))
+                });
                 if let Some(found) = found {
-                    return Some(bits + found);
+                    return bits.checked_add(found);
                 }
             }
         }
@@ -386,6 +391,9 @@ impl Btf {
 
 #[cfg(test)]
 mod tests {
+    // The builder lays out fixtures of a few hundred bytes; its sizes and counts cannot overflow.
+    #![allow(clippy::arithmetic_side_effects, clippy::cast_possible_truncation)]
+
     use super::*;
     use proptest::collection::vec;
     use proptest::prelude::*;

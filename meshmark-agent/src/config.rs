@@ -4,6 +4,8 @@
 //! serde, because serde stops at the first problem while a user fixing a file wants every
 //! problem at once, each with the line it is on. docs/configuration.md describes every key.
 
+#![warn(clippy::arithmetic_side_effects)]
+
 use std::fmt;
 use std::ops::Range;
 use std::path::Path;
@@ -521,13 +523,16 @@ fn number(value: &DeValue) -> Option<f64> {
 /// 1-based line and column (in characters) of byte `offset` of `text`.
 fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let mut cut = offset.min(text.len());
+    // Offset 0 is always a boundary, so this stops; counts are bounded by the text's length.
     while !text.is_char_boundary(cut) {
-        cut -= 1;
+        cut = cut.saturating_sub(1);
     }
     let before = &text[..cut];
-    let line = before.matches('\n').count() + 1;
-    let line_start = before.rfind('\n').map_or(0, |newline| newline + 1);
-    (line, before[line_start..].chars().count() + 1)
+    let line = before.matches('\n').count().saturating_add(1);
+    let line_start = before
+        .rfind('\n')
+        .map_or(0, |newline| newline.saturating_add(1));
+    (line, before[line_start..].chars().count().saturating_add(1))
 }
 
 #[cfg(test)]

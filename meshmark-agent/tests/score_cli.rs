@@ -35,20 +35,20 @@ fn cgroup(container: char) -> String {
 
 /// What one process used in the window.
 struct Usage {
-    cpu_s: f64,
+    cpu_ms: u64,
     bytes: u64,
-    syscall_s: f64,
+    syscall_ms: u64,
     calls: u64,
     rss: u64,
 }
 
 fn process(pid: u32, comm: &str, container: char, u: Usage) -> Value {
     json!({
-        "pid": pid, "comm": comm, "exited": false, "cpu_ns": (u.cpu_s * 1e9) as u64,
+        "pid": pid, "comm": comm, "exited": false, "cpu_ns": u.cpu_ms * 1_000_000,
         "net": {"tx_bytes": u.bytes / 2, "rx_bytes": u.bytes - u.bytes / 2,
                 "loopback_tx_bytes": u.bytes / 2, "loopback_rx_bytes": u.bytes - u.bytes / 2,
                 "external_tx_bytes": 0, "external_rx_bytes": 0, "unix_tx_bytes": 0, "unix_rx_bytes": 0},
-        "syscalls": {"count": u.calls, "total_ns": (u.syscall_s * 1e9) as u64, "latency_log2_ns": []},
+        "syscalls": {"count": u.calls, "total_ns": u.syscall_ms * 1_000_000, "latency_log2_ns": []},
         "cgroup": cgroup(container), "rss_bytes": u.rss,
         // Recorded roles are ignored: score derives them again.
         "role": "node", "rule": "stale"
@@ -63,8 +63,8 @@ fn worked_example(path: &Path) {
         "window": {"start": "2026-01-01T00:00:00Z", "end": "2026-01-01T00:00:10Z", "duration_ns": 10_000_000_000u64},
         "ncpu": 2, "idle_ns": 0,
         "processes": [
-            process(100, "app-server", 'a', Usage { cpu_s: 3.0, bytes: 40_000_000, syscall_s: 0.5, calls: 100_000, rss: 400 * MIB }),
-            process(101, "envoy", 'b', Usage { cpu_s: 1.0, bytes: 80_000_000, syscall_s: 0.5, calls: 300_000, rss: 100 * MIB }),
+            process(100, "app-server", 'a', Usage { cpu_ms: 3000, bytes: 40_000_000, syscall_ms: 500, calls: 100_000, rss: 400 * MIB }),
+            process(101, "envoy", 'b', Usage { cpu_ms: 1000, bytes: 80_000_000, syscall_ms: 500, calls: 300_000, rss: 100 * MIB }),
             {"pid": 7, "comm": "kubelet", "exited": false, "cpu_ns": 5_000_000_000u64,
              "net": {"tx_bytes": 0, "rx_bytes": 0, "loopback_tx_bytes": 0, "loopback_rx_bytes": 0,
                      "external_tx_bytes": 0, "external_rx_bytes": 0, "unix_tx_bytes": 0, "unix_rx_bytes": 0},

@@ -211,8 +211,8 @@ fn efficiency(app: Option<u64>, mesh: Option<u64>, proxy_seen: bool) -> Option<f
 }
 
 fn mean(values: impl Iterator<Item = f64>) -> Option<f64> {
-    let (sum, n) = values.fold((0.0, 0u32), |(sum, n), v| (sum + v, n + 1));
-    (n > 0).then(|| sum / f64::from(n))
+    let (sum, n) = values.fold((0.0, 0.0), |(sum, n), v| (sum + v, n + 1.0));
+    (n > 0.0).then(|| sum / n)
 }
 
 #[cfg(test)]
