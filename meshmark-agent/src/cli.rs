@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use crate::{
     collect::{Profiler, ProfilerOptions},
     config::{self, Config, ConfigError},
+    duration::parse_duration,
     export::{self, Format},
     inventory,
     probe::{PreflightError, Probe, ProbeOptions, ProgramSet},
@@ -139,15 +140,6 @@ pub struct ProfileArgs {
     /// inside syscalls is scaled from the timed ones (see docs/how-it-measures.md).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub syscall_sample: u32,
-}
-
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    let d = humantime::parse_duration(text)
-        .map_err(|e| format!("{e}; write a duration such as 10s, 500ms or 2m"))?;
-    if d.is_zero() {
-        return Err("the duration must be longer than zero".into());
-    }
-    Ok(d)
 }
 
 /// Runs the parsed command; errors are printed here, and the exit status says what kind.

@@ -15,6 +15,7 @@ use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
 use crate::classify::{Classifier, Glob, Matchers, NoMatcher, Rule, Scope};
+use crate::duration::parse_duration;
 use crate::model::{ModelOptions, Weights};
 use crate::role::Role;
 
@@ -194,49 +195,6 @@ pub fn parse_config(text: &str, origin: &str) -> Result<Config, ConfigError> {
     } else {
         Err(check.finish())
     }
-}
-
-/// Parses a humane duration: whole numbers with units `ms`, `s` or `m`, several of them
-/// summed (`"10s"`, `"500ms"`, `"1m30s"`). Zero is refused: a window must have a length.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let hint =
-        "write whole numbers with a unit ms, s or m, such as \"10s\", \"1500ms\" or \"1m30s\"";
-    let mut rest = text.trim();
-    if rest.is_empty() {
-        return Err(format!("empty duration; {hint}"));
-    }
-    let mut total_ms: u64 = 0;
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        if digits == 0 {
-            return Err(format!("{text:?} is not a duration; {hint}"));
-        }
-        let number: u64 = rest[..digits]
-            .parse()
-            .map_err(|_| format!("{text:?} is too long"))?;
-        rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let scale_ms = match &rest[..unit_len] {
-            "ms" => 1,
-            "s" => 1_000,
-            "m" => 60_000,
-            "" => return Err(format!("{text:?} has a number without a unit; {hint}")),
-            unit => return Err(format!("unknown unit {unit:?} in {text:?}; {hint}")),
-        };
-        rest = &rest[unit_len..];
-        total_ms = number
-            .checked_mul(scale_ms)
-            .and_then(|ms| total_ms.checked_add(ms))
-            .ok_or_else(|| format!("{text:?} is too long"))?;
-    }
-    if total_ms == 0 {
-        return Err(format!("{text:?} is zero; a window needs a length"));
-    }
-    Ok(Duration::from_millis(total_ms))
 }
 
 const TOP_KEYS: &[&str] = &[
@@ -796,36 +754,6 @@ window = 5
         let rendered = parse_config(text, "f.toml").unwrap_err().to_string();
         assert_eq!(rendered.lines().count(), 3);
         assert!(rendered.lines().all(|line| line.starts_with("f.toml:")));
-    }
-
-    #[test]
-    fn durations() {
-        let ok = [
-            ("10s", 10_000),
-            ("500ms", 500),
-            ("2m", 120_000),
-            ("1m30s", 90_000),
-            (" 15s ", 15_000),
-        ];
-        for (text, ms) in ok {
-            assert_eq!(
-                parse_duration(text),
-                Ok(Duration::from_millis(ms)),
-                "{text}"
-            );
-        }
-        for text in [
-            "",
-            "10",
-            "1.5s",
-            "10h",
-            "s",
-            "-1s",
-            "0ms",
-            "99999999999999999999s",
-        ] {
-            assert!(parse_duration(text).is_err(), "{text:?} should be refused");
-        }
     }
 
     #[test]

@@ -26,6 +26,7 @@ pub mod snapshot;
 pub mod classify;
 pub mod cli;
 pub mod config;
+pub mod duration;
 pub mod export;
 pub mod inventory;
 pub mod model;
