@@ -13,7 +13,8 @@ use crate::{
     inventory,
     probe::{PreflightError, Probe, ProbeOptions, ProgramSet},
     report::{build_report, Report},
-    snapshot::{Snapshot, PROFILE_SCHEMA},
+    saved_profile,
+    snapshot::Snapshot,
 };
 
 /// Exit status for a preflight failure (privileges, kernel features) and for invalid input (a
@@ -227,25 +228,12 @@ fn load_config(path: Option<&std::path::Path>) -> Result<Config> {
     }
 }
 
-/// A saved `meshmark.profile/v1` document.
+/// A saved `meshmark.profile/v1` document, checked by [`saved_profile::parse_profile`].
 fn read_profile(path: &std::path::Path) -> Result<Snapshot> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| BadInput(format!("cannot read profile {}: {e}", path.display())))?;
-    let snapshot: Snapshot = serde_json::from_str(&text).map_err(|e| {
-        BadInput(format!(
-            "{} is not a meshmark profile ({e}); write one with `meshmark-agent profile --format json`",
-            path.display()
-        ))
-    })?;
-    if snapshot.schema != PROFILE_SCHEMA {
-        return Err(BadInput(format!(
-            "{} has schema {:?}; this agent reads {PROFILE_SCHEMA:?}",
-            path.display(),
-            snapshot.schema
-        ))
-        .into());
-    }
-    Ok(snapshot)
+    saved_profile::parse_profile(&text)
+        .map_err(|e| BadInput(format!("{}: {e}", path.display())).into())
 }
 
 async fn attach(args: AttachArgs) -> Result<()> {

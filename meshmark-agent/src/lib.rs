@@ -31,5 +31,6 @@ pub mod export;
 pub mod inventory;
 pub mod model;
 pub mod report;
+pub mod saved_profile;
 
 pub use collect::{Profiler, ProfilerOptions};
