@@ -21,6 +21,13 @@ use crate::{
 /// configuration file or saved profile that cannot be used).
 pub const EXIT_PREFLIGHT: u8 = 2;
 
+/// `--thread-slots`: a slot per thread id is never needed beyond the kernel's largest pid_max
+/// (2^22), and the bound keeps the round-up to a power of two from overflowing a u32.
+pub const THREAD_SLOTS_RANGE: std::ops::RangeInclusive<i64> = 2..=(1 << 22);
+/// `--ring-bytes`: the kernel's smallest ring buffer is one page; 256 MiB is 256 times the
+/// default, already more locked kernel memory than a profiler should take.
+pub const RING_BYTES_RANGE: std::ops::RangeInclusive<i64> = 4096..=(1 << 28);
+
 /// An input file the user must fix; reported with exit status 2, like a usage error.
 #[derive(Debug)]
 struct BadInput(String);
@@ -129,12 +136,15 @@ pub struct ProfileArgs {
     pub config: Option<PathBuf>,
     #[command(flatten)]
     pub output: OutputArgs,
-    /// Slots of the kernel's per-thread table (a power of two).
-    #[arg(long, default_value_t = meshmark_common::DEFAULT_THREAD_SLOTS)]
+    /// Slots of the kernel's per-thread table, 2 to 4194304 (the largest pid_max); rounded up
+    /// to a power of two.
+    #[arg(long, default_value_t = meshmark_common::DEFAULT_THREAD_SLOTS,
+          value_parser = clap::value_parser!(u32).range(THREAD_SLOTS_RANGE))]
     pub thread_slots: u32,
-    /// Bytes of the kernel's event ring buffer (a power of two); raise it if `dropped` shows
-    /// event_ring_full or flush_ring_full.
-    #[arg(long, default_value_t = meshmark_common::DEFAULT_EVENT_RING_BYTES)]
+    /// Bytes of the kernel's event ring buffer, 4096 (one page) to 268435456 (256 MiB); rounded
+    /// up to a power of two. Raise it if `dropped` shows event_ring_full or flush_ring_full.
+    #[arg(long, default_value_t = meshmark_common::DEFAULT_EVENT_RING_BYTES,
+          value_parser = clap::value_parser!(u32).range(RING_BYTES_RANGE))]
     pub ring_bytes: u32,
     /// Time one syscall in N per thread instead of every one: two clock reads per timed
     /// syscall are most of meshmark's cost on syscall-heavy nodes. Counts stay exact; time
