@@ -16,7 +16,7 @@ use toml::Spanned;
 
 use crate::classify::{Classifier, Glob, Matchers, NoMatcher, Rule, Scope};
 use crate::duration::parse_duration;
-use crate::model::{ModelOptions, Weights};
+use crate::model::{ModelOptions, Mue, Weights};
 use crate::role::Role;
 
 /// Window length when the file does not set one.
@@ -281,21 +281,21 @@ impl Checker<'_> {
             );
             return weights;
         };
-        let known: Vec<&str> = weights.named().iter().map(|(name, _)| *name).collect();
+        let known = Mue::ALL.map(Mue::name);
         for (key, value) in table.iter() {
             let name = key.get_ref().as_ref();
-            if weight_slot(&mut weights, name).is_none() {
+            let Some(mue) = Mue::from_name(name) else {
                 self.unknown_key(key.span(), name, "[weights]", &known);
                 continue;
-            }
+            };
             let Some(number) = number(value.get_ref()) else {
                 self.wrong_type(value, &format!("weights.{name}"), "a number");
                 continue;
             };
             let mut alone = Weights::default();
-            *weight_slot(&mut alone, name).expect("known weight") = number;
+            *alone.slot(mue) = number;
             match alone.validate() {
-                Ok(()) => *weight_slot(&mut weights, name).expect("known weight") = number,
+                Ok(()) => *weights.slot(mue) = number,
                 Err(err) => self.report(value.span(), err.to_string()),
             }
         }
@@ -452,19 +452,6 @@ impl Checker<'_> {
             }
         }
     }
-}
-
-/// The weight called `name`, to read or set it by its name in the file.
-fn weight_slot<'w>(weights: &'w mut Weights, name: &str) -> Option<&'w mut f64> {
-    Some(match name {
-        "cpu" => &mut weights.cpu,
-        "net" => &mut weights.net,
-        "syscall_time" => &mut weights.syscall_time,
-        "syscalls" => &mut weights.syscalls,
-        "mem" => &mut weights.mem,
-        "cycles" => &mut weights.cycles,
-        _ => return None,
-    })
 }
 
 /// A TOML integer or float as `f64` (`0` is as good a weight as `0.0`).

@@ -184,7 +184,7 @@ fn score_class(
         if let Some(value) = efficiency(mue.signal(app), mue.signal(mesh), proxy_seen) {
             // Without a proxy the score is 100 by definition, so weights do not apply.
             let weighted = if proxy_seen {
-                (value * (1.0 + mue.weight(weights))).min(1.0)
+                (value * (1.0 + weights.get(mue))).min(1.0)
             } else {
                 value
             };
