@@ -482,6 +482,11 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
 
 #[cfg(test)]
 mod tests {
+    // Test inputs are small; the fuzz loops only index within their own buffers.
+    #![allow(clippy::arithmetic_side_effects)]
+
+    use proptest::prelude::*;
+
     use super::*;
     use crate::classify::ProcessIdentity;
 
@@ -741,6 +746,65 @@ window = 5
         let rendered = parse_config(text, "f.toml").unwrap_err().to_string();
         assert_eq!(rendered.lines().count(), 3);
         assert!(rendered.lines().all(|line| line.starts_with("f.toml:")));
+    }
+
+    /// A configuration using every key, for the fuzz tests to mutate.
+    const EVERY_KEY: &str = "window = \"1m30s\"\ncount_control_plane = true\npresets = false\n\
+        [weights]\ncpu = 0.1\nnet = -0.5\nsyscall_time = 0\nsyscalls = 0.5\nmem = 0.2\ncycles = 0\n\
+        [[rules]]\nname = \"r\"\nrole = \"proxy\"\nscope = \"node\"\ncomm = \"envoy*\"\n\
+        exe = \"/usr/*\"\ncgroup = \"*\"\ncontainer = \"c?\"\ncmdline = \"*-x*\"\n";
+
+    proptest! {
+        #[test]
+        fn any_text_is_a_config_or_problems_with_positions(text in "\\PC{0,300}") {
+            if let Err(err) = parse_config(&text, "fuzz.toml") {
+                prop_assert!(!err.problems.is_empty());
+            }
+        }
+
+        /// Byte edits and cuts of a valid file: every result is accepted or refused, and a
+        /// refusal names at least one problem; never a panic.
+        #[test]
+        fn edited_configs_never_panic(
+            edits in prop::collection::vec((any::<usize>(), any::<u8>()), 0..6),
+            cut in any::<usize>(),
+        ) {
+            let mut bytes = EVERY_KEY.as_bytes().to_vec();
+            for (at, value) in edits {
+                let len = bytes.len();
+                bytes[at % len] = value;
+            }
+            bytes.truncate(cut % (bytes.len() + 1));
+            let text = String::from_utf8_lossy(&bytes);
+            if let Err(err) = parse_config(&text, "fuzz.toml") {
+                prop_assert!(!err.problems.is_empty());
+            }
+        }
+
+        /// Numbers anywhere a weight or window goes: in range accepted as given, else refused.
+        #[test]
+        fn weight_numbers_are_taken_exactly_or_refused(
+            number in prop_oneof![
+                any::<i64>().prop_map(|n| n.to_string()),
+                any::<f64>().prop_map(|f| format!("{f:?}")),
+                Just("nan".to_owned()), Just("-inf".to_owned()),
+                Just("0x7fffffffffffffff".to_owned()),
+                Just("1e400".to_owned()),
+            ],
+        ) {
+            match parse_config(&format!("[weights]\ncpu = {number}\n"), "fuzz.toml") {
+                Ok(config) => {
+                    let cpu = config.model.weights.cpu;
+                    prop_assert!((-0.5..=0.5).contains(&cpu), "{} gave {}", number, cpu);
+                }
+                Err(err) => prop_assert_eq!(err.problems.len(), 1),
+            }
+        }
+    }
+
+    #[test]
+    fn every_key_example_is_valid() {
+        parse_config(EVERY_KEY, "test.toml").expect("the fuzz seed is valid");
     }
 
     #[test]

@@ -437,6 +437,20 @@ mod tests {
         fn arbitrary_input_never_panics(text in ".{0,200}") {
             let _ = parse_cgroup_path(&text);
             let _ = cgroup_v2_path(&text);
+            let _ = placement_path(&text);
+        }
+
+        /// `/proc/<pid>/cgroup` files of hierarchy lines with arbitrary, near-miss paths.
+        #[test]
+        fn proc_cgroup_files_never_panic(lines in prop::collection::vec(
+            (prop_oneof![Just("0::".to_owned()), "[0-9]{1,2}:[a-z=,]{0,12}:", ".{0,6}"],
+             "(/[a-z0-9_.:-]{0,40}){0,6}"),
+            0..6,
+        )) {
+            let file: String = lines.iter().map(|(head, path)| format!("{head}{path}\n")).collect();
+            if let Some(path) = placement_path(&file) {
+                prop_assert!(file.contains(path.as_str()), "{} not in {}", path, file);
+            }
         }
 
         #[test]
