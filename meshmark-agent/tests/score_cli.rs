@@ -1,5 +1,5 @@
-//! `meshmark-agent score` and `config check` through the real binary: the spec's worked example
-//! is the test vector, and bad input must exit 2 naming what is wrong.
+//! `meshmark-agent score` and `config check` through the real binary: the worked example of
+//! docs/formula.md is the test vector, and bad input must exit 2 naming what is wrong.
 
 use std::{
     path::{Path, PathBuf},

@@ -158,7 +158,8 @@ fn score_scope<'a>(
 }
 
 /// `P`: the proxies, plus the control plane when configured. Without a proxy there is no mesh
-/// data plane to charge, so `P` is empty and every MUE is 1, as the spec fixes.
+/// data plane to charge, so `P` is empty and every MUE is 1, as the model fixes
+/// (docs/formula.md, section 5).
 fn mesh_side(sums: &BTreeMap<Role, RoleSums>, proxy_seen: bool, count_control: bool) -> RoleSums {
     if !proxy_seen {
         return RoleSums::default();
