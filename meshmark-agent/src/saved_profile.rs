@@ -58,12 +58,15 @@ pub fn check(snapshot: &Snapshot) -> Result<(), ProfileError> {
             snapshot.schema
         )));
     }
-    let max_window_ns = u64::try_from(MAX_DURATION.as_nanos()).unwrap_or(u64::MAX);
+    // A window ends once collection has finished, a little after its nominal length, so the
+    // longest profile window is given ample room beyond the longest --duration.
+    let max_window_ns =
+        u64::try_from(MAX_DURATION.saturating_mul(2).as_nanos()).unwrap_or(u64::MAX);
     let window_ns = snapshot.window.duration_ns;
     if window_ns == 0 || window_ns > max_window_ns {
         return Err(refuse(format!(
             "window.duration_ns is {window_ns}, outside 1..={max_window_ns} (a window is longer \
-             than zero and at most 24h)"
+             than zero, and --duration takes at most 24h)"
         )));
     }
     if snapshot.ncpu > MAX_CPUS {

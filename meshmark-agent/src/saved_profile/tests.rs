@@ -176,7 +176,10 @@ fn histograms_must_have_the_log2_shape() {
 fn node_figures_out_of_range_are_refused() {
     let mut s = snapshot(Vec::new());
     s.window.duration_ns = 0;
-    assert!(refusal(&s).contains("window.duration_ns is 0, outside 1..=86400000000000"));
+    assert!(refusal(&s).contains("window.duration_ns is 0, outside 1..=172800000000000"));
+    // The longest --duration, ended late by collection, still reads back.
+    s.window.duration_ns = 86_400_000_000_000 + 5_000_000_000;
+    assert_eq!(check(&s), Ok(()));
     s.window.duration_ns = u64::MAX;
     assert!(refusal(&s).contains("window.duration_ns is 18446744073709551615"));
     s.window.duration_ns = 1;
