@@ -803,6 +803,20 @@ window = 5
     }
 
     #[test]
+    fn deep_nesting_is_a_problem_not_a_stack_overflow() {
+        let depth = 100_000;
+        for text in [
+            format!("a = {}{}\n", "[".repeat(depth), "]".repeat(depth)),
+            format!("a = {}1{}\n", "{b = ".repeat(depth), "}".repeat(depth)),
+            format!("[{}]\n", vec!["a"; depth].join(".")),
+        ] {
+            let found = problems(&text);
+            assert_eq!(found.len(), 1, "{found:?}");
+            assert!(found[0].1.starts_with("invalid TOML"), "{found:?}");
+        }
+    }
+
+    #[test]
     fn every_key_example_is_valid() {
         parse_config(EVERY_KEY, "test.toml").expect("the fuzz seed is valid");
     }

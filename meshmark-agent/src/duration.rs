@@ -1,6 +1,8 @@
 //! The one duration syntax of meshmark: `--duration` on the command line and `window` in the
 //! configuration file both go through [`parse_duration`], so they accept exactly the same text.
 
+#![warn(clippy::arithmetic_side_effects)]
+
 use std::time::Duration;
 
 /// Longest window accepted. A window is a measurement, not a service lifetime: a day is far
@@ -60,6 +62,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 
 #[cfg(test)]
 mod tests {
+    // Generated parts are bounded far below overflow.
+    #![allow(clippy::arithmetic_side_effects)]
+
     use proptest::prelude::*;
 
     use super::*;

@@ -90,7 +90,10 @@ pub fn parse_cgroup_path(path: &str) -> CgroupInfo {
         .rev()
         .find_map(|(at, part)| kubepods_root(part).map(|driver| (at, driver)));
     match innermost_root {
-        Some((at, driver)) => parse_below_root(driver, parts[at], &parts[at + 1..]),
+        Some((at, driver)) => match parts[at..].split_first() {
+            Some((root, below)) => parse_below_root(driver, root, below),
+            None => CgroupInfo::default(),
+        },
         // Outside Kubernetes a runtime scope still names a container (docker, podman).
         None => parts
             .iter()

@@ -1,6 +1,8 @@
 //! Identity of processes from /proc and cgroup v2: names, executables, cgroup paths, memory.
 //! Reads are best effort: a process may exit between being measured and being looked up.
 
+#![warn(clippy::arithmetic_side_effects)]
+
 pub mod cgroup;
 
 use std::fs;
