@@ -21,12 +21,12 @@ use crate::{
 /// configuration file or saved profile that cannot be used).
 pub const EXIT_PREFLIGHT: u8 = 2;
 
-/// `--thread-slots`: a slot per thread id is never needed beyond the kernel's largest pid_max
-/// (2^22), and the bound keeps the round-up to a power of two from overflowing a u32.
-pub const THREAD_SLOTS_RANGE: std::ops::RangeInclusive<i64> = 2..=(1 << 22);
-/// `--ring-bytes`: the kernel's smallest ring buffer is one page; 256 MiB is 256 times the
-/// default, already more locked kernel memory than a profiler should take.
-pub const RING_BYTES_RANGE: std::ops::RangeInclusive<i64> = 4096..=(1 << 28);
+/// `--thread-slots`: more slots than thread ids are never needed, and Linux's largest pid_max
+/// is 2^22 (`PID_MAX_LIMIT`); the bound also keeps a round-up to a power of two within u32.
+pub const THREAD_SLOTS_RANGE: std::ops::RangeInclusive<i64> = 1..=(1 << 22);
+/// `--ring-bytes`: the kernel's smallest ring buffer is one page; 1 GiB, a thousand times the
+/// default, is the most the probe will lock.
+pub const RING_BYTES_RANGE: std::ops::RangeInclusive<i64> = 4096..=(1 << 30);
 
 /// An input file the user must fix; reported with exit status 2, like a usage error.
 #[derive(Debug)]
@@ -136,12 +136,11 @@ pub struct ProfileArgs {
     pub config: Option<PathBuf>,
     #[command(flatten)]
     pub output: OutputArgs,
-    /// Slots of the kernel's per-thread table, 2 to 4194304 (the largest pid_max); rounded up
-    /// to a power of two.
+    /// Slots of the kernel's per-thread table, 1 to 4194304 (the largest pid_max).
     #[arg(long, default_value_t = meshmark_common::DEFAULT_THREAD_SLOTS,
           value_parser = clap::value_parser!(u32).range(THREAD_SLOTS_RANGE))]
     pub thread_slots: u32,
-    /// Bytes of the kernel's event ring buffer, 4096 (one page) to 268435456 (256 MiB); rounded
+    /// Bytes of the kernel's event ring buffer, 4096 (one page) to 1073741824 (1 GiB); rounded
     /// up to a power of two. Raise it if `dropped` shows event_ring_full or flush_ring_full.
     #[arg(long, default_value_t = meshmark_common::DEFAULT_EVENT_RING_BYTES,
           value_parser = clap::value_parser!(u32).range(RING_BYTES_RANGE))]
