@@ -311,7 +311,44 @@ fn sample() -> impl Strategy<Value = ProcessSample> {
         })
 }
 
+/// A process as the collector builds one (`from_kinds`, `buckets_from_hist` over the kernel's
+/// 32 buckets), with counters up to 2^50: far beyond any window, far below overflow.
+fn collected_sample() -> impl Strategy<Value = ProcessSample> {
+    let counter = || 0u64..(1 << 50);
+    (
+        0u32..=MAX_PID,
+        prop::array::uniform6(counter()),
+        prop::array::uniform3(counter()),
+        prop::collection::vec(0u64..(1 << 50), 32),
+    )
+        .prop_map(|(pid, net, [cpu, calls, ns], hist)| {
+            let mut p = process(pid, "app", cpu);
+            p.net = NetBytes::from_kinds([net[0], net[1]], [net[2], net[3]], [net[4], net[5]]);
+            p.syscalls = SyscallStats {
+                count: calls,
+                total_ns: ns,
+                latency_log2_ns: SyscallStats::buckets_from_hist(&hist),
+            };
+            p.rss_bytes = Some(cpu);
+            p
+        })
+}
+
 proptest! {
+    /// The agent never refuses a profile it could have written itself.
+    #[test]
+    fn collector_shaped_profiles_always_pass(
+        processes in prop::collection::vec(collected_sample(), 0..64),
+        ncpu in 0u32..=MAX_CPUS,
+        every in 1u32..=1024,
+    ) {
+        let mut profile = snapshot(processes);
+        profile.ncpu = ncpu;
+        profile.syscall_sample_every = every;
+        let text = serde_json::to_string(&profile).unwrap();
+        prop_assert_eq!(parse_profile(&text), Ok(profile));
+    }
+
     #[test]
     fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
         let _ = parse_profile(&String::from_utf8_lossy(&bytes));
