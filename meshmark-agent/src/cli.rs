@@ -24,6 +24,10 @@ pub const EXIT_PREFLIGHT: u8 = 2;
 /// `--thread-slots`: more slots than thread ids are never needed, and Linux's largest pid_max
 /// is 2^22 (`PID_MAX_LIMIT`); the bound also keeps a round-up to a power of two within u32.
 pub const THREAD_SLOTS_RANGE: std::ops::RangeInclusive<i64> = 1..=(1 << 22);
+/// `--syscall-sample`, in `profile` and `attach`; a saved profile's `syscall_sample_every` is
+/// checked against the same bounds.
+pub const SYSCALL_SAMPLE_RANGE: std::ops::RangeInclusive<i64> =
+    1..=(crate::snapshot::SYSCALL_SAMPLE_MAX as i64);
 /// `--ring-bytes`: the kernel's smallest ring buffer is one page; 1 GiB, a thousand times the
 /// default, is the most the probe will lock.
 pub const RING_BYTES_RANGE: std::ops::RangeInclusive<i64> = 4096..=(1 << 30);
@@ -78,7 +82,7 @@ pub struct AttachArgs {
     #[arg(long)]
     pub stats: bool,
     /// As for `profile`: time one syscall in N per thread.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(SYSCALL_SAMPLE_RANGE))]
     pub syscall_sample: u32,
 }
 
@@ -148,7 +152,7 @@ pub struct ProfileArgs {
     /// Time one syscall in N per thread instead of every one: two clock reads per timed
     /// syscall are most of meshmark's cost on syscall-heavy nodes. Counts stay exact; time
     /// inside syscalls is scaled from the timed ones (see docs/how-it-measures.md).
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(SYSCALL_SAMPLE_RANGE))]
     pub syscall_sample: u32,
 }
 

@@ -11,7 +11,9 @@
 use std::fmt;
 
 use crate::duration::MAX_DURATION;
-use crate::snapshot::{LatencyBucket, NetBytes, ProcessSample, Snapshot, PROFILE_SCHEMA};
+use crate::snapshot::{
+    LatencyBucket, NetBytes, ProcessSample, Snapshot, PROFILE_SCHEMA, SYSCALL_SAMPLE_MAX,
+};
 
 /// Largest process id Linux hands out (`PID_MAX_LIMIT` on 64-bit kernels).
 pub const MAX_PID: u32 = 1 << 22;
@@ -75,11 +77,12 @@ pub fn check(snapshot: &Snapshot) -> Result<(), ProfileError> {
             snapshot.ncpu
         )));
     }
-    if snapshot.syscall_sample_every == 0 {
-        return Err(refuse(
-            "syscall_sample_every is 0; it is 1 when every syscall was timed, N for one in N"
-                .into(),
-        ));
+    if !(1..=SYSCALL_SAMPLE_MAX).contains(&snapshot.syscall_sample_every) {
+        return Err(refuse(format!(
+            "syscall_sample_every is {}, outside 1..={SYSCALL_SAMPLE_MAX} (1 when every syscall \
+             was timed, N for one in N, as --syscall-sample takes)",
+            snapshot.syscall_sample_every
+        )));
     }
     let mut totals = Totals::default();
     for (index, process) in snapshot.processes.iter().enumerate() {

@@ -17,6 +17,10 @@ use crate::role::Role;
 /// Schema tag written at the top of every profile document.
 pub const PROFILE_SCHEMA: &str = "meshmark.profile/v1";
 
+/// Largest `syscall_sample_every`: timing one syscall in more than this many per thread leaves
+/// too few timed calls to scale from (`--syscall-sample` takes 1 to this).
+pub const SYSCALL_SAMPLE_MAX: u32 = 1024;
+
 /// One window of measurements for the whole node.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Snapshot {

@@ -187,7 +187,9 @@ fn node_figures_out_of_range_are_refused() {
     assert!(refusal(&s).contains("ncpu is 4294967295"));
     s.ncpu = 0;
     s.syscall_sample_every = 0;
-    assert!(refusal(&s).contains("syscall_sample_every is 0"));
+    assert!(refusal(&s).contains("syscall_sample_every is 0, outside 1..=1024"));
+    s.syscall_sample_every = 1025;
+    assert!(refusal(&s).contains("syscall_sample_every is 1025"));
     s.syscall_sample_every = 1;
     assert_eq!(check(&s), Ok(()));
     s.processes = vec![process(MAX_PID + 1, "x", 0)];
