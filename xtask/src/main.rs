@@ -11,6 +11,7 @@
 mod bench;
 mod build;
 mod exec;
+mod lab;
 mod run;
 mod setup;
 mod test;
@@ -56,6 +57,9 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<OsString>,
     },
+    /// Set up, build, then run the mesh lab: pods of nginx with and without a haproxy sidecar,
+    /// loaded by wrk and profiled by meshmark, side by side (needs root).
+    Lab(lab::LabArgs),
 }
 
 /// Errors print as one line of causes: each step adds what it was doing.
@@ -75,6 +79,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Test { args } => test::run(&ws, &args)?,
         Command::Run { args } => return run::run(&ws, &args),
         Command::Bench(args) => bench::run(&ws, &args)?,
+        Command::Lab(args) => return lab::run(&ws, &args),
     }
     Ok(ExitCode::SUCCESS)
 }
