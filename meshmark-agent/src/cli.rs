@@ -48,6 +48,9 @@ pub enum Command {
     Profile(ProfileArgs),
     /// Score a saved profile again, with roles derived afresh from its recorded identity.
     Score(ScoreArgs),
+    /// Reports to hand on: one saved profile, or several side by side with their differences
+    /// from the first (e.g. without the mesh, then with it).
+    Report(ReportArgs),
     /// Work with configuration files.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -117,6 +120,25 @@ pub struct ScoreArgs {
 }
 
 #[derive(clap::Args, Debug)]
+pub struct ReportArgs {
+    /// A profile written by `profile --format json`; repeat for a comparison, baseline first.
+    #[arg(long, required = true)]
+    pub input: Vec<PathBuf>,
+    /// The name of each input, in the same order (default: the file name without `.json`).
+    #[arg(long)]
+    pub label: Vec<String>,
+    /// Rules, weights and options to score every input with (see docs/configuration.md).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Output format: table, json (the comparison document), html or smp (one input only).
+    #[arg(long, default_value = "table")]
+    pub format: Format,
+    /// Write the output to this file instead of standard output.
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Debug)]
 pub struct ProfileArgs {
     /// Length of the window, e.g. 10s, 500ms, 1m (default: the configuration's window, 10s).
     /// Ctrl-C ends it early.
@@ -156,6 +178,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Profile(args) => profile(args).await,
         Command::Attach(args) => attach(args).await,
         Command::Score(args) => score(args),
+        Command::Report(args) => report_command(args),
         Command::Config(ConfigCommand::Check { file }) => return config_check(&file),
     };
     match result {
@@ -203,7 +226,13 @@ async fn profile(args: ProfileArgs) -> Result<()> {
 
 fn score(args: ScoreArgs) -> Result<()> {
     let config = load_config(args.config.as_deref())?;
-    let snapshot = read_profile(&args.input)?;
+    let report = score_profile(&args.input, &config)?;
+    write_output(&report, &args.output)
+}
+
+/// Reads a saved profile and scores it again under `config`; a bad file is a [`BadInput`].
+fn score_profile(path: &std::path::Path, config: &Config) -> Result<Report> {
+    let snapshot = read_profile(path)?;
     // The agent that measured the profile is still the agent, not a workload.
     let recorded_self = snapshot
         .processes
@@ -211,8 +240,60 @@ fn score(args: ScoreArgs) -> Result<()> {
         .find(|p| p.rule.as_deref() == Some(crate::classify::SELF_RULE))
         .map(|p| p.pid);
     let classifier = config.classifier(recorded_self);
-    let report = build_report(snapshot, &classifier, &config.model, &|_| None)?;
-    write_output(&report, &args.output)
+    Ok(build_report(snapshot, &classifier, &config.model, &|_| {
+        None
+    })?)
+}
+
+fn report_command(args: ReportArgs) -> Result<()> {
+    if !args.label.is_empty() && args.label.len() != args.input.len() {
+        return Err(BadInput(format!(
+            "{} --label for {} --input; give one label per input, in the same order, or none",
+            args.label.len(),
+            args.input.len()
+        ))
+        .into());
+    }
+    if args.format == Format::Smp && args.input.len() > 1 {
+        return Err(BadInput(
+            "--format smp describes one profile; give one --input, or use json for a comparison"
+                .into(),
+        )
+        .into());
+    }
+    let config = load_config(args.config.as_deref())?;
+    let reports = args
+        .input
+        .iter()
+        .map(|path| score_profile(path, &config))
+        .collect::<Result<Vec<Report>>>()?;
+    let labels: Vec<String> = if args.label.is_empty() {
+        args.input.iter().map(|p| default_label(p)).collect()
+    } else {
+        args.label.clone()
+    };
+    let labeled: Vec<export::compare::Labeled> = labels
+        .iter()
+        .zip(&reports)
+        .map(|(label, report)| export::compare::Labeled { label, report })
+        .collect();
+    let comparison = export::compare::Comparison::build(&labeled);
+    let text = match (args.format, reports.as_slice()) {
+        (Format::Table, [one]) => export::table::render(one),
+        (Format::Table, _) => export::compare_table::render(&comparison),
+        (Format::Html, [one]) => export::html::render_profile(one),
+        (Format::Html, _) => export::html::render_comparison(&comparison),
+        (Format::Smp, [one, ..]) => export::smp::to_smp_json(one)?,
+        (Format::Json | Format::Smp, _) => comparison.to_json()?,
+    };
+    write_text(text, args.output.as_deref())
+}
+
+/// `runs/with-mesh.json` -> `with-mesh`.
+fn default_label(path: &std::path::Path) -> String {
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string())
 }
 
 fn config_check(file: &std::path::Path) -> ExitCode {
@@ -292,8 +373,14 @@ fn write_output(report: &Report, output: &OutputArgs) -> Result<()> {
     let text = match output.format {
         Format::Table => export::table::render(report),
         Format::Json => export::json::to_json(report)?,
+        Format::Smp => export::smp::to_smp_json(report)?,
+        Format::Html => export::html::render_profile(report),
     };
-    match &output.output {
+    write_text(text, output.output.as_deref())
+}
+
+fn write_text(text: String, path: Option<&std::path::Path>) -> Result<()> {
+    match path {
         Some(path) => {
             std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
         }
