@@ -107,8 +107,7 @@ pub fn render_comparison(cmp: &Comparison) -> String {
         "<b>MeshMark</b>",
         |i| (format!("/profiles/{i}/score"), Some(profiles[i].score)),
         |j| (format!("/deltas/{j}/score"), Some(cmp.deltas[j].score)),
-        Show::Score,
-        Show::DeltaScore,
+        (Show::Score, Show::DeltaScore, Some(true)),
     );
     for class in Class::ALL {
         if profiles.iter().all(|p| !p.classes.contains_key(&class)) {
@@ -131,8 +130,7 @@ pub fn render_comparison(cmp: &Comparison) -> String {
                     cmp.deltas[j].classes.get(&class).copied().flatten(),
                 )
             },
-            Show::Ratio,
-            Show::DeltaRatio,
+            (Show::Ratio, Show::DeltaRatio, Some(true)),
         );
         for &mue in class.mues() {
             let m = mue.name();
@@ -152,8 +150,7 @@ pub fn render_comparison(cmp: &Comparison) -> String {
                         cmp.deltas[j].mues.get(&mue).copied().flatten(),
                     )
                 },
-                Show::Ratio,
-                Show::DeltaRatio,
+                (Show::Ratio, Show::DeltaRatio, Some(true)),
             );
         }
     }
@@ -233,8 +230,7 @@ pub fn render_comparison(cmp: &Comparison) -> String {
                     cmp.deltas[j].role_cpu_ns.get(&role).map(|&v| v as f64),
                 )
             },
-            Show::NsAsMs,
-            Show::DeltaMs,
+            (Show::NsAsMs, Show::DeltaMs, None),
         );
     }
     b.push_str("</table>\n</section>\n");
@@ -262,8 +258,7 @@ pub fn render_comparison(cmp: &Comparison) -> String {
                     cmp.deltas[j].unit_costs.get(name).copied().flatten(),
                 )
             },
-            show,
-            show.delta(),
+            (show, show.delta(), Some(false)),
         );
     }
     b.push_str("</table>\n</section>\n");
@@ -306,15 +301,15 @@ pub fn render_comparison(cmp: &Comparison) -> String {
     document(&format!("MeshMark comparison: {}", labels.join(" vs ")), &b)
 }
 
-/// A table row: the value of each profile, and after each but the first its delta.
+/// A table row: the value of each profile, and after each but the first its delta, coloured
+/// when the direction says which way is better (scores and MUEs up, costs and latencies down).
 fn row(
     b: &mut String,
     cmp: &Comparison,
     title: &str,
     value: impl Fn(usize) -> (String, Option<f64>),
     delta: impl Fn(usize) -> (String, Option<f64>),
-    show: Show,
-    delta_show: Show,
+    (show, delta_show, higher_is_better): (Show, Show, Option<bool>),
 ) {
     let _ = write!(b, "<tr><td class=\"text\">{title}</td>");
     for i in 0..cmp.profiles.len() {
@@ -322,14 +317,11 @@ fn row(
         let _ = write!(b, "<td>{}</td>", figure(&at, v, show));
         if i > 0 {
             let (at, d) = delta(i - 1);
-            // Scores and MUEs are better higher; costs and latencies better lower.
-            let higher_is_better =
-                matches!(show, Show::Score | Show::Ratio) && !title.contains("<code>");
-            let _ = write!(
-                b,
-                "<td>{}</td>",
-                delta_figure(&at, d, delta_show, higher_is_better)
-            );
+            let shown = match higher_is_better {
+                Some(better) => delta_figure(&at, d, delta_show, better),
+                None => figure(&at, d, delta_show),
+            };
+            let _ = write!(b, "<td>{shown}</td>");
         }
     }
     b.push_str("</tr>\n");

@@ -470,3 +470,29 @@ fn unit_costs_table(mark: &MeshMark, base: &str) -> String {
     t.push_str("</table>\n");
     t
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_unit_cost_rows_are_the_json_fields() {
+        let mut shown: Vec<&str> = UNIT_COSTS.iter().map(|(name, _, _)| *name).collect();
+        shown.sort_unstable();
+        let fields = crate::export::unit_cost_fields(&Default::default());
+        let fields: Vec<&str> = fields.keys().map(String::as_str).collect();
+        assert_eq!(shown, fields, "every unit cost is shown, and only those");
+    }
+
+    #[test]
+    fn bucket_indexes_follow_the_lower_bound() {
+        let bucket = |lo_ns| LatencyBucket {
+            lo_ns,
+            hi_ns: None,
+            count: 1,
+        };
+        assert_eq!(bucket_index(&bucket(0)), 0);
+        assert_eq!(bucket_index(&bucket(2)), 1);
+        assert_eq!(bucket_index(&bucket(1 << 20)), 20);
+    }
+}
