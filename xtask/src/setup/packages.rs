@@ -17,6 +17,7 @@ const PACKAGES: &[&str] = &[
     "coreutils",  // dd: the syscall storm
     "bpftool",    // inspecting loaded programs and their run time
     "hyperfine",  // benchmark timing
+    "chromium",   // headless browser: the HTML report tests open each page in it
 ];
 
 pub fn ensure() -> Result<((), String)> {
