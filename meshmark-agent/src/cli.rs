@@ -130,7 +130,8 @@ pub struct ReportArgs {
     /// Rules, weights and options to score every input with (see docs/configuration.md).
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Output format: table, json (the comparison document), html or smp (one input only).
+    /// Output format: table, json, html or smp (one input only). One input gives what `score`
+    /// gives; several give the comparison (json: the `meshmark.comparison/v1` document).
     #[arg(long, default_value = "table")]
     pub format: Format,
     /// Write the output to this file instead of standard output.
@@ -267,6 +268,14 @@ fn report_command(args: ReportArgs) -> Result<()> {
         .iter()
         .map(|path| score_profile(path, &config))
         .collect::<Result<Vec<Report>>>()?;
+    if let [one] = reports.as_slice() {
+        // One profile: exactly what `score` writes, in every format.
+        let output = OutputArgs {
+            format: args.format,
+            output: args.output,
+        };
+        return write_output(one, &output);
+    }
     let labels: Vec<String> = if args.label.is_empty() {
         args.input.iter().map(|p| default_label(p)).collect()
     } else {
@@ -278,13 +287,11 @@ fn report_command(args: ReportArgs) -> Result<()> {
         .map(|(label, report)| export::compare::Labeled { label, report })
         .collect();
     let comparison = export::compare::Comparison::build(&labeled);
-    let text = match (args.format, reports.as_slice()) {
-        (Format::Table, [one]) => export::table::render(one),
-        (Format::Table, _) => export::compare_table::render(&comparison),
-        (Format::Html, [one]) => export::html::render_profile(one),
-        (Format::Html, _) => export::html::render_comparison(&comparison),
-        (Format::Smp, [one, ..]) => export::smp::to_smp_json(one)?,
-        (Format::Json | Format::Smp, _) => comparison.to_json()?,
+    let text = match args.format {
+        Format::Table => export::compare_table::render(&comparison),
+        Format::Html => export::html::render_comparison(&comparison),
+        // smp with several inputs was refused above.
+        Format::Json | Format::Smp => comparison.to_json()?,
     };
     write_text(text, args.output.as_deref())
 }
