@@ -145,10 +145,23 @@ fn count_where(values: impl Iterator<Item = Option<f64>>) -> usize {
     values.filter(|v| v.is_some_and(|v| v > 0.0)).count()
 }
 
+/// Pages of a PDF: its page objects (`/Type /Page`, not the `/Pages` tree nodes).
+fn pdf_pages(pdf: &[u8]) -> usize {
+    let text = String::from_utf8_lossy(pdf);
+    text.matches("/Type /Page")
+        .count()
+        .saturating_sub(text.matches("/Type /Pages").count())
+}
+
 /// Opens the page and checks what every report page must satisfy; returns the elements.
-fn open_clean(chromium: &std::path::Path, html: &std::path::Path, png: &str) -> Vec<dom::Element> {
-    let shot = artefact(png);
-    let page = browser::open(chromium, html, Some(&shot));
+fn open_clean(chromium: &std::path::Path, html: &std::path::Path, name: &str) -> Vec<dom::Element> {
+    let shot = artefact(&format!("{name}.png"));
+    let pdf = artefact(&format!("{name}.pdf"));
+    let keep = browser::Keep {
+        screenshot: Some(&shot),
+        pdf: Some(&pdf),
+    };
+    let page = browser::open(chromium, html, keep);
     eprintln!(
         "{}: chromium took {:?}; screenshot {}; browser's own requests: {:?}",
         html.display(),
@@ -172,6 +185,11 @@ fn open_clean(chromium: &std::path::Path, html: &std::path::Path, png: &str) -> 
         "the screenshot is a PNG with content ({} bytes)",
         png_bytes.len()
     );
+    // Printable: Chromium lays it out on paper, over more than one page.
+    let pdf_bytes = std::fs::read(&pdf).unwrap();
+    assert!(pdf_bytes.starts_with(b"%PDF-"), "the print is a PDF");
+    let pages = pdf_pages(&pdf_bytes);
+    assert!(pages >= 2, "the report printed on {pages} page(s)");
     let elements = dom::elements(&page.dom);
     assert!(
         elements.iter().any(|e| e.tag == "meta"
@@ -210,7 +228,7 @@ fn profile_report_in_chromium() {
         "--output",
         html.to_str().unwrap(),
     ]);
-    let elements = open_clean(&chromium, &html, "profile.png");
+    let elements = open_clean(&chromium, &html, "profile");
 
     let checked = figures_match_json(&elements, &doc);
     assert!(checked >= 60, "only {checked} figures on the page");
@@ -302,7 +320,7 @@ fn comparison_report_in_chromium() {
         ]
         .concat(),
     );
-    let elements = open_clean(&chromium, &html, "comparison.png");
+    let elements = open_clean(&chromium, &html, "comparison");
 
     let checked = figures_match_json(&elements, &doc);
     assert!(checked >= 60, "only {checked} figures on the page");
@@ -398,7 +416,7 @@ fn the_browser_harness_sees_requests_and_console_errors() {
         format!("{}{}", &page[..start], &page[end..]).replace("<body>", &format!("<body>{canary}"));
     let open_html = scratch("harness-no-csp.html");
     std::fs::write(&open_html, open_page).unwrap();
-    let seen = browser::open(&chromium, &open_html, None);
+    let seen = browser::open(&chromium, &open_html, browser::Keep::default());
     assert!(
         seen.requests
             .iter()
@@ -413,7 +431,7 @@ fn the_browser_harness_sees_requests_and_console_errors() {
         page.replace("<body>", &format!("<body>{canary}")),
     )
     .unwrap();
-    let blocked = browser::open(&chromium, &blocked_html, None);
+    let blocked = browser::open(&chromium, &blocked_html, browser::Keep::default());
     assert!(
         blocked
             .console

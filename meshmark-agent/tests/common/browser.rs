@@ -81,8 +81,17 @@ pub struct Page {
     pub elapsed: Duration,
 }
 
-/// Loads `html` in headless Chromium; with `screenshot`, also writes a PNG of the page there.
-pub fn open(chromium: &Path, html: &Path, screenshot: Option<&Path>) -> Page {
+/// What to keep of a page besides its DOM.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Keep<'a> {
+    /// A PNG screenshot of the first 1280x2400 pixels.
+    pub screenshot: Option<&'a Path>,
+    /// The page printed to PDF, as a user's "Print" would.
+    pub pdf: Option<&'a Path>,
+}
+
+/// Loads `html` in headless Chromium, and makes the screenshot and PDF `keep` asks for.
+pub fn open(chromium: &Path, html: &Path, keep: Keep) -> Page {
     let started = Instant::now();
     let proxy = RecordingProxy::start();
     let url = format!(
@@ -93,7 +102,25 @@ pub fn open(chromium: &Path, html: &Path, screenshot: Option<&Path>) -> Page {
 
     let (dom, log) = run(chromium, &proxy, &["--dump-dom".into(), url.clone()]);
     console.extend(console_lines(&log));
-    if let Some(png) = screenshot {
+    if let Some(pdf) = keep.pdf {
+        let _ = std::fs::remove_file(pdf);
+        let (_, log) = run(
+            chromium,
+            &proxy,
+            &[
+                format!("--print-to-pdf={}", pdf.display()),
+                "--no-pdf-header-footer".into(),
+                url.clone(),
+            ],
+        );
+        console.extend(console_lines(&log));
+        assert!(
+            pdf.is_file(),
+            "chromium printed no PDF at {}",
+            pdf.display()
+        );
+    }
+    if let Some(png) = keep.screenshot {
         let _ = std::fs::remove_file(png);
         let (_, log) = run(
             chromium,
