@@ -241,9 +241,13 @@ fn score_profile(path: &std::path::Path, config: &Config) -> Result<Report> {
         .find(|p| p.rule.as_deref() == Some(crate::classify::SELF_RULE))
         .map(|p| p.pid);
     let classifier = config.classifier(recorded_self);
-    Ok(build_report(snapshot, &classifier, &config.model, &|_| {
-        None
-    })?)
+    let no_cmdline = |_| None;
+    Ok(build_report(
+        snapshot,
+        &classifier,
+        &config.model,
+        &no_cmdline,
+    )?)
 }
 
 fn report_command(args: ReportArgs) -> Result<()> {
@@ -277,7 +281,7 @@ fn report_command(args: ReportArgs) -> Result<()> {
         return write_output(one, &output);
     }
     let labels: Vec<String> = if args.label.is_empty() {
-        args.input.iter().map(|p| default_label(p)).collect()
+        default_labels(&args.input)
     } else {
         args.label.clone()
     };
@@ -296,11 +300,26 @@ fn report_command(args: ReportArgs) -> Result<()> {
     write_text(text, args.output.as_deref())
 }
 
-/// `runs/with-mesh.json` -> `with-mesh`.
-fn default_label(path: &std::path::Path) -> String {
-    path.file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| path.display().to_string())
+/// `runs/with-mesh.json` -> `with-mesh`; the whole paths where two file names are the same.
+fn default_labels(paths: &[PathBuf]) -> Vec<String> {
+    let stems: Vec<String> = paths
+        .iter()
+        .map(|path| {
+            path.file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| path.display().to_string())
+        })
+        .collect();
+    let unique = stems
+        .iter()
+        .collect::<std::collections::BTreeSet<_>>()
+        .len()
+        == stems.len();
+    if unique {
+        stems
+    } else {
+        paths.iter().map(|p| p.display().to_string()).collect()
+    }
 }
 
 fn config_check(file: &std::path::Path) -> ExitCode {

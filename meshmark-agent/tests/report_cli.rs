@@ -253,6 +253,37 @@ fn report_compares_profiles_with_different_process_sets() {
 }
 
 #[test]
+fn report_labels_default_to_file_names_unless_they_clash() {
+    let dir_a = scratch("a");
+    let dir_b = scratch("b");
+    std::fs::create_dir_all(&dir_a).unwrap();
+    std::fs::create_dir_all(&dir_b).unwrap();
+    let (a, b) = (dir_a.join("run.json"), dir_b.join("run.json"));
+    worked_example(&a);
+    worked_example(&b);
+    let with_mesh = scratch("with-mesh.json");
+    worked_example(&with_mesh);
+    let labels = |inputs: &[&std::path::Path]| -> Vec<String> {
+        let mut args = vec!["report", "--format", "json"];
+        for input in inputs {
+            args.extend(["--input", input.to_str().unwrap()]);
+        }
+        let cmp = json_of(&agent_ok(&args));
+        cmp["profiles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["label"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(labels(&[&a, &with_mesh]), ["run", "with-mesh"]);
+    assert_eq!(
+        labels(&[&a, &b]),
+        [a.display().to_string(), b.display().to_string()]
+    );
+}
+
+#[test]
 fn report_on_one_profile_is_the_score_report() {
     let input = scratch("one.json");
     worked_example(&input);
