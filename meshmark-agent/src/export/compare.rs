@@ -201,7 +201,8 @@ fn delta(base: &Labeled, base_s: &Summary, this: &Labeled, this_s: &Summary) -> 
             .into_iter()
             .map(|role| {
                 let cpu = |s: &Summary| i128::from(s.roles.get(&role).map_or(0, |t| t.cpu_ns));
-                (role, cpu(this_s) - cpu(base_s))
+                // Both sides are u64s: the i128 difference never saturates.
+                (role, cpu(this_s).saturating_sub(cpu(base_s)))
             })
             .collect(),
         comms_only_in_baseline: base_comms.difference(&this_comms).cloned().collect(),
@@ -223,11 +224,10 @@ mod tests {
                 end: "e".into(),
                 duration_ns: 1_000,
             },
-            processes: procs
-                .iter()
-                .enumerate()
-                .map(|(i, (comm, role, cpu_ns))| ProcessSample {
-                    pid: i as u32 + 1,
+            processes: (1..)
+                .zip(procs)
+                .map(|(pid, (comm, role, cpu_ns))| ProcessSample {
+                    pid,
                     comm: (*comm).into(),
                     cpu_ns: *cpu_ns,
                     role: Some(*role),

@@ -14,7 +14,7 @@ use crate::{
 pub fn render(cmp: &Comparison) -> String {
     let mut rows: Vec<Row> = Vec::new();
     let profiles = &cmp.profiles;
-    let delta_of = |i: usize| if i == 0 { None } else { cmp.deltas.get(i - 1) };
+    let delta_of = |i: usize| i.checked_sub(1).and_then(|j| cmp.deltas.get(j));
 
     rows.push(Row::section("profile"));
     rows.push(Row::text("node", profiles, |s| s.node.clone()));
@@ -176,7 +176,7 @@ impl Fmt {
     fn value(self, v: f64) -> String {
         match self {
             Fmt::Ratio => format!("{v:.3}"),
-            Fmt::Ns => latency(Some(v.round() as u64)),
+            Fmt::Ns => latency(super::whole(v.round())),
             Fmt::Percent => format!("{:.1}%", 100.0 * v),
         }
     }
@@ -186,7 +186,7 @@ impl Fmt {
             Fmt::Ratio => format!("{d:+.3}"),
             Fmt::Ns => {
                 let sign = if d < 0.0 { "-" } else { "+" };
-                format!("{sign}{}", latency(Some(d.abs().round() as u64)))
+                format!("{sign}{}", latency(super::whole(d.abs().round())))
             }
             Fmt::Percent => format!("{:+.1}pp", 100.0 * d),
         }
@@ -280,11 +280,10 @@ mod tests {
                 end: "e".into(),
                 duration_ns: 1_000_000_000,
             },
-            processes: procs
-                .iter()
-                .enumerate()
-                .map(|(i, (comm, role, cpu_ns))| ProcessSample {
-                    pid: i as u32 + 1,
+            processes: (1..)
+                .zip(procs)
+                .map(|(pid, (comm, role, cpu_ns))| ProcessSample {
+                    pid,
                     comm: (*comm).into(),
                     cpu_ns: *cpu_ns,
                     role: Some(*role),

@@ -38,6 +38,16 @@ impl FromStr for Format {
     }
 }
 
+/// `value` without its fraction, or `None` where it is not a number `u64` holds (NaN,
+/// negative, 2^64 or more): display code turns floats into whole nanoseconds or bytes only
+/// through this, so a float never becomes a wrong whole number.
+pub fn whole(value: f64) -> Option<u64> {
+    // 2^64 as f64 is exact; every f64 below it and >= 0 converts by dropping the fraction.
+    let in_range = (0.0..18_446_744_073_709_551_616.0).contains(&value);
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    in_range.then_some(value as u64)
+}
+
 /// Unit costs by JSON field name as numbers (`None` for null). Reading them through serde keeps
 /// one list of fields, the struct's, for every exporter.
 pub fn unit_cost_fields(
@@ -48,4 +58,24 @@ pub fn unit_cost_fields(
         .as_object()
         .map(|map| map.iter().map(|(k, v)| (k.clone(), v.as_f64())).collect())
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::whole;
+
+    #[test]
+    fn floats_become_whole_numbers_only_in_range() {
+        assert_eq!(whole(12_800.7), Some(12_800));
+        assert_eq!(whole(0.0), Some(0));
+        for refused in [
+            f64::NAN,
+            -1.0,
+            f64::INFINITY,
+            18_446_744_073_709_551_616.0,
+            1e300,
+        ] {
+            assert_eq!(whole(refused), None, "{refused}");
+        }
+    }
 }

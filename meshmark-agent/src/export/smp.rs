@@ -137,7 +137,7 @@ pub fn mesh_type(report: &Report) -> (&'static str, Vec<DetectedMesh>, Vec<Strin
                 proxy_cpu_ns: 0,
                 processes: 0,
             });
-        entry.processes += 1;
+        entry.processes = entry.processes.saturating_add(1);
         if p.role == Some(Role::Proxy) {
             entry.proxy_cpu_ns = entry.proxy_cpu_ns.saturating_add(p.cpu_ns);
         }
@@ -240,9 +240,14 @@ fn footprint(members: &[&ProcessSample], window_ns: u64) -> Footprint {
     let rss: u64 = members
         .iter()
         .fold(0u64, |sum, p| sum.saturating_add(p.rss_bytes.unwrap_or(0)));
-    let to_u32 = |v: f64| v.round().clamp(0.0, f64::from(u32::MAX)) as u32;
+    // Rounded; past u32 (SMP's int32 fields are wider than any node) it stays at the maximum.
+    let to_u32 = |v: f64| match super::whole(v.round()) {
+        Some(w) => u32::try_from(w).unwrap_or(u32::MAX),
+        None if v > 0.0 => u32::MAX,
+        None => 0,
+    };
     Footprint {
-        count: u32::try_from(pods.len() + outside_pods).unwrap_or(u32::MAX),
+        count: u32::try_from(pods.len().saturating_add(outside_pods)).unwrap_or(u32::MAX),
         cpu_mcores: if window_ns == 0 {
             0
         } else {

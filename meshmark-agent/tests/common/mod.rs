@@ -63,11 +63,18 @@ pub fn net(bytes: u64) -> Value {
            "external_tx_bytes": 0, "external_rx_bytes": 0, "unix_tx_bytes": 0, "unix_rx_bytes": 0})
 }
 
+/// Nanoseconds in `seconds` (small positive test constants).
+pub fn ns(seconds: f64) -> u64 {
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let ns = (seconds * 1e9).round() as u64;
+    ns
+}
+
 pub fn process(pid: u32, comm: &str, container: char, u: Usage) -> Value {
     json!({
-        "pid": pid, "comm": comm, "exited": false, "cpu_ns": (u.cpu_s * 1e9) as u64,
+        "pid": pid, "comm": comm, "exited": false, "cpu_ns": ns(u.cpu_s),
         "net": net(u.bytes),
-        "syscalls": {"count": u.calls, "total_ns": (u.syscall_s * 1e9) as u64, "latency_log2_ns": []},
+        "syscalls": {"count": u.calls, "total_ns": ns(u.syscall_s), "latency_log2_ns": []},
         "cgroup": cgroup(container), "rss_bytes": u.rss,
         // Recorded roles are ignored: score derives them again.
         "role": "node", "rule": "stale"

@@ -19,7 +19,13 @@ const SERIES: [&str; 8] = [
 ];
 
 fn series_color(i: usize) -> String {
-    SERIES[i % SERIES.len()].to_owned()
+    SERIES
+        .iter()
+        .cycle()
+        .nth(i)
+        .copied()
+        .unwrap_or("#000")
+        .to_owned()
 }
 
 /// The whole page for a comparison.
@@ -315,8 +321,8 @@ fn row(
     for i in 0..cmp.profiles.len() {
         let (at, v) = value(i);
         let _ = write!(b, "<td>{}</td>", figure(&at, v, show));
-        if i > 0 {
-            let (at, d) = delta(i - 1);
+        if let Some(j) = i.checked_sub(1) {
+            let (at, d) = delta(j);
             let shown = match higher_is_better {
                 Some(better) => delta_figure(&at, d, delta_show, better),
                 None => figure(&at, d, delta_show),

@@ -44,7 +44,7 @@ code { font-size: .85rem; }
 
 /// The complete document around `body`.
 fn document(title: &str, body: &str) -> String {
-    let mut out = String::with_capacity(body.len() + 4096);
+    let mut out = String::with_capacity(body.len().saturating_add(4096));
     let _ = write!(
         out,
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
@@ -162,16 +162,16 @@ impl Show {
                 let sign = if v < 0.0 { "-" } else { "+" };
                 format!(
                     "{sign}{}",
-                    super::table::latency(Some(v.abs().round() as u64))
+                    super::table::latency(super::whole(v.abs().round()))
                 )
             }
             Show::DeltaMs => format!("{:+.1}ms", v / 1e6),
             Show::DeltaPercent => format!("{:+.1}pp", 100.0 * v),
             Show::Int => format!("{v:.0}"),
-            Show::Ns => super::table::latency(Some(v.round() as u64)),
+            Show::Ns => super::table::latency(super::whole(v.round())),
             Show::NsAsMs => format!("{:.1}ms", v / 1e6),
             Show::NsAsS => format!("{:.1}s", v / 1e9),
-            Show::Bytes => super::table::bytes(v.round() as u64),
+            Show::Bytes => super::whole(v.round()).map_or("-".into(), super::table::bytes),
             Show::Percent => format!("{:.1}%", 100.0 * v),
         }
     }

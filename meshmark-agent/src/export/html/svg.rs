@@ -127,7 +127,8 @@ pub fn histogram(chart: &str, title: &str, bars: &[(u32, Bar)], first: u32, last
     const W: f64 = 420.0;
     const H: f64 = 200.0;
     const AXIS: f64 = 30.0;
-    let slots = f64::from(last.saturating_sub(first) + 1);
+    let slot_count = last.saturating_sub(first).saturating_add(1);
+    let slots = f64::from(slot_count);
     let slot_w = W / slots;
     let max = bars.iter().map(|(_, b)| b.value).fold(0.0, f64::max);
     let mut out = String::new();
@@ -146,10 +147,10 @@ pub fn histogram(chart: &str, title: &str, bars: &[(u32, Bar)], first: u32, last
         mark(&mut out, bar, x + 1.0, H - h, slot_w - 2.0, h);
     }
     // Axis labels every few buckets, so they do not overlap.
-    let step = ((slots / 6.0).ceil() as u32).max(1);
+    let step = slot_count.div_ceil(6).max(1);
     let mut i = first;
     while i <= last {
-        let x = slot_w * f64::from(i - first);
+        let x = slot_w * f64::from(i.saturating_sub(first));
         let lo = if i == 0 { 0 } else { 1u64 << i };
         text(
             &mut out,
@@ -158,7 +159,10 @@ pub fn histogram(chart: &str, title: &str, bars: &[(u32, Bar)], first: u32, last
             "start",
             &super::super::table::latency(Some(lo)),
         );
-        i += step;
+        let Some(next) = i.checked_add(step) else {
+            break;
+        };
+        i = next;
     }
     text(
         &mut out,
@@ -182,7 +186,7 @@ pub fn grouped(chart: &str, title: &str, groups: &[(String, Vec<Bar>)], max: f64
         .iter()
         .flat_map(|(_, b)| b.iter().map(|b| b.value))
         .fold(max, f64::max);
-    let rows = bars + groups.len();
+    let rows = bars.saturating_add(groups.len());
     let height = ROW_H * rows.max(1) as f64 + 8.0;
     let span = WIDTH - LABEL_W - VALUE_W;
     let mut out = String::new();
@@ -196,7 +200,7 @@ pub fn grouped(chart: &str, title: &str, groups: &[(String, Vec<Bar>)], max: f64
             y + 14.0,
             escape(name)
         );
-        row += 1;
+        row = row.saturating_add(1);
         for bar in series {
             let y = 4.0 + ROW_H * row as f64;
             text(&mut out, LABEL_W - 6.0, y + 14.0, "end", &bar.label);
@@ -207,7 +211,7 @@ pub fn grouped(chart: &str, title: &str, groups: &[(String, Vec<Bar>)], max: f64
             };
             mark(&mut out, bar, LABEL_W, y + 3.0, w, ROW_H - 6.0);
             text(&mut out, LABEL_W + w + 4.0, y + 14.0, "start", &bar.text);
-            row += 1;
+            row = row.saturating_add(1);
         }
     }
     out.push_str("</svg>");
