@@ -160,9 +160,9 @@ fn report_compares_profiles_with_different_process_sets() {
         "app-server",
         'a',
         Usage {
-            cpu_s: 2.5,
+            cpu_ms: 2500,
             bytes: 30_000_000,
-            syscall_s: 0.4,
+            syscall_ms: 400,
             calls: 90_000,
             rss: 390 * MIB,
         },

@@ -45,9 +45,9 @@ fn plain_profile() -> PathBuf {
             "app-server",
             'a',
             Usage {
-                cpu_s: 2.5,
+                cpu_ms: 2500,
                 bytes: 30_000_000,
-                syscall_s: 0.4,
+                syscall_ms: 400,
                 calls: 90_000,
                 rss: 390 * MIB,
             },

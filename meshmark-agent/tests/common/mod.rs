@@ -1,5 +1,5 @@
-//! Shared by the CLI tests: running the agent, scratch files, and saved profiles built from
-//! plain numbers (the spec's worked example among them).
+//! Shared by the report tests: running the agent, scratch files, and saved profiles built from
+//! plain numbers (the worked example of the MeshMark spec among them, as score_cli.rs has it).
 #![allow(dead_code)] // each test binary uses its own part
 
 pub mod browser;
@@ -50,9 +50,9 @@ pub fn cgroup(container: char) -> String {
 
 /// What one process used in the window.
 pub struct Usage {
-    pub cpu_s: f64,
+    pub cpu_ms: u64,
     pub bytes: u64,
-    pub syscall_s: f64,
+    pub syscall_ms: u64,
     pub calls: u64,
     pub rss: u64,
 }
@@ -63,18 +63,11 @@ pub fn net(bytes: u64) -> Value {
            "external_tx_bytes": 0, "external_rx_bytes": 0, "unix_tx_bytes": 0, "unix_rx_bytes": 0})
 }
 
-/// Nanoseconds in `seconds` (small positive test constants).
-pub fn ns(seconds: f64) -> u64 {
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-    let ns = (seconds * 1e9).round() as u64;
-    ns
-}
-
 pub fn process(pid: u32, comm: &str, container: char, u: Usage) -> Value {
     json!({
-        "pid": pid, "comm": comm, "exited": false, "cpu_ns": ns(u.cpu_s),
+        "pid": pid, "comm": comm, "exited": false, "cpu_ns": u.cpu_ms * 1_000_000,
         "net": net(u.bytes),
-        "syscalls": {"count": u.calls, "total_ns": ns(u.syscall_s), "latency_log2_ns": []},
+        "syscalls": {"count": u.calls, "total_ns": u.syscall_ms * 1_000_000, "latency_log2_ns": []},
         "cgroup": cgroup(container), "rss_bytes": u.rss,
         // Recorded roles are ignored: score derives them again.
         "role": "node", "rule": "stale"
@@ -98,9 +91,9 @@ pub fn worked_app() -> Value {
         "app-server",
         'a',
         Usage {
-            cpu_s: 3.0,
+            cpu_ms: 3000,
             bytes: 40_000_000,
-            syscall_s: 0.5,
+            syscall_ms: 500,
             calls: 100_000,
             rss: 400 * MIB,
         },
@@ -113,9 +106,9 @@ pub fn worked_proxy(proxy_comm: &str) -> Value {
         proxy_comm,
         'b',
         Usage {
-            cpu_s: 1.0,
+            cpu_ms: 1000,
             bytes: 80_000_000,
-            syscall_s: 0.5,
+            syscall_ms: 500,
             calls: 300_000,
             rss: 100 * MIB,
         },
