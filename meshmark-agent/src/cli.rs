@@ -99,7 +99,8 @@ pub enum ConfigCommand {
 /// Where output goes and in which form.
 #[derive(clap::Args, Debug)]
 pub struct OutputArgs {
-    /// Output format.
+    /// Output format: table, json (the profile document), smp (a Service Mesh Performance
+    /// result, docs/smp.md) or html (one self-contained page, docs/reports.md).
     #[arg(long, default_value = "table")]
     pub format: Format,
     /// Write the output to this file instead of standard output.
