@@ -20,6 +20,8 @@ const PACKAGES: &[&str] = &[
     "nginx",      // the mesh lab's application
     "haproxy",    // the mesh lab's sidecar proxy
     "wrk",        // the mesh lab's load
+    "bpftrace",   // the lab bench's other observer, collecting the same signals
+    "chromium",   // headless browser: the HTML report tests open each page in it
 ];
 
 /// Debian's policy hook: while it exits 101, installing a package starts none of its services
