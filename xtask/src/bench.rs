@@ -31,6 +31,12 @@ pub struct BenchArgs {
     /// Bytes each storm copies one at a time (two syscalls each).
     #[arg(long, default_value_t = 1_000_000)]
     bytes: u64,
+    /// Rounds of the lab throughput bench (every observer once per round); 0 skips it.
+    #[arg(long, default_value_t = 3)]
+    lab_rounds: u32,
+    /// Seconds of load per observer and round in the lab bench.
+    #[arg(long, default_value_t = 5)]
+    lab_seconds: u64,
 }
 
 /// One way of running the storm: the agent's `attach` arguments, or none for bare.
@@ -123,6 +129,27 @@ pub fn run(ws: &Workspace, args: &BenchArgs) -> Result<()> {
 
     program_stats(&agent, args.bytes)?;
     memory(&agent)?;
+    if args.lab_rounds > 0 {
+        lab_throughput(ws, &agent, args)?;
+    }
+    Ok(())
+}
+
+/// What observers cost the mesh lab's throughput: `mm-lab --bench-rounds` (the tests crate's
+/// lab, built by the release build) prints its table.
+fn lab_throughput(ws: &Workspace, agent: &Path, args: &BenchArgs) -> Result<()> {
+    let lab = ws.target_dir().join("release/mm-lab");
+    ensure!(lab.is_file(), "the release build left no {}", lab.display());
+    let status = Command::new(&lab)
+        .arg("--agent")
+        .arg(agent)
+        .args(["--pods", "2", "--seconds", &args.lab_seconds.to_string()])
+        .args(["--bench-rounds", &args.lab_rounds.to_string()])
+        .arg("--out")
+        .arg(ws.target_dir().join("lab-bench"))
+        .status()
+        .with_context(|| format!("starting {}", lab.display()))?;
+    ensure!(status.success(), "the lab bench failed: {status}");
     Ok(())
 }
 
