@@ -16,6 +16,16 @@ pub struct Burn {
     pub process_cpu_ns: u64,
 }
 
+/// `churn`: how many children came and went, and the CPU the kernel accounted for them.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Churn {
+    /// The parent; every child has its name.
+    pub pid: u32,
+    pub processes: u64,
+    /// `RUSAGE_CHILDREN` user + system time of all reaped children.
+    pub children_cpu_ns: u64,
+}
+
 /// `threads`: the id of every worker thread and the bytes they sent together.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Threads {

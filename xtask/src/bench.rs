@@ -37,6 +37,9 @@ pub struct BenchArgs {
     /// Seconds of load per observer and round in the lab bench.
     #[arg(long, default_value_t = 5)]
     lab_seconds: u64,
+    /// Short-lived processes in the churn bench's one window; 0 skips it.
+    #[arg(long, default_value_t = 100_000)]
+    churn: u64,
 }
 
 /// One way of running the storm: the agent's `attach` arguments, or none for bare.
@@ -129,9 +132,98 @@ pub fn run(ws: &Workspace, args: &BenchArgs) -> Result<()> {
 
     program_stats(&agent, args.bytes)?;
     memory(&agent)?;
+    if args.churn > 0 {
+        churn(ws, &agent, args.churn)?;
+    }
     if args.lab_rounds > 0 {
         lab_throughput(ws, &agent, args)?;
     }
+    Ok(())
+}
+
+/// `processes` short-lived processes in one window of `profile`: are all their exits there,
+/// does their CPU add up to what the kernel accounted to their parent (`RUSAGE_CHILDREN`), what
+/// memory did the agent need, and what was dropped.
+fn churn(ws: &Workspace, agent: &Path, processes: u64) -> Result<()> {
+    let workload = ws.target_dir().join("release/mm-workload");
+    ensure!(
+        workload.is_file(),
+        "the release build left no {}",
+        workload.display()
+    );
+    let out = ws.target_dir().join("bench-churn.json");
+    let mut profile = Command::new(agent)
+        .args([
+            "profile",
+            "--duration",
+            "30m",
+            "--format",
+            "json",
+            "--output",
+        ])
+        .arg(&out)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("starting meshmark-agent profile")?;
+    let mut stderr = BufReader::new(profile.stderr.take().context("agent stderr")?);
+    let mut line = String::new();
+    while !line.contains("profiling for") {
+        line.clear();
+        ensure!(
+            stderr.read_line(&mut line)? > 0,
+            "the agent ended before profiling"
+        );
+    }
+    let started = std::time::Instant::now();
+    let output = Command::new(&workload)
+        .args(["churn", "--processes", &processes.to_string()])
+        .output()
+        .context("running mm-workload churn")?;
+    ensure!(
+        output.status.success(),
+        "mm-workload churn failed: {}",
+        output.status
+    );
+    let elapsed = started.elapsed();
+    // SAFETY: signalling our own child: SIGINT ends its window early and it writes the profile.
+    unsafe { libc::kill(profile.id() as libc::pid_t, libc::SIGINT) };
+    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+    let usage = wait_rusage(profile)?;
+    let truth: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&out)?)?;
+    let _ = std::fs::remove_file(&out);
+    let parent = truth["pid"].as_u64().context("churn truth without pid")?;
+    let children: Vec<&serde_json::Value> = doc["processes"]
+        .as_array()
+        .context("profile without processes")?
+        .iter()
+        .filter(|p| {
+            p["comm"] == "mm-workload" && p["exited"] == true && p["pid"].as_u64() != Some(parent)
+        })
+        .collect();
+    let cpu: u64 = children.iter().filter_map(|p| p["cpu_ns"].as_u64()).sum();
+    let truth_cpu = truth["children_cpu_ns"]
+        .as_u64()
+        .context("no children_cpu_ns")?;
+    println!("\n## Churn: {processes} short-lived processes in one window\n");
+    println!(
+        "- forked, exited and reaped one after another in {:.1} s",
+        elapsed.as_secs_f64()
+    );
+    println!("- exits in the profile: {} of {processes}", children.len());
+    println!(
+        "- their CPU: {:.3} s measured, {:.3} s by wait4 (RUSAGE_CHILDREN) of their parent, \
+         error {:+.2}%",
+        cpu as f64 / 1e9,
+        truth_cpu as f64 / 1e9,
+        (cpu as f64 - truth_cpu as f64) / truth_cpu.max(1) as f64 * 100.0
+    );
+    println!(
+        "- agent peak RSS: {:.1} MiB (the window's document lists every process)",
+        usage.ru_maxrss as f64 / 1024.0
+    );
+    println!("- dropped: {}", doc["dropped"]);
     Ok(())
 }
 

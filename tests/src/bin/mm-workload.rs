@@ -4,7 +4,7 @@
 
 use anyhow::Result;
 use clap::Parser;
-use meshmark_tests::scenario::{burn, mesh, sleep, stream, threads, udp};
+use meshmark_tests::scenario::{burn, churn, mesh, sleep, stream, threads, udp};
 
 #[derive(Parser)]
 #[command(about = "Workloads that print their own ground truth, for meshmark's tests")]
@@ -19,6 +19,8 @@ enum Command {
     Udp(udp::Server),
     #[command(hide = true)]
     UdpClient(udp::Client),
+    /// Fork PROCESSES children one after another, each exiting at once; report their CPU.
+    Churn(churn::Spec),
     /// Start threads, optionally at chosen ids, each sending one-byte datagrams.
     Threads(threads::Spec),
     /// Sleep COUNT times for MS milliseconds with nanosleep.
@@ -40,6 +42,7 @@ fn main() -> Result<()> {
         Command::UdpClient(spec) => udp::send(&spec),
         Command::Sleep(spec) => sleep::run(&spec),
         Command::Threads(spec) => threads::run(&spec),
+        Command::Churn(spec) => churn::run(&spec),
         Command::MeshApp(spec) => mesh::app(&spec),
         Command::MeshRelay(spec) => mesh::relay(&spec),
         Command::MeshUpstream(spec) => mesh::upstream(&spec),

@@ -8,6 +8,7 @@
 //! it, or dies.
 
 pub mod burn;
+pub mod churn;
 pub mod mesh;
 pub mod sleep;
 pub mod sock;
