@@ -17,6 +17,10 @@ const PACKAGES: &[&str] = &[
     "coreutils",  // dd: the syscall storm
     "bpftool",    // inspecting loaded programs and their run time
     "hyperfine",  // benchmark timing
+    // The kernel matrix (`cargo xtask kernels`): boots Debian's cloud kernels under emulation,
+    // with busybox as the guest's shell and tools.
+    "qemu-system-x86",
+    "busybox-static",
 ];
 
 pub fn ensure() -> Result<((), String)> {
