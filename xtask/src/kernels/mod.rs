@@ -196,8 +196,7 @@ fn one_kernel(
         return Ok(Ok(timing));
     }
     eprintln!(
-        "kernels: {} FAILED on kernel {} ({}): {} of {} checks; the full console log is {}",
-        series.name,
+        "kernels: FAILED on kernel {} ({}): {} of {} checks; the full console log is {}",
         series.name,
         kernel.package,
         failed.len(),
