@@ -335,3 +335,160 @@ fn process<'a>(
     }
     found
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::kernels::{console::Truth, expect::MATRIX};
+
+    const WINDOW: Duration = Duration::from_secs(25);
+
+    fn process(pid: u32, net: [u64; 4], syscalls: u64, cpu_ns: u64) -> serde_json::Value {
+        let [loopback_tx, loopback_rx, unix_tx, unix_rx] = net;
+        json!({
+            "pid": pid, "comm": "mm-workload", "exited": true, "cpu_ns": cpu_ns,
+            "net": {
+                "tx_bytes": loopback_tx + unix_tx, "rx_bytes": loopback_rx + unix_rx,
+                "loopback_tx_bytes": loopback_tx, "loopback_rx_bytes": loopback_rx,
+                "external_tx_bytes": 0, "external_rx_bytes": 0,
+                "unix_tx_bytes": unix_tx, "unix_rx_bytes": unix_rx,
+            },
+            "syscalls": { "count": syscalls, "total_ns": 0, "latency_log2_ns": [] },
+        })
+    }
+
+    fn exchange(server: u32, client: u32) -> String {
+        json!({
+            "server": {"pid": server, "tx_bytes": 11, "rx_bytes": 7, "peeked_bytes": 3},
+            "client": {"pid": client, "tx_bytes": 7, "rx_bytes": 11, "peeked_bytes": 0},
+        })
+        .to_string()
+    }
+
+    /// A guest whose profile agrees with every workload's truth, as on a passing kernel.
+    fn passing_guest() -> (Guest, serde_json::Value) {
+        let lines = [
+            ("tcp", exchange(10, 11)),
+            ("udp", exchange(12, 13)),
+            ("unix", exchange(14, 15)),
+            (
+                "sends-2000",
+                json!({"pid": 16, "tx_bytes": 2000}).to_string(),
+            ),
+            (
+                "sends-4000",
+                json!({"pid": 17, "tx_bytes": 4000}).to_string(),
+            ),
+            (
+                "burn",
+                json!({"pid": 18, "process_cpu_ns": 200_000_000}).to_string(),
+            ),
+        ];
+        let truths = lines
+            .into_iter()
+            .map(|(name, line)| {
+                let truth = Truth {
+                    line: Some(line),
+                    status: Some(0),
+                };
+                (name.to_owned(), truth)
+            })
+            .collect();
+        let profile = json!({
+            "schema": "meshmark.profile/v1",
+            "hooks": {"cpu": "sched_switch/4", "socket_bytes": "fexit",
+                      "process_exit": "sched_process_exit/1"},
+            "dropped": {},
+            "processes": [
+                process(10, [11, 7, 0, 0], 9, 1), process(11, [7, 11, 0, 0], 9, 1),
+                process(12, [11, 7, 0, 0], 9, 1), process(13, [7, 11, 0, 0], 9, 1),
+                process(14, [0, 0, 11, 7], 9, 1), process(15, [0, 0, 7, 11], 9, 1),
+                process(16, [2000, 0, 0, 0], 2063, 1), process(17, [4000, 0, 0, 0], 4063, 1),
+                process(18, [0, 0, 0, 0], 9, 210_000_000),
+            ],
+        });
+        let guest = Guest {
+            ready_at: Some(10.0),
+            workloads_done_at: Some(16.0),
+            agent_status: Some(0),
+            truths,
+            ended: true,
+            ..Guest::default()
+        };
+        (guest, profile)
+    }
+
+    fn failures(guest: &mut Guest, profile: &serde_json::Value) -> Vec<String> {
+        guest.profile = Some(profile.to_string());
+        run(guest, &MATRIX[0].hooks, WINDOW)
+            .failed()
+            .map(|c| format!("{}: {}", c.what, c.detail))
+            .collect()
+    }
+
+    #[test]
+    fn agreeing_profile_passes_every_check() {
+        let (mut guest, profile) = passing_guest();
+        assert_eq!(failures(&mut guest, &profile), Vec::<String>::new());
+    }
+
+    #[test]
+    fn each_disagreement_is_named() {
+        let (mut guest, mut profile) = passing_guest();
+        // The tcp server's rx one byte short; a unix byte counted as loopback for the client.
+        profile["processes"][0]["net"]["loopback_rx_bytes"] = json!(6);
+        profile["processes"][5]["net"]["loopback_rx_bytes"] = json!(1);
+        profile["processes"][5]["net"]["rx_bytes"] = json!(12);
+        // One syscall too many in the second sender; the burner not seen at all.
+        profile["processes"][7]["syscalls"]["count"] = json!(4064);
+        profile["processes"][8]["cpu_ns"] = json!(0);
+        profile["hooks"]["socket_bytes"] = json!("tracepoint");
+        profile["dropped"] = json!({"ring_full": 3});
+        let found = failures(&mut guest, &profile);
+        let expected = [
+            "hook for socket_bytes: expected \"fexit\", found \"tracepoint\"",
+            "nothing dropped: dropped: {\"ring_full\": 3}",
+            "tcp server: loopback rx bytes: expected 7, found 6",
+            "unix client: no bytes under another kind",
+            "burn: CPU time present and plausible: profile 0 ns",
+            "syscalls: sends-4000 minus sends-2000: expected a difference of exactly 2000, \
+             found 4064 - 2063 = 2001",
+        ];
+        assert_eq!(found.len(), expected.len(), "{found:#?}");
+        for (found, expected) in found.iter().zip(expected) {
+            assert!(found.starts_with(expected), "{found} vs {expected}");
+        }
+    }
+
+    #[test]
+    fn missing_hooks_and_profile_are_failures() {
+        let (mut guest, mut profile) = passing_guest();
+        profile.as_object_mut().unwrap().remove("hooks");
+        let found = failures(&mut guest, &profile);
+        assert_eq!(found.len(), 3, "{found:#?}");
+        assert!(found[0].contains("the profile has no `hooks` object"));
+
+        guest.agent_status = Some(2);
+        guest.profile = Some(String::new());
+        let checks = run(&guest, &MATRIX[0].hooks, WINDOW);
+        let found: Vec<&str> = checks.failed().map(|c| c.what.as_str()).collect();
+        assert_eq!(
+            found,
+            [
+                "agent exited 0",
+                "a profile was written (every program loaded and attached)"
+            ]
+        );
+    }
+
+    #[test]
+    fn workloads_that_outlast_the_window_are_named() {
+        let (mut guest, profile) = passing_guest();
+        guest.workloads_done_at = Some(40.0);
+        let found = failures(&mut guest, &profile);
+        assert_eq!(found.len(), 1, "{found:#?}");
+        assert!(found[0].starts_with("workloads ran inside the window"));
+    }
+}
