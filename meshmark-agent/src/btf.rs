@@ -10,6 +10,8 @@
 //! are bounds-checked and walks over type references are bounded, so malformed input gives an
 //! error or `None`, never a panic or a hang. The layout is the kernel's include/uapi/linux/btf.h.
 
+#![warn(clippy::arithmetic_side_effects)]
+
 use std::collections::HashSet;
 use std::fmt;
 use std::path::Path;
@@ -96,8 +98,9 @@ impl Kind {
             Int | Var | DeclTag => 4,
             Array => 12,
             // Members and DATASEC / ENUM64 entries are 12 bytes; enumerators and parameters 8.
-            Struct | Union | Datasec | Enum64 => 12 * vlen,
-            Enum | FuncProto => 8 * vlen,
+            // vlen is at most 0xffff, so neither product comes near overflow.
+            Struct | Union | Datasec | Enum64 => vlen.saturating_mul(12),
+            Enum | FuncProto => vlen.saturating_mul(8),
         }
     }
 
@@ -136,9 +139,10 @@ impl<'a> Type<'a> {
         let raw_kind = (info >> 24) & 0x1f;
         let kind = Kind::from_raw(raw_kind).ok_or_else(|| format!("unknown kind {raw_kind}"))?;
         let vlen = (info & 0xffff) as usize;
-        let body = start + TYPE_HEADER_LEN;
-        let trailing = types
-            .get(body..body + kind.trailing_len(vlen))
+        let body = start.saturating_add(TYPE_HEADER_LEN);
+        let trailing = body
+            .checked_add(kind.trailing_len(vlen))
+            .and_then(|end| types.get(body..end))
             .ok_or_else(|| {
                 format!("its {kind:?} data (vlen {vlen}) runs past the end of the type section")
             })?;
@@ -152,7 +156,8 @@ impl<'a> Type<'a> {
     }
 
     fn record_len(&self) -> usize {
-        TYPE_HEADER_LEN + self.trailing.len()
+        // A slice of the type section: far below usize::MAX.
+        TYPE_HEADER_LEN.saturating_add(self.trailing.len())
     }
 
     /// Struct/union members as (name_off, type id, offset word); empty for other kinds.
@@ -248,11 +253,11 @@ impl Btf {
             let record = Type::read(types, start).map_err(|why| {
                 BtfError::new(format!(
                     "type id {} at byte {start} of the type section: {why}",
-                    starts.len() + 1
+                    starts.len().saturating_add(1)
                 ))
             })?;
             starts.push(start);
-            start += record.record_len();
+            start = start.saturating_add(record.record_len());
         }
         Ok(Btf {
             types: types.to_vec(),
@@ -314,6 +319,11 @@ impl Btf {
         is_void_pointer.then(|| params.count())
     }
 
+    /// Whether the kernel has a function `name` (a BTF `FUNC`), as fexit needs.
+    pub fn has_function(&self, name: &str) -> bool {
+        !name.is_empty() && self.find(name, |kind| kind == Kind::Func).is_some()
+    }
+
     fn get(&self, id: u32) -> Option<Type<'_>> {
         let index = usize::try_from(id).ok()?.checked_sub(1)?;
         Type::read(&self.types, *self.starts.get(index)?).ok()
@@ -325,7 +335,7 @@ impl Btf {
             Type::read(&self.types, start)
                 .is_ok_and(|t| wanted(t.kind) && self.name_is(t.name_off, name.as_bytes()))
         })?;
-        u32::try_from(index + 1).ok()
+        u32::try_from(index.checked_add(1)?).ok()
     }
 
     /// Whether the string at `offset` is exactly `name`, compared in place so scans stay cheap.
@@ -372,11 +382,11 @@ impl Btf {
                 return Some(bits);
             }
             if self.name_is(name_off, b"") {
-                let found = self
-                    .skip_modifiers(type_id)
-                    .and_then(|(inner, _)| self.member_bits(inner, member, searched, depth + 1));
+                let found = self.skip_modifiers(type_id).and_then(|(inner, _)| {
+                    self.member_bits(inner, member, searched, depth.saturating_add(1))
+                });
                 if let Some(found) = found {
-                    return Some(bits + found);
+                    return bits.checked_add(found);
                 }
             }
         }
@@ -386,6 +396,9 @@ impl Btf {
 
 #[cfg(test)]
 mod tests {
+    // The builder lays out fixtures of a few hundred bytes; its sizes and counts cannot overflow.
+    #![allow(clippy::arithmetic_side_effects, clippy::cast_possible_truncation)]
+
     use super::*;
     use proptest::collection::vec;
     use proptest::prelude::*;
@@ -790,35 +803,254 @@ mod tests {
         Some(Btf::from_sys_fs().expect("the running kernel's BTF parses"))
     }
 
-    // Expected values checked with `bpftool btf dump file /sys/kernel/btf/vmlinux` on 6.18.
-    #[test]
-    fn vmlinux_sock_common_offsets() {
-        let Some(btf) = vmlinux() else { return };
-        assert_eq!(btf.member_offset("sock_common", "skc_daddr"), Some(0));
-        assert_eq!(btf.member_offset("sock_common", "skc_rcv_saddr"), Some(4));
-        assert_eq!(btf.member_offset("sock_common", "skc_family"), Some(16));
-        assert_eq!(btf.member_offset("sock_common", "skc_v6_daddr"), Some(56));
-        // skc_reuse is a 4-bit field at bit 152; skc_reuseport a 1-bit field at bit 156.
-        assert_eq!(btf.member_offset("sock_common", "skc_reuse"), Some(19));
-        assert_eq!(btf.member_offset("sock_common", "skc_reuseport"), None);
+    /// Where a kernel puts the fields and how many arguments its tracepoints take: the things
+    /// that differ between kernels, so tests state them instead of reading the host's.
+    #[derive(Clone, Debug)]
+    struct KernelLayout {
+        /// Byte offset of `__sk_common` in `struct sock`.
+        sk_common: u32,
+        /// Byte offsets in `struct sock_common`; daddr and rcv_saddr sit in an anonymous
+        /// struct inside an anonymous union, as in the kernel.
+        skc_addrpair: u32,
+        skc_family: u32,
+        /// Bit offset of the 4-bit `skc_reuse` bitfield; not on a byte boundary means None.
+        skc_reuse_bits: u32,
+        skc_v6_daddr: u32,
+        skc_v6_rcv_saddr: u32,
+        task_pid: u32,
+        task_tgid: u32,
+        task_se: u32,
+        se_sum_exec_runtime: u32,
+        /// Tracepoint arguments after the context: sched_process_exit had 1 (the task) before
+        /// gaining `group_dead`.
+        sched_switch_args: usize,
+        sched_process_exit_args: usize,
+    }
+
+    /// The kernel types the agent looks up, shaped as vmlinux BTF shapes them, at `layout`.
+    fn kernel_like(layout: &KernelLayout) -> Vec<u8> {
+        use Kind::*;
+        let mut b = Builder::new();
+        let u8_ = b.int("unsigned char", 1);
+        let u16_ = b.int("short unsigned int", 2);
+        let int = b.int("int", 4);
+        let u32_ = b.int("unsigned int", 4);
+        let u64_ = b.int("long long unsigned int", 8);
+        let be32 = b.refer(Typedef, "__be32", u32_);
+        let pid_t = b.refer(Typedef, "pid_t", int);
+        let in6 = b.composite(Struct, "in6_addr", 16, false, &[("in6_u", u32_, 0)]);
+        let pair = b.composite(
+            Struct,
+            "",
+            8,
+            false,
+            &[("skc_daddr", be32, 0), ("skc_rcv_saddr", be32, 32)],
+        );
+        let addr_union = b.composite(
+            Union,
+            "",
+            8,
+            false,
+            &[("skc_addrpair", u64_, 0), ("", pair, 0)],
+        );
+        let bits = |bytes: u32| bytes * 8;
+        let sock_common = b.composite(
+            Struct,
+            "sock_common",
+            136,
+            true,
+            &[
+                ("", addr_union, bits(layout.skc_addrpair)),
+                ("skc_family", u16_, 16 << 24 | bits(layout.skc_family)),
+                ("skc_reuse", u8_, 4 << 24 | layout.skc_reuse_bits),
+                ("skc_v6_daddr", in6, bits(layout.skc_v6_daddr)),
+                ("skc_v6_rcv_saddr", in6, bits(layout.skc_v6_rcv_saddr)),
+            ],
+        );
+        b.composite(
+            Struct,
+            "sock",
+            760,
+            false,
+            &[("__sk_common", sock_common, bits(layout.sk_common))],
+        );
+        let se = b.composite(
+            Struct,
+            "sched_entity",
+            256,
+            false,
+            &[("sum_exec_runtime", u64_, bits(layout.se_sum_exec_runtime))],
+        );
+        let task = b.composite(
+            Struct,
+            "task_struct",
+            9000,
+            false,
+            &[
+                ("se", se, bits(layout.task_se)),
+                ("pid", pid_t, bits(layout.task_pid)),
+                ("tgid", pid_t, bits(layout.task_tgid)),
+            ],
+        );
+        let ctx = b.refer(Ptr, "", 0);
+        let task_ptr = b.refer(Ptr, "", task);
+        let args = |n: usize| {
+            std::iter::once(ctx)
+                .chain(std::iter::repeat_n(task_ptr, n))
+                .collect::<Vec<_>>()
+        };
+        b.tracepoint("sched_switch", &args(layout.sched_switch_args));
+        b.tracepoint("sched_process_exit", &args(layout.sched_process_exit_args));
+        b.build()
+    }
+
+    /// sock_common as `bpftool btf dump` showed it on a 6.18 x86_64 kernel (skc_reuse at bit
+    /// 152, so not addressable as a byte); the task_struct numbers are merely plausible.
+    const LAYOUT_6_18: KernelLayout = KernelLayout {
+        sk_common: 0,
+        skc_addrpair: 0,
+        skc_family: 16,
+        skc_reuse_bits: 152,
+        skc_v6_daddr: 56,
+        skc_v6_rcv_saddr: 72,
+        task_pid: 2464,
+        task_tgid: 2468,
+        task_se: 128,
+        se_sum_exec_runtime: 72,
+        sched_switch_args: 4,
+        sched_process_exit_args: 2,
+    };
+
+    /// Asserts that every lookup the agent makes answers what `layout` put there.
+    fn assert_layout_found(layout: &KernelLayout) {
+        let btf = Btf::parse(&kernel_like(layout)).expect("kernel-like BTF parses");
+        let field = |ty, member| btf.member_offset(ty, member);
+        assert_eq!(field("sock", "__sk_common"), Some(layout.sk_common));
+        assert_eq!(field("sock_common", "skc_daddr"), Some(layout.skc_addrpair));
+        assert_eq!(
+            field("sock_common", "skc_rcv_saddr"),
+            Some(layout.skc_addrpair + 4)
+        );
+        assert_eq!(field("sock_common", "skc_family"), Some(layout.skc_family));
+        let reuse = layout
+            .skc_reuse_bits
+            .is_multiple_of(8)
+            .then_some(layout.skc_reuse_bits / 8);
+        assert_eq!(field("sock_common", "skc_reuse"), reuse);
+        assert_eq!(
+            field("sock_common", "skc_v6_daddr"),
+            Some(layout.skc_v6_daddr)
+        );
+        assert_eq!(
+            field("sock_common", "skc_v6_rcv_saddr"),
+            Some(layout.skc_v6_rcv_saddr)
+        );
+        assert_eq!(field("task_struct", "pid"), Some(layout.task_pid));
+        assert_eq!(field("task_struct", "tgid"), Some(layout.task_tgid));
+        assert_eq!(field("task_struct", "se"), Some(layout.task_se));
+        assert_eq!(
+            field("sched_entity", "sum_exec_runtime"),
+            Some(layout.se_sum_exec_runtime)
+        );
+        assert_eq!(
+            btf.tracepoint_arg_count("sched_switch"),
+            Some(layout.sched_switch_args)
+        );
+        assert_eq!(
+            btf.tracepoint_arg_count("sched_process_exit"),
+            Some(layout.sched_process_exit_args)
+        );
+        assert_eq!(btf.tracepoint_arg_count("meshmark_made_up"), None);
     }
 
     #[test]
-    fn vmlinux_task_struct_tgid_follows_pid() {
-        let Some(btf) = vmlinux() else { return };
-        let pid = btf
-            .member_offset("task_struct", "pid")
-            .expect("task_struct.pid");
-        assert_eq!(btf.member_offset("task_struct", "tgid"), Some(pid + 4));
+    fn kernel_like_fixture_gives_its_offsets_and_arities() {
+        assert_layout_found(&LAYOUT_6_18);
     }
 
     #[test]
-    fn vmlinux_tracepoint_arg_counts() {
+    fn an_older_kernel_shape_is_read_as_built() {
+        // Another layout, the bitfield on a byte boundary, and sched_process_exit with only
+        // the task, as before group_dead was added.
+        assert_layout_found(&KernelLayout {
+            sk_common: 8,
+            skc_reuse_bits: 144,
+            task_pid: 1192,
+            task_tgid: 1196,
+            sched_process_exit_args: 1,
+            ..LAYOUT_6_18
+        });
+    }
+
+    proptest! {
+        /// Any layout a kernel could have (byte-aligned, non-overlapping start fields) is read
+        /// back exactly, whatever order the fields are in.
+        #[test]
+        fn any_kernel_layout_is_read_back(
+            sk_common in 0u32..4096,
+            skc_addrpair in 0u32..64,
+            skc_family in 8u32..128,
+            skc_reuse_bits in 0u32..1024,
+            skc_v6_daddr in 0u32..128,
+            skc_v6_rcv_saddr in 0u32..128,
+            task_pid in 0u32..16384,
+            task_tgid in 0u32..16384,
+            task_se in 0u32..16384,
+            se_sum_exec_runtime in 0u32..256,
+            sched_switch_args in 0usize..8,
+            sched_process_exit_args in 0usize..8,
+        ) {
+            assert_layout_found(&KernelLayout {
+                sk_common,
+                skc_addrpair,
+                skc_family,
+                skc_reuse_bits,
+                skc_v6_daddr,
+                skc_v6_rcv_saddr,
+                task_pid,
+                task_tgid,
+                task_se,
+                se_sum_exec_runtime,
+                sched_switch_args,
+                sched_process_exit_args,
+            });
+        }
+    }
+
+    /// Smoke test on the running kernel: its BTF parses and has every field and tracepoint the
+    /// agent looks up. Values are not checked; they are this kernel's, and the fixtures above
+    /// check that lookups return what the BTF says.
+    #[test]
+    fn vmlinux_parses_and_has_what_the_agent_needs() {
         let Some(btf) = vmlinux() else { return };
-        assert_eq!(btf.tracepoint_arg_count("sched_switch"), Some(4));
-        assert_eq!(btf.tracepoint_arg_count("sched_process_exit"), Some(2));
-        assert_eq!(btf.tracepoint_arg_count("sys_enter"), Some(2));
-        assert_eq!(btf.tracepoint_arg_count("sock_send_length"), Some(3));
+        for (ty, member) in [
+            ("sock", "__sk_common"),
+            ("sock_common", "skc_daddr"),
+            ("sock_common", "skc_rcv_saddr"),
+            ("sock_common", "skc_family"),
+            ("sock_common", "skc_v6_daddr"),
+            ("sock_common", "skc_v6_rcv_saddr"),
+            ("task_struct", "pid"),
+            ("task_struct", "tgid"),
+            ("task_struct", "se"),
+            ("sched_entity", "sum_exec_runtime"),
+        ] {
+            assert!(
+                btf.member_offset(ty, member).is_some(),
+                "{ty}.{member} missing"
+            );
+        }
+        for tracepoint in [
+            "sched_switch",
+            "sched_process_exit",
+            "sys_enter",
+            "sys_exit",
+        ] {
+            assert!(
+                btf.tracepoint_arg_count(tracepoint).is_some(),
+                "{tracepoint} missing"
+            );
+        }
         assert_eq!(btf.tracepoint_arg_count("meshmark_made_up"), None);
     }
 }

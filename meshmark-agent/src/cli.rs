@@ -8,16 +8,29 @@ use clap::{Parser, Subcommand};
 use crate::{
     collect::{Profiler, ProfilerOptions},
     config::{self, Config, ConfigError},
+    duration::parse_duration,
     export::{self, Format},
     inventory,
     probe::{PreflightError, Probe, ProbeOptions, ProgramSet},
     report::{build_report, Report},
-    snapshot::{Snapshot, PROFILE_SCHEMA},
+    saved_profile,
+    snapshot::Snapshot,
 };
 
 /// Exit status for a preflight failure (privileges, kernel features) and for invalid input (a
 /// configuration file or saved profile that cannot be used).
 pub const EXIT_PREFLIGHT: u8 = 2;
+
+/// `--thread-slots`: more slots than thread ids are never needed, and Linux's largest pid_max
+/// is 2^22 (`PID_MAX_LIMIT`); the bound also keeps a round-up to a power of two within u32.
+pub const THREAD_SLOTS_RANGE: std::ops::RangeInclusive<i64> = 1..=(1 << 22);
+/// `--syscall-sample`, in `profile` and `attach`; a saved profile's `syscall_sample_every` is
+/// checked against the same bounds.
+pub const SYSCALL_SAMPLE_RANGE: std::ops::RangeInclusive<i64> =
+    1..=(crate::snapshot::SYSCALL_SAMPLE_MAX as i64);
+/// `--ring-bytes`: the kernel's smallest ring buffer is one page; 1 GiB, a thousand times the
+/// default, is the most the probe will lock.
+pub const RING_BYTES_RANGE: std::ops::RangeInclusive<i64> = 4096..=(1 << 30);
 
 /// An input file the user must fix; reported with exit status 2, like a usage error.
 #[derive(Debug)]
@@ -69,7 +82,7 @@ pub struct AttachArgs {
     #[arg(long)]
     pub stats: bool,
     /// As for `profile`: time one syscall in N per thread.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(SYSCALL_SAMPLE_RANGE))]
     pub syscall_sample: u32,
 }
 
@@ -127,27 +140,24 @@ pub struct ProfileArgs {
     pub config: Option<PathBuf>,
     #[command(flatten)]
     pub output: OutputArgs,
-    /// Slots of the kernel's per-thread table (a power of two).
-    #[arg(long, default_value_t = meshmark_common::DEFAULT_THREAD_SLOTS)]
+    /// Slots of the kernel's per-thread table, 1 to 4194304 (the largest pid_max).
+    #[arg(long, default_value_t = meshmark_common::DEFAULT_THREAD_SLOTS,
+          value_parser = clap::value_parser!(u32).range(THREAD_SLOTS_RANGE))]
     pub thread_slots: u32,
-    /// Bytes of the kernel's event ring buffer (a power of two); raise it if `dropped` shows
-    /// event_ring_full or flush_ring_full.
-    #[arg(long, default_value_t = meshmark_common::DEFAULT_EVENT_RING_BYTES)]
+    /// Bytes of the kernel's event ring buffer, 4096 (one page) to 1073741824 (1 GiB); rounded
+    /// up to a power of two. Raise it if `dropped` shows event_ring_full or flush_ring_full.
+    #[arg(long, default_value_t = meshmark_common::DEFAULT_EVENT_RING_BYTES,
+          value_parser = clap::value_parser!(u32).range(RING_BYTES_RANGE))]
     pub ring_bytes: u32,
     /// Time one syscall in N per thread instead of every one: two clock reads per timed
     /// syscall are most of meshmark's cost on syscall-heavy nodes. Counts stay exact; time
     /// inside syscalls is scaled from the timed ones (see docs/how-it-measures.md).
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(SYSCALL_SAMPLE_RANGE))]
     pub syscall_sample: u32,
-}
-
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    let d = humantime::parse_duration(text)
-        .map_err(|e| format!("{e}; write a duration such as 10s, 500ms or 2m"))?;
-    if d.is_zero() {
-        return Err("the duration must be longer than zero".into());
-    }
-    Ok(d)
+    /// Collect SIGNAL with HOOK instead of the best hook the kernel has, e.g.
+    /// `socket_bytes=fexit` (hooks per signal: docs/how-it-measures.md).
+    #[arg(long, value_name = "SIGNAL=HOOK")]
+    pub hook: Option<crate::probe::hooks::HookOverride>,
 }
 
 /// Runs the parsed command; errors are printed here, and the exit status says what kind.
@@ -185,6 +195,7 @@ async fn profile(args: ProfileArgs) -> Result<()> {
             thread_slots: args.thread_slots,
             ring_bytes: args.ring_bytes,
             syscall_sample_every: args.syscall_sample,
+            hook_override: args.hook,
         },
     };
     let mut profiler = Profiler::start(&options)?;
@@ -235,25 +246,12 @@ fn load_config(path: Option<&std::path::Path>) -> Result<Config> {
     }
 }
 
-/// A saved `meshmark.profile/v1` document.
+/// A saved `meshmark.profile/v1` document, checked by [`saved_profile::parse_profile`].
 fn read_profile(path: &std::path::Path) -> Result<Snapshot> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| BadInput(format!("cannot read profile {}: {e}", path.display())))?;
-    let snapshot: Snapshot = serde_json::from_str(&text).map_err(|e| {
-        BadInput(format!(
-            "{} is not a meshmark profile ({e}); write one with `meshmark-agent profile --format json`",
-            path.display()
-        ))
-    })?;
-    if snapshot.schema != PROFILE_SCHEMA {
-        return Err(BadInput(format!(
-            "{} has schema {:?}; this agent reads {PROFILE_SCHEMA:?}",
-            path.display(),
-            snapshot.schema
-        ))
-        .into());
-    }
-    Ok(snapshot)
+    saved_profile::parse_profile(&text)
+        .map_err(|e| BadInput(format!("{}: {e}", path.display())).into())
 }
 
 async fn attach(args: AttachArgs) -> Result<()> {

@@ -4,6 +4,8 @@
 //! serde, because serde stops at the first problem while a user fixing a file wants every
 //! problem at once, each with the line it is on. docs/configuration.md describes every key.
 
+#![warn(clippy::arithmetic_side_effects)]
+
 use std::fmt;
 use std::ops::Range;
 use std::path::Path;
@@ -13,7 +15,8 @@ use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
 use crate::classify::{Classifier, Glob, Matchers, NoMatcher, Rule, Scope};
-use crate::model::{ModelOptions, Weights};
+use crate::duration::parse_duration;
+use crate::model::{ModelOptions, Mue, Weights};
 use crate::role::Role;
 
 /// Window length when the file does not set one.
@@ -194,49 +197,6 @@ pub fn parse_config(text: &str, origin: &str) -> Result<Config, ConfigError> {
     }
 }
 
-/// Parses a humane duration: whole numbers with units `ms`, `s` or `m`, several of them
-/// summed (`"10s"`, `"500ms"`, `"1m30s"`). Zero is refused: a window must have a length.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let hint =
-        "write whole numbers with a unit ms, s or m, such as \"10s\", \"1500ms\" or \"1m30s\"";
-    let mut rest = text.trim();
-    if rest.is_empty() {
-        return Err(format!("empty duration; {hint}"));
-    }
-    let mut total_ms: u64 = 0;
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        if digits == 0 {
-            return Err(format!("{text:?} is not a duration; {hint}"));
-        }
-        let number: u64 = rest[..digits]
-            .parse()
-            .map_err(|_| format!("{text:?} is too long"))?;
-        rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let scale_ms = match &rest[..unit_len] {
-            "ms" => 1,
-            "s" => 1_000,
-            "m" => 60_000,
-            "" => return Err(format!("{text:?} has a number without a unit; {hint}")),
-            unit => return Err(format!("unknown unit {unit:?} in {text:?}; {hint}")),
-        };
-        rest = &rest[unit_len..];
-        total_ms = number
-            .checked_mul(scale_ms)
-            .and_then(|ms| total_ms.checked_add(ms))
-            .ok_or_else(|| format!("{text:?} is too long"))?;
-    }
-    if total_ms == 0 {
-        return Err(format!("{text:?} is zero; a window needs a length"));
-    }
-    Ok(Duration::from_millis(total_ms))
-}
-
 const TOP_KEYS: &[&str] = &[
     "window",
     "count_control_plane",
@@ -321,21 +281,21 @@ impl Checker<'_> {
             );
             return weights;
         };
-        let known: Vec<&str> = weights.named().iter().map(|(name, _)| *name).collect();
+        let known = Mue::ALL.map(Mue::name);
         for (key, value) in table.iter() {
             let name = key.get_ref().as_ref();
-            if weight_slot(&mut weights, name).is_none() {
+            let Some(mue) = Mue::from_name(name) else {
                 self.unknown_key(key.span(), name, "[weights]", &known);
                 continue;
-            }
+            };
             let Some(number) = number(value.get_ref()) else {
                 self.wrong_type(value, &format!("weights.{name}"), "a number");
                 continue;
             };
             let mut alone = Weights::default();
-            *weight_slot(&mut alone, name).expect("known weight") = number;
+            *alone.slot(mue) = number;
             match alone.validate() {
-                Ok(()) => *weight_slot(&mut weights, name).expect("known weight") = number,
+                Ok(()) => *weights.slot(mue) = number,
                 Err(err) => self.report(value.span(), err.to_string()),
             }
         }
@@ -494,19 +454,6 @@ impl Checker<'_> {
     }
 }
 
-/// The weight called `name`, to read or set it by its name in the file.
-fn weight_slot<'w>(weights: &'w mut Weights, name: &str) -> Option<&'w mut f64> {
-    Some(match name {
-        "cpu" => &mut weights.cpu,
-        "net" => &mut weights.net,
-        "syscall_time" => &mut weights.syscall_time,
-        "syscalls" => &mut weights.syscalls,
-        "mem" => &mut weights.mem,
-        "cycles" => &mut weights.cycles,
-        _ => return None,
-    })
-}
-
 /// A TOML integer or float as `f64` (`0` is as good a weight as `0.0`).
 fn number(value: &DeValue) -> Option<f64> {
     match value {
@@ -521,17 +468,25 @@ fn number(value: &DeValue) -> Option<f64> {
 /// 1-based line and column (in characters) of byte `offset` of `text`.
 fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let mut cut = offset.min(text.len());
+    // Offset 0 is always a boundary, so this stops; counts are bounded by the text's length.
     while !text.is_char_boundary(cut) {
-        cut -= 1;
+        cut = cut.saturating_sub(1);
     }
     let before = &text[..cut];
-    let line = before.matches('\n').count() + 1;
-    let line_start = before.rfind('\n').map_or(0, |newline| newline + 1);
-    (line, before[line_start..].chars().count() + 1)
+    let line = before.matches('\n').count().saturating_add(1);
+    let line_start = before
+        .rfind('\n')
+        .map_or(0, |newline| newline.saturating_add(1));
+    (line, before[line_start..].chars().count().saturating_add(1))
 }
 
 #[cfg(test)]
 mod tests {
+    // Test inputs are small; the fuzz loops only index within their own buffers.
+    #![allow(clippy::arithmetic_side_effects)]
+
+    use proptest::prelude::*;
+
     use super::*;
     use crate::classify::ProcessIdentity;
 
@@ -793,34 +748,77 @@ window = 5
         assert!(rendered.lines().all(|line| line.starts_with("f.toml:")));
     }
 
+    /// A configuration using every key, for the fuzz tests to mutate.
+    const EVERY_KEY: &str = "window = \"1m30s\"\ncount_control_plane = true\npresets = false\n\
+        [weights]\ncpu = 0.1\nnet = -0.5\nsyscall_time = 0\nsyscalls = 0.5\nmem = 0.2\ncycles = 0\n\
+        [[rules]]\nname = \"r\"\nrole = \"proxy\"\nscope = \"node\"\ncomm = \"envoy*\"\n\
+        exe = \"/usr/*\"\ncgroup = \"*\"\ncontainer = \"c?\"\ncmdline = \"*-x*\"\n";
+
+    proptest! {
+        #[test]
+        fn any_text_is_a_config_or_problems_with_positions(text in "\\PC{0,300}") {
+            if let Err(err) = parse_config(&text, "fuzz.toml") {
+                prop_assert!(!err.problems.is_empty());
+            }
+        }
+
+        /// Byte edits and cuts of a valid file: every result is accepted or refused, and a
+        /// refusal names at least one problem; never a panic.
+        #[test]
+        fn edited_configs_never_panic(
+            edits in prop::collection::vec((any::<usize>(), any::<u8>()), 0..6),
+            cut in any::<usize>(),
+        ) {
+            let mut bytes = EVERY_KEY.as_bytes().to_vec();
+            for (at, value) in edits {
+                let len = bytes.len();
+                bytes[at % len] = value;
+            }
+            bytes.truncate(cut % (bytes.len() + 1));
+            let text = String::from_utf8_lossy(&bytes);
+            if let Err(err) = parse_config(&text, "fuzz.toml") {
+                prop_assert!(!err.problems.is_empty());
+            }
+        }
+
+        /// Numbers anywhere a weight or window goes: in range accepted as given, else refused.
+        #[test]
+        fn weight_numbers_are_taken_exactly_or_refused(
+            number in prop_oneof![
+                any::<i64>().prop_map(|n| n.to_string()),
+                any::<f64>().prop_map(|f| format!("{f:?}")),
+                Just("nan".to_owned()), Just("-inf".to_owned()),
+                Just("0x7fffffffffffffff".to_owned()),
+                Just("1e400".to_owned()),
+            ],
+        ) {
+            match parse_config(&format!("[weights]\ncpu = {number}\n"), "fuzz.toml") {
+                Ok(config) => {
+                    let cpu = config.model.weights.cpu;
+                    prop_assert!((-0.5..=0.5).contains(&cpu), "{} gave {}", number, cpu);
+                }
+                Err(err) => prop_assert_eq!(err.problems.len(), 1),
+            }
+        }
+    }
+
     #[test]
-    fn durations() {
-        let ok = [
-            ("10s", 10_000),
-            ("500ms", 500),
-            ("2m", 120_000),
-            ("1m30s", 90_000),
-            (" 15s ", 15_000),
-        ];
-        for (text, ms) in ok {
-            assert_eq!(
-                parse_duration(text),
-                Ok(Duration::from_millis(ms)),
-                "{text}"
-            );
-        }
+    fn deep_nesting_is_a_problem_not_a_stack_overflow() {
+        let depth = 100_000;
         for text in [
-            "",
-            "10",
-            "1.5s",
-            "10h",
-            "s",
-            "-1s",
-            "0ms",
-            "99999999999999999999s",
+            format!("a = {}{}\n", "[".repeat(depth), "]".repeat(depth)),
+            format!("a = {}1{}\n", "{b = ".repeat(depth), "}".repeat(depth)),
+            format!("[{}]\n", vec!["a"; depth].join(".")),
         ] {
-            assert!(parse_duration(text).is_err(), "{text:?} should be refused");
+            let found = problems(&text);
+            assert_eq!(found.len(), 1, "{found:?}");
+            assert!(found[0].1.starts_with("invalid TOML"), "{found:?}");
         }
+    }
+
+    #[test]
+    fn every_key_example_is_valid() {
+        parse_config(EVERY_KEY, "test.toml").expect("the fuzz seed is valid");
     }
 
     #[test]

@@ -6,7 +6,19 @@
 //! `collect` know about aya; everything after them works on plain data.
 
 pub mod btf;
+// collect/probe: lints applied by the rewrite in progress
+#[allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_possible_wrap
+)]
 pub mod collect;
+// collect/probe: lints applied by the rewrite in progress
+#[allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_possible_wrap
+)]
 pub mod probe;
 pub mod role;
 pub mod snapshot;
@@ -14,9 +26,11 @@ pub mod snapshot;
 pub mod classify;
 pub mod cli;
 pub mod config;
+pub mod duration;
 pub mod export;
 pub mod inventory;
 pub mod model;
 pub mod report;
+pub mod saved_profile;
 
 pub use collect::{Profiler, ProfilerOptions};

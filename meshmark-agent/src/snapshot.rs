@@ -3,7 +3,10 @@
 //! `collect` fills a [`Snapshot`] from the kernel maps; `inventory` adds identity fields;
 //! `classify` and `model` read it without touching the kernel, and `export` writes it. Its serde
 //! form is the `meshmark.profile/v1` JSON contract: field names here are part of that contract,
-//! so rename nothing (adding fields is fine). `score --input` reads the same form back.
+//! so rename nothing (adding fields is fine). `score --input` reads the same form back, through
+//! `saved_profile`, which refuses numbers whose sums would not fit.
+
+#![warn(clippy::arithmetic_side_effects)]
 
 use std::collections::BTreeMap;
 
@@ -13,6 +16,10 @@ use crate::role::Role;
 
 /// Schema tag written at the top of every profile document.
 pub const PROFILE_SCHEMA: &str = "meshmark.profile/v1";
+
+/// Largest `syscall_sample_every`: timing one syscall in more than this many per thread leaves
+/// too few timed calls to scale from (`--syscall-sample` takes 1 to this).
+pub const SYSCALL_SAMPLE_MAX: u32 = 1024;
 
 /// One window of measurements for the whole node.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -37,9 +44,13 @@ pub struct Snapshot {
     /// Data the kernel side could not record, by reason; reasons with zero are left out.
     #[serde(default)]
     pub dropped: BTreeMap<String, u64>,
-    /// Notable kernel-side events that are not losses (for example slot takeovers).
+    /// Notable kernel-side events that are not losses (for example slots claimed).
     #[serde(default)]
     pub stats: BTreeMap<String, u64>,
+    /// The kernel hook each signal was collected with on this node, by signal (`cpu`,
+    /// `socket_bytes`, ...): which alternative the kernel offered (see docs/how-it-measures.md).
+    #[serde(default)]
+    pub hooks: BTreeMap<String, String>,
 }
 
 fn every_syscall() -> u32 {
@@ -122,11 +133,17 @@ pub struct NetBytes {
 }
 
 impl NetBytes {
-    /// Builds the totals from the per-kind counts, so they can never disagree.
+    /// Builds the totals from the per-kind counts, so they can never disagree (short of
+    /// `u64::MAX` bytes, where they saturate and `saved_profile` refuses them).
     pub fn from_kinds(loopback: [u64; 2], external: [u64; 2], unix: [u64; 2]) -> Self {
+        let sum = |i: usize| {
+            loopback[i]
+                .saturating_add(external[i])
+                .saturating_add(unix[i])
+        };
         Self {
-            tx_bytes: loopback[0] + external[0] + unix[0],
-            rx_bytes: loopback[1] + external[1] + unix[1],
+            tx_bytes: sum(0),
+            rx_bytes: sum(1),
             loopback_tx_bytes: loopback[0],
             loopback_rx_bytes: loopback[1],
             external_tx_bytes: external[0],
@@ -138,7 +155,13 @@ impl NetBytes {
 
     /// All bytes moved, both directions and all kinds.
     pub fn total(&self) -> u64 {
-        self.tx_bytes + self.rx_bytes
+        self.tx_bytes.saturating_add(self.rx_bytes)
+    }
+
+    /// Loopback bytes, both directions.
+    pub fn loopback(&self) -> u64 {
+        self.loopback_tx_bytes
+            .saturating_add(self.loopback_rx_bytes)
     }
 }
 
@@ -163,16 +186,31 @@ pub struct LatencyBucket {
 }
 
 impl SyscallStats {
-    /// Lists the non-empty buckets of a raw histogram (bucket `i` = `[2^i, 2^(i+1))` ns).
+    /// Lists the non-empty buckets of a raw histogram (bucket `i` = `[2^i, 2^(i+1))` ns, bucket
+    /// 0 = `[0, 2)`). The last bucket is open-ended, and so is any whose upper bound would not
+    /// fit in `u64` (a histogram of more than 64 buckets folds its tail into `[2^63, inf)`).
     pub fn buckets_from_hist(hist: &[u64]) -> Vec<LatencyBucket> {
         let last = hist.len().saturating_sub(1);
+        let power = |i: usize| u32::try_from(i).ok().and_then(|i| 1u64.checked_shl(i));
         hist.iter()
             .enumerate()
             .filter(|(_, &count)| count > 0)
-            .map(|(i, &count)| LatencyBucket {
-                lo_ns: if i == 0 { 0 } else { 1u64 << i },
-                hi_ns: (i != last).then(|| 1u64 << (i + 1)),
-                count,
+            .map(|(i, &count)| {
+                let lo_ns = if i == 0 {
+                    0
+                } else {
+                    power(i).unwrap_or(1 << 63)
+                };
+                let hi_ns = if i == last {
+                    None
+                } else {
+                    i.checked_add(1).and_then(power)
+                };
+                LatencyBucket {
+                    lo_ns,
+                    hi_ns,
+                    count,
+                }
             })
             .collect()
     }
@@ -180,20 +218,30 @@ impl SyscallStats {
     /// Upper bound of the bucket holding quantile `q` (0..=1) of the calls; `None` without
     /// calls, and for a quantile in the open-ended bucket its lower bound.
     pub fn quantile_upper_ns(&self, q: f64) -> Option<u64> {
-        let total: u64 = self.latency_log2_ns.iter().map(|b| b.count).sum();
+        let counts = || self.latency_log2_ns.iter().map(|b| b.count);
+        let total = counts().fold(0u64, u64::saturating_add);
         if total == 0 {
             return None;
         }
-        let rank = ((q.clamp(0.0, 1.0) * total as f64).ceil() as u64).max(1);
-        let mut seen = 0;
+        let rank = rank_of_quantile(q, total);
+        let mut seen = 0u64;
         for bucket in &self.latency_log2_ns {
-            seen += bucket.count;
+            seen = seen.saturating_add(bucket.count);
             if seen >= rank {
                 return Some(bucket.hi_ns.unwrap_or(bucket.lo_ns));
             }
         }
         None
     }
+}
+
+/// `ceil(q * total)`, at least 1 and at most `total`.
+fn rank_of_quantile(q: f64, total: u64) -> u64 {
+    let rank = (q.clamp(0.0, 1.0) * total as f64).ceil();
+    // `rank` is in [0, total] up to rounding, and `as` saturates a float into u64: no wrap.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let rank = rank as u64;
+    rank.clamp(1, total)
 }
 
 #[cfg(test)]

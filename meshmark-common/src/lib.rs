@@ -139,6 +139,11 @@ pub struct ThreadSlot {
     pub cpu_base_ns: u64,
     /// Monotonic ns since which the owner is runnable but not running; 0 otherwise.
     pub runnable_since_ns: u64,
+    /// The `struct socket *` of a socket family call in progress, for the kretprobe hook,
+    /// which sees only the return value; 0 when none.
+    pub sock_call: u64,
+    /// That call's flags (a receive's `MSG_PEEK`).
+    pub sock_call_flags: u64,
     pub counters: ThreadCounters,
 }
 
@@ -176,6 +181,11 @@ pub struct KernelOffsets {
     pub task_sum_exec_runtime: u32,
     /// `struct linux_binprm.interp` (`const char *`): the file an exec runs.
     pub binprm_interp: u32,
+    /// `struct socket.sk` (`struct sock *`), for hooks on the socket family functions.
+    pub socket_sk: u32,
+    /// `struct task_struct.__state` (5.14+) or `.state`, for `sched_switch` without its
+    /// `prev_state` argument (before 5.18).
+    pub task_state: u32,
 }
 
 /// Kinds of records in the event ring buffer; every record starts with its kind as a `u32`.
@@ -367,10 +377,10 @@ mod tests {
     fn layouts_have_no_padding() {
         use core::mem::size_of;
         assert_eq!(size_of::<ThreadCounters>(), 8 * (6 + 6 + HIST_BUCKETS));
-        assert_eq!(size_of::<ThreadSlot>(), 40 + size_of::<ThreadCounters>());
+        assert_eq!(size_of::<ThreadSlot>(), 56 + size_of::<ThreadCounters>());
         assert_eq!(size_of::<SlotFlush>(), 24 + size_of::<ThreadCounters>());
         assert_eq!(size_of::<ProcessEvent>(), 40);
         assert_eq!(size_of::<ExecEvent>(), 40 + EXE_BYTES);
-        assert_eq!(size_of::<KernelOffsets>(), 36);
+        assert_eq!(size_of::<KernelOffsets>(), 44);
     }
 }

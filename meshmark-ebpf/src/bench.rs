@@ -1,6 +1,9 @@
 //! Reference programs on the syscall tracepoints for `cargo xtask bench`, never attached by the
 //! profiler: the empty pair is the floor any syscall program pays; the clock pair adds one
 //! `bpf_ktime_get_ns` per side, the least that timing every syscall can cost.
+//!
+//! # Minimum kernel
+//! 5.5 (BTF tracepoints `sys_enter` / `sys_exit`).
 
 use aya_ebpf::{helpers::bpf_ktime_get_ns, macros::btf_tracepoint, programs::BtfTracePointContext};
 

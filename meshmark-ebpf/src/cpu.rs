@@ -3,19 +3,29 @@
 //! own CPU time for the thread: unlike the time since the previous switch on this CPU, it leaves
 //! out what the hypervisor stole, exactly as the process CPU clocks do. Idle time (pid 0, whose
 //! counter the idle class does not keep) is the time between switches.
+//!
+//! # Minimum kernel
+//! 5.5 (BTF tracepoints). The tracepoint has had `prev_state` as its fourth argument since 5.18
+//! (`sched_switch`); before that, `sched_switch_3` reads it from the task (`__state` since 5.14,
+//! `state` before, at the offset the agent took from BTF). The agent attaches one of the two.
 
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns},
     macros::btf_tracepoint,
     programs::BtfTracePointContext,
 };
-use meshmark_common::{TASK_DEAD, TASK_RUNNING};
+use meshmark_common::{counter, TASK_DEAD, TASK_RUNNING};
 
 use crate::{
-    maps::CPUS,
+    kernel::read_field,
+    maps::{bump, offsets, CPUS},
     runq,
     slots::{own_slot, release, task_cpu_ns},
 };
+
+/// `TASK_INTERRUPTIBLE`: what an unreadable state is taken for, neither running nor dead, so it
+/// starts no run-queue wait and frees no slot.
+const TASK_INTERRUPTIBLE: u32 = 1;
 
 /// How much more than the switch clock measured a stretch's runtime may be: the scheduler reads
 /// its clock a little earlier in `schedule()` than this program runs, which shows on stretches
@@ -24,10 +34,24 @@ const STRETCH_SLACK_NS: u64 = 100_000;
 
 #[btf_tracepoint(function = "sched_switch")]
 pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
-    // sched_switch(bool preempt, struct task_struct *prev, struct task_struct *next,
-    //              unsigned int prev_state)
+    // (bool preempt, struct task_struct *prev, struct task_struct *next, unsigned int prev_state)
+    switched(ctx.arg(1), ctx.arg(2), ctx.arg(3))
+}
+
+#[btf_tracepoint(function = "sched_switch")]
+pub fn sched_switch_3(ctx: BtfTracePointContext) -> i32 {
+    // (bool preempt, struct task_struct *prev, struct task_struct *next), before 5.18.
     let prev: *const u8 = ctx.arg(1);
-    let prev_state: u32 = ctx.arg(3);
+    let prev_state = read_field::<u32>(prev, offsets().task_state).unwrap_or_else(|| {
+        bump(counter::TASK_READ_FAILED);
+        TASK_INTERRUPTIBLE
+    });
+    switched(prev, ctx.arg(2), prev_state)
+}
+
+/// The signal logic of a switch from `prev` (still current) to `next`, whatever the hook.
+#[inline(always)]
+fn switched(prev: *const u8, next: *const u8, prev_state: u32) -> i32 {
     let now = unsafe { bpf_ktime_get_ns() };
     let Some(cpu) = CPUS.get_ptr_mut(0) else {
         return 0;
@@ -40,7 +64,7 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
     if bpf_get_current_pid_tgid() as u32 == 0 {
         cpu.idle_ns += ran;
         cpu.last_switch_ns = now;
-        runq::switched_in(ctx.arg(2), now);
+        runq::switched_in(next, now);
         return 0;
     }
     // Read the runtime before taking the slot: the gap between checking who owns the slot and
@@ -50,7 +74,6 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
     // Before the switch time moves on: a claim made here bases itself on this stretch's start.
     let found = own_slot();
     cpu.last_switch_ns = now;
-    let next: *const u8 = ctx.arg(2);
     let Some(found) = found else {
         if prev_state & TASK_DEAD != 0 {
             release(bpf_get_current_pid_tgid() as u32);

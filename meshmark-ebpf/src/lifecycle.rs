@@ -3,6 +3,11 @@
 //! starts and exits within one window keeps its identity after /proc has forgotten it.
 //! Per-thread totals need no help here: the final `sched_switch` of a thread flushes them (see
 //! `cpu`).
+//!
+//! # Minimum kernel
+//! 5.5 (BTF tracepoints). `sched_process_exit` has said whether the whole process is gone
+//! (`group_dead`) since 6.16; before that `sched_process_exit_1` takes the exit of the thread
+//! group's leader for the process's. The agent attaches one of the two.
 
 use aya_ebpf::{
     helpers::{
@@ -16,7 +21,7 @@ use meshmark_common::{counter, event_kind, ExecEvent, ProcessEvent};
 
 use crate::{
     kernel::read_field,
-    maps::{bump, exit_has_group_dead, offsets, EVENTS},
+    maps::{bump, offsets, EVENTS},
 };
 
 #[btf_tracepoint(function = "sched_process_exec")]
@@ -61,15 +66,18 @@ pub fn sched_process_fork(ctx: BtfTracePointContext) -> i32 {
 
 #[btf_tracepoint(function = "sched_process_exit")]
 pub fn sched_process_exit(ctx: BtfTracePointContext) -> i32 {
-    // (struct task_struct *p, bool group_dead) on 6.16+; before that, only `p`, and the
-    // leader's exit stands for the process's.
-    let last_thread = if exit_has_group_dead() {
-        ctx.arg::<u64>(1) & 0xff != 0
-    } else {
-        let pid_tgid = bpf_get_current_pid_tgid();
-        pid_tgid as u32 == (pid_tgid >> 32) as u32
-    };
-    if last_thread {
+    // (struct task_struct *p, bool group_dead), 6.16+.
+    if ctx.arg::<u64>(1) & 0xff != 0 {
+        emit(event_kind::EXIT, 0);
+    }
+    0
+}
+
+#[btf_tracepoint(function = "sched_process_exit")]
+pub fn sched_process_exit_1(_ctx: BtfTracePointContext) -> i32 {
+    // (struct task_struct *p): the leader's exit stands for the process's.
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if pid_tgid as u32 == (pid_tgid >> 32) as u32 {
         emit(event_kind::EXIT, 0);
     }
     0

@@ -53,15 +53,13 @@ static OFFSETS: KernelOffsets = KernelOffsets {
     task_tgid: 0,
     task_sum_exec_runtime: 0,
     binprm_interp: 0,
+    socket_sk: 0,
+    task_state: 0,
 };
 
 /// Time one syscall in this many per thread (1: every syscall). Counts stay exact either way.
 #[no_mangle]
 static SYSCALL_SAMPLE_EVERY: u32 = 1;
-
-/// 1 when `sched_process_exit` has its `group_dead` argument (Linux 6.16 and later).
-#[no_mangle]
-static EXIT_HAS_GROUP_DEAD: u32 = 0;
 
 // Globals must be read volatile: otherwise the compiler folds in the defaults above and the
 // values the agent sets at load time are never seen.
@@ -74,11 +72,6 @@ pub fn offsets() -> KernelOffsets {
 #[inline(always)]
 pub fn syscall_sample_every() -> u32 {
     unsafe { core::ptr::read_volatile(&SYSCALL_SAMPLE_EVERY) }
-}
-
-#[inline(always)]
-pub fn exit_has_group_dead() -> bool {
-    unsafe { core::ptr::read_volatile(&EXIT_HAS_GROUP_DEAD) != 0 }
 }
 
 /// Adds one to a `COUNTERS` entry.

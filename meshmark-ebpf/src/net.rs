@@ -1,8 +1,32 @@
-//! Socket bytes from `sock_send_length` / `sock_recv_length`, which fire in process context with
-//! the length actually moved, for TCP, UDP and unix sockets alike. The peer kind comes from the
-//! socket's family and address, read at offsets the agent took from the kernel's BTF.
+//! Socket bytes: what each send or receive really moved, for TCP, UDP and unix sockets alike,
+//! counted in process context. The peer kind comes from the socket's family and address, read
+//! at offsets the agent took from the kernel's BTF.
+//!
+//! Three hooks give the same numbers; the agent attaches the first the kernel has and accepts:
+//! - the `sock_send_length` / `sock_recv_length` tracepoints (6.3+), which wrap the socket
+//!   family's `sendmsg` / `recvmsg`;
+//! - fexit on those family functions themselves (`inet_sendmsg`, `inet6_sendmsg`,
+//!   `unix_stream_sendmsg`, `unix_dgram_sendmsg`, the `*_recvmsg` counterparts, and before 6.5
+//!   `inet_sendpage` / `unix_stream_sendpage`, which sendfile and splice use). None of them calls
+//!   another (unix seqpacket goes through the dgram functions, which it calls once), so nothing
+//!   is counted twice. Not `sock_sendmsg`: since late 2023 userspace sends reach
+//!   `__sock_sendmsg` and bypass it.
+//! - kprobe and kretprobe on the same functions, where fexit is refused (arm64 before 6.0): the
+//!   kretprobe sees only the return value, so the kprobe parks the socket and flags in the
+//!   thread's slot for it (no hash map).
+//!
+//! Semantics either way: positive returns only (errors and end of stream move nothing), and
+//! `MSG_PEEK` receives are not counted (the bytes stay queued and are read again).
+//!
+//! # Minimum kernel
+//! 6.3 for the tracepoints; 5.5 for fexit (x86-64; arm64 has fexit from 6.0); kprobes on any
+//! kernel built with them.
 
-use aya_ebpf::{macros::btf_tracepoint, programs::BtfTracePointContext};
+use aya_ebpf::{
+    helpers::bpf_get_current_pid_tgid,
+    macros::{btf_tracepoint, fexit, kprobe, kretprobe},
+    programs::{BtfTracePointContext, FExitContext, ProbeContext, RetProbeContext},
+};
 use meshmark_common::{
     counter, net_index, Direction, NetKind, AF_INET, AF_INET6, AF_UNIX, MSG_PEEK,
 };
@@ -10,27 +34,156 @@ use meshmark_common::{
 use crate::{
     kernel::read_field,
     maps::{bump, offsets},
-    slots::own_slot,
+    slots::{own_slot, slot_of},
 };
+
+// The tracepoints: (struct sock *sk, int ret, int flags).
 
 #[btf_tracepoint(function = "sock_send_length")]
 pub fn sock_send_length(ctx: BtfTracePointContext) -> i32 {
-    record(&ctx, Direction::Tx);
+    record(ctx.arg(0), ctx.arg(1), ctx.arg(2), Direction::Tx);
     0
 }
 
 #[btf_tracepoint(function = "sock_recv_length")]
 pub fn sock_recv_length(ctx: BtfTracePointContext) -> i32 {
-    record(&ctx, Direction::Rx);
+    record(ctx.arg(0), ctx.arg(1), ctx.arg(2), Direction::Rx);
+    0
+}
+
+// The family functions. fexit sees the arguments, then the return value:
+// sendmsg (struct socket *, struct msghdr *, size_t) -> int: return at 3;
+// recvmsg (struct socket *, struct msghdr *, size_t, int flags) -> int: return at 4;
+// sendpage (struct socket *, struct page *, int offset, size_t, int flags) -> ssize_t: at 5.
+
+#[fexit(function = "inet_sendmsg")]
+pub fn fexit_inet_sendmsg(ctx: FExitContext) -> i32 {
+    sent(&ctx, 3)
+}
+
+#[fexit(function = "inet6_sendmsg")]
+pub fn fexit_inet6_sendmsg(ctx: FExitContext) -> i32 {
+    sent(&ctx, 3)
+}
+
+#[fexit(function = "unix_stream_sendmsg")]
+pub fn fexit_unix_stream_sendmsg(ctx: FExitContext) -> i32 {
+    sent(&ctx, 3)
+}
+
+#[fexit(function = "unix_dgram_sendmsg")]
+pub fn fexit_unix_dgram_sendmsg(ctx: FExitContext) -> i32 {
+    sent(&ctx, 3)
+}
+
+#[fexit(function = "inet_sendpage")]
+pub fn fexit_inet_sendpage(ctx: FExitContext) -> i32 {
+    sent(&ctx, 5)
+}
+
+#[fexit(function = "unix_stream_sendpage")]
+pub fn fexit_unix_stream_sendpage(ctx: FExitContext) -> i32 {
+    sent(&ctx, 5)
+}
+
+#[fexit(function = "inet_recvmsg")]
+pub fn fexit_inet_recvmsg(ctx: FExitContext) -> i32 {
+    received(&ctx)
+}
+
+#[fexit(function = "inet6_recvmsg")]
+pub fn fexit_inet6_recvmsg(ctx: FExitContext) -> i32 {
+    received(&ctx)
+}
+
+#[fexit(function = "unix_stream_recvmsg")]
+pub fn fexit_unix_stream_recvmsg(ctx: FExitContext) -> i32 {
+    received(&ctx)
+}
+
+#[fexit(function = "unix_dgram_recvmsg")]
+pub fn fexit_unix_dgram_recvmsg(ctx: FExitContext) -> i32 {
+    received(&ctx)
+}
+
+// kprobe/kretprobe pairs on the same functions. The kprobe of a send parks flags 0, of a
+// receive its flags argument (3).
+
+#[kprobe]
+pub fn kprobe_sendmsg(ctx: ProbeContext) -> i32 {
+    entered(ctx.arg(0), 0)
+}
+
+#[kprobe]
+pub fn kprobe_recvmsg(ctx: ProbeContext) -> i32 {
+    entered(ctx.arg(0), ctx.arg::<u64>(3).unwrap_or(0))
+}
+
+#[kretprobe]
+pub fn kretprobe_send(ctx: RetProbeContext) -> i32 {
+    returned(ctx.ret::<i64>(), Direction::Tx)
+}
+
+#[kretprobe]
+pub fn kretprobe_recv(ctx: RetProbeContext) -> i32 {
+    returned(ctx.ret::<i64>(), Direction::Rx)
+}
+
+#[inline(always)]
+fn entered(socket: Option<*const u8>, flags: u64) -> i32 {
+    if let (Some(socket), Some(found)) = (socket, own_slot()) {
+        found.slot.sock_call = socket as u64;
+        found.slot.sock_call_flags = flags;
+    }
     0
 }
 
 #[inline(always)]
-fn record(ctx: &BtfTracePointContext, dir: Direction) {
-    // (struct sock *sk, int ret, int flags); ret <= 0 is an error or end of stream.
-    let sk: *const u8 = ctx.arg(0);
-    let ret: i32 = ctx.arg(1);
-    let flags: i32 = ctx.arg(2);
+fn returned(ret: i64, dir: Direction) -> i32 {
+    let Some(found) = slot_of(bpf_get_current_pid_tgid() as u32) else {
+        return 0;
+    };
+    let socket = found.slot.sock_call as *const u8;
+    let flags = found.slot.sock_call_flags as i32;
+    found.slot.sock_call = 0;
+    if !socket.is_null() {
+        if let Some(sk) = socket_sock(socket) {
+            record(sk, ret as i32, flags, dir);
+        }
+    }
+    0
+}
+
+#[inline(always)]
+fn sent(ctx: &FExitContext, ret_at: usize) -> i32 {
+    if let Some(sk) = socket_sock(ctx.arg(0)) {
+        record(sk, ctx.arg::<i64>(ret_at) as i32, 0, Direction::Tx);
+    }
+    0
+}
+
+#[inline(always)]
+fn received(ctx: &FExitContext) -> i32 {
+    if let Some(sk) = socket_sock(ctx.arg(0)) {
+        record(sk, ctx.arg::<i64>(4) as i32, ctx.arg(3), Direction::Rx);
+    }
+    0
+}
+
+/// `socket->sk`: the family functions take the `struct socket`, the tracepoints its sock.
+#[inline(always)]
+fn socket_sock(socket: *const u8) -> Option<*const u8> {
+    let sk = read_field::<*const u8>(socket, offsets().socket_sk);
+    if sk.is_none() {
+        bump(counter::SOCK_READ_FAILED);
+    }
+    sk
+}
+
+/// The signal logic, whatever the hook: `ret` bytes moved through `sk` (nothing when `ret` is
+/// an error or end of stream, or the receive only peeked).
+#[inline(always)]
+fn record(sk: *const u8, ret: i32, flags: i32, dir: Direction) {
     if ret <= 0 || flags & MSG_PEEK != 0 {
         return;
     }

@@ -3,6 +3,9 @@
 //! `cpu`) and ends when it is switched in. This is what the kernel accounts as `run_delay`.
 //! The woken or incoming thread is not the current one, so its id is read from its
 //! `task_struct`, at the offset the agent took from BTF.
+//!
+//! # Minimum kernel
+//! 5.5 (BTF tracepoints `sched_wakeup`, `sched_wakeup_new`; the switch-in is `cpu`'s).
 
 use aya_ebpf::{helpers::bpf_ktime_get_ns, macros::btf_tracepoint, programs::BtfTracePointContext};
 

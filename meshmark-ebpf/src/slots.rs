@@ -142,6 +142,7 @@ fn claim(entry: &mut u64, tid: u32, tgid: u32) -> Option<Slot> {
     slot.syscall_start_ns = 0;
     slot.sample_countdown = 0;
     slot.runnable_since_ns = 0;
+    slot.sock_call = 0;
     slot.cpu_base_ns = 0;
     slot.tgid = tgid;
     unsafe { core::ptr::write_volatile(&mut slot.tid, tid) };

@@ -1,7 +1,11 @@
 //! Syscall count, time and latency histogram. This runs on every syscall of the node, so each
-//! side costs one pid/tgid read, one clock read and one (inlined) array lookup, nothing more.
+//! side costs one pid/tgid read, one clock read and two array lookups (thread id to slot, then
+//! the slot) that the kernel inlines, nothing more.
 //! The clock reads are most of that cost; `SYSCALL_SAMPLE_EVERY` > 1 times only one syscall in
 //! that many per thread (the others are counted, not timed) for nodes where it matters.
+//!
+//! # Minimum kernel
+//! 5.5 (BTF tracepoints `sys_enter` / `sys_exit`).
 
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns},

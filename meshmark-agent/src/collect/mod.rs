@@ -50,6 +50,7 @@ pub struct Profiler {
     started: (SystemTime, Instant),
     node: String,
     syscall_sample_every: u32,
+    hooks: BTreeMap<String, String>,
 }
 
 impl Profiler {
@@ -71,6 +72,7 @@ impl Profiler {
         let counters = PerCpuArray::try_from(take("COUNTERS")?)?;
         let table = ThreadTable::map(table, probe.thread_slots)?;
         let syscall_sample_every = probe.syscall_sample_every;
+        let hooks = probe.hooks.clone();
         let events = EventDrain::start(ring).context("starting the event drain thread")?;
         let online_cpus =
             aya::util::online_cpus().map_err(|(path, e)| anyhow::anyhow!("reading {path}: {e}"))?;
@@ -88,6 +90,7 @@ impl Profiler {
             started: (SystemTime::now(), Instant::now()),
             node: hostname(),
             syscall_sample_every,
+            hooks,
         };
         // Everything counted before this baseline belongs to no window.
         profiler.advance()?;
@@ -130,6 +133,7 @@ impl Profiler {
             processes,
             dropped: window.dropped,
             stats: window.stats,
+            hooks: self.hooks.clone(),
         })
     }
 

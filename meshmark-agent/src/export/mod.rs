@@ -1,5 +1,7 @@
 //! Writing snapshots out: a human table and the JSON contract.
 
+#![warn(clippy::arithmetic_side_effects)]
+
 pub mod json;
 pub mod table;
 

@@ -41,6 +41,18 @@ pub fn render(report: &Report) -> String {
 }
 
 fn header(out: &mut String, snapshot: &Snapshot) {
+    header_line(out, snapshot);
+    if !snapshot.hooks.is_empty() {
+        let hooks: Vec<String> = snapshot
+            .hooks
+            .iter()
+            .map(|(signal, hook)| format!("{signal} {hook}"))
+            .collect();
+        let _ = writeln!(out, "hooks: {}", hooks.join(", "));
+    }
+}
+
+fn header_line(out: &mut String, snapshot: &Snapshot) {
     let _ = writeln!(
         out,
         "meshmark profile of {} - {:.1} s from {} - {} CPUs, {:.1}% idle",
@@ -48,9 +60,9 @@ fn header(out: &mut String, snapshot: &Snapshot) {
         snapshot.window.duration_ns as f64 / 1e9,
         snapshot.window.start,
         snapshot.ncpu,
-        percent(
+        percent_of(
             snapshot.idle_ns,
-            snapshot.window.duration_ns * u64::from(snapshot.ncpu.max(1))
+            snapshot.window.duration_ns as f64 * f64::from(snapshot.ncpu.max(1))
         ),
     );
 }
@@ -83,7 +95,7 @@ fn meshmark(out: &mut String, scope: &str, mark: &MeshMark) {
         "  unit costs: proxy CPU per app CPU {}, proxy CPU per KiB {}, proxy syscalls per KiB {}, \
          CPU headroom {}",
         ratio(costs.proxy_cpu_per_app_cpu),
-        costs.proxy_cpu_ns_per_kib.map_or("-".into(), |ns| latency(Some(ns as u64))),
+        latency(costs.proxy_cpu_ns_per_kib.and_then(whole)),
         ratio(costs.proxy_syscalls_per_kib),
         costs.node_cpu_headroom.map_or("-".into(), |h| format!("{:.1}%", 100.0 * h)),
     );
@@ -166,17 +178,13 @@ fn processes(out: &mut String, snapshot: &Snapshot) {
             latency(p.syscalls.quantile_upper_ns(0.99)),
             bytes(p.net.tx_bytes),
             bytes(p.net.rx_bytes),
-            bytes(p.net.loopback_tx_bytes + p.net.loopback_rx_bytes),
+            bytes(p.net.loopback()),
             p.rule.as_deref().unwrap_or("-"),
             if p.exited { " (exited)" } else { "" },
         );
     }
-    if busy.len() > TOP {
-        let _ = writeln!(
-            out,
-            "... and {} more processes (see --format json)",
-            busy.len() - TOP
-        );
+    if let Some(more) = busy.len().checked_sub(TOP).filter(|&more| more > 0) {
+        let _ = writeln!(out, "... and {more} more processes (see --format json)");
     }
 }
 
@@ -192,10 +200,16 @@ fn truncate(text: &str, max: usize) -> &str {
 }
 
 fn percent(part: u64, whole: u64) -> f64 {
-    if whole == 0 {
-        0.0
+    percent_of(part, whole as f64)
+}
+
+/// `part` as a percentage of `whole`, computed in floating point so that a whole made of a
+/// product (window times CPUs) cannot overflow.
+fn percent_of(part: u64, whole: f64) -> f64 {
+    if whole > 0.0 {
+        100.0 * part as f64 / whole
     } else {
-        100.0 * part as f64 / whole as f64
+        0.0
     }
 }
 
@@ -214,19 +228,30 @@ pub fn latency(ns: Option<u64>) -> String {
     }
 }
 
+/// `value` without its fraction, or `None` where it is not a number `u64` holds (NaN, negative,
+/// 2^64 or more), so a float never turns into a wrong whole number.
+fn whole(value: f64) -> Option<u64> {
+    let in_range = (0.0..u64::MAX as f64).contains(&value);
+    // In range, the cast only drops the fraction.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    in_range.then_some(value as u64)
+}
+
 /// Bytes with a binary unit.
 pub fn bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    const LARGER_UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
     let mut value = n as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
+    let mut unit = None;
+    for larger in LARGER_UNITS {
+        if value < 1024.0 {
+            break;
+        }
         value /= 1024.0;
-        unit += 1;
+        unit = Some(larger);
     }
-    if unit == 0 {
-        format!("{n}B")
-    } else {
-        format!("{value:.1}{}", UNITS[unit])
+    match unit {
+        None => format!("{n}B"),
+        Some(unit) => format!("{value:.1}{unit}"),
     }
 }
 
@@ -241,5 +266,16 @@ mod tests {
         assert_eq!(latency(Some(8_388_608)), "8ms");
         assert_eq!(latency(None), "-");
         assert_eq!(truncate("kworker/1:1H-kblockd", 16), "kworker/1:1H-kbl");
+        assert_eq!(bytes(u64::MAX), "16777216.0TiB");
+        assert_eq!(latency(Some(u64::MAX)), "18446744073s");
+    }
+
+    #[test]
+    fn floats_become_whole_numbers_only_in_range() {
+        assert_eq!(whole(12_800.7), Some(12_800));
+        assert_eq!(whole(0.0), Some(0));
+        for refused in [f64::NAN, -1.0, f64::INFINITY, u64::MAX as f64, 1e300] {
+            assert_eq!(whole(refused), None, "{refused}");
+        }
     }
 }

@@ -90,7 +90,10 @@ pub fn parse_cgroup_path(path: &str) -> CgroupInfo {
         .rev()
         .find_map(|(at, part)| kubepods_root(part).map(|driver| (at, driver)));
     match innermost_root {
-        Some((at, driver)) => parse_below_root(driver, parts[at], &parts[at + 1..]),
+        Some((at, driver)) => match parts[at..].split_first() {
+            Some((root, below)) => parse_below_root(driver, root, below),
+            None => CgroupInfo::default(),
+        },
         // Outside Kubernetes a runtime scope still names a container (docker, podman).
         None => parts
             .iter()
@@ -437,6 +440,20 @@ mod tests {
         fn arbitrary_input_never_panics(text in ".{0,200}") {
             let _ = parse_cgroup_path(&text);
             let _ = cgroup_v2_path(&text);
+            let _ = placement_path(&text);
+        }
+
+        /// `/proc/<pid>/cgroup` files of hierarchy lines with arbitrary, near-miss paths.
+        #[test]
+        fn proc_cgroup_files_never_panic(lines in prop::collection::vec(
+            (prop_oneof![Just("0::".to_owned()), "[0-9]{1,2}:[a-z=,]{0,12}:", ".{0,6}"],
+             "(/[a-z0-9_.:-]{0,40}){0,6}"),
+            0..6,
+        )) {
+            let file: String = lines.iter().map(|(head, path)| format!("{head}{path}\n")).collect();
+            if let Some(path) = placement_path(&file) {
+                prop_assert!(file.contains(path.as_str()), "{} not in {}", path, file);
+            }
         }
 
         #[test]

@@ -1,6 +1,8 @@
 //! Identity of processes from /proc and cgroup v2: names, executables, cgroup paths, memory.
 //! Reads are best effort: a process may exit between being measured and being looked up.
 
+#![warn(clippy::arithmetic_side_effects)]
+
 pub mod cgroup;
 pub mod cgroup_ids;
 
@@ -34,25 +36,25 @@ pub fn rss_bytes(pid: u32) -> Option<u64> {
 /// Arguments from `/proc/<pid>/cmdline`, for `cmdline` rules only: they can hold secrets, so
 /// callers match on them and drop them, never store or print them.
 pub fn cmdline(pid: u32) -> Option<Vec<String>> {
-    let raw = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-    Some(
-        raw.split(|&b| b == 0)
-            .filter(|arg| !arg.is_empty())
-            .map(|arg| String::from_utf8_lossy(arg).into_owned())
-            .collect(),
-    )
+    Some(parse_cmdline(
+        &fs::read(format!("/proc/{pid}/cmdline")).ok()?,
+    ))
 }
 
-/// `VmRSS:  1234 kB` -> 1234 * 1024.
+/// The NUL-separated arguments of a `/proc/<pid>/cmdline` file, empty ones dropped.
+pub fn parse_cmdline(raw: &[u8]) -> Vec<String> {
+    raw.split(|&b| b == 0)
+        .filter(|arg| !arg.is_empty())
+        .map(|arg| String::from_utf8_lossy(arg).into_owned())
+        .collect()
+}
+
+/// `VmRSS:  1234 kB` -> 1234 * 1024; `None` without the line, or for a number of KiB whose
+/// bytes do not fit in u64 (no real process; better no reading than a wrapped one).
 pub fn parse_vm_rss(status: &str) -> Option<u64> {
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kib: u64 = line["VmRSS:".len()..]
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kib * 1024)
+    let line = status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?;
+    let kib: u64 = line.trim().trim_end_matches("kB").trim().parse().ok()?;
+    kib.checked_mul(1024)
 }
 
 /// Every process in a Kubernetes pod, by its cgroup path. Memory is a level, not a flow: a pod's
@@ -90,6 +92,8 @@ pub fn place(sample: &mut ProcessSample) {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
 
     #[test]
@@ -99,6 +103,45 @@ mod tests {
             Some(2 << 20)
         );
         assert_eq!(parse_vm_rss("Name:\tkthreadd\n"), None);
+    }
+
+    #[test]
+    fn vm_rss_too_large_for_bytes_is_no_reading() {
+        let max_kib = u64::MAX / 1024;
+        assert_eq!(
+            parse_vm_rss(&format!("VmRSS:\t{max_kib} kB\n")),
+            Some(max_kib * 1024)
+        );
+        assert_eq!(parse_vm_rss(&format!("VmRSS:\t{} kB\n", max_kib + 1)), None);
+        assert_eq!(parse_vm_rss("VmRSS:\t-1 kB\n"), None);
+        assert_eq!(parse_vm_rss("VmRSS:\t99999999999999999999999 kB\n"), None);
+    }
+
+    #[test]
+    fn cmdline_splits_on_nul_and_drops_empty_arguments() {
+        assert_eq!(
+            parse_cmdline(b"envoy\0-c\0\0/etc/envoy.yaml\0"),
+            ["envoy", "-c", "/etc/envoy.yaml"]
+        );
+        assert_eq!(parse_cmdline(b"\xff\0"), ["\u{fffd}"]);
+        assert!(parse_cmdline(b"").is_empty());
+    }
+
+    proptest! {
+        #[test]
+        fn proc_files_of_any_content_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..300)) {
+            let text = String::from_utf8_lossy(&bytes);
+            let _ = parse_vm_rss(&text);
+            let _ = parse_vm_rss(&format!("Name:\tx\nVmRSS:{text}"));
+            let _ = parse_cmdline(&bytes);
+            let _ = cgroup::placement_path(&text);
+        }
+
+        #[test]
+        fn any_vm_rss_line_is_exact_or_absent(kib in any::<u64>(), pad in "[ \t]{0,3}") {
+            let got = parse_vm_rss(&format!("Name:\tx\nVmRSS:{pad}{kib} kB\n"));
+            prop_assert_eq!(got, kib.checked_mul(1024));
+        }
     }
 
     #[test]

@@ -4,7 +4,6 @@
 use serde::{Deserialize, Serialize};
 
 use super::sums::RoleSums;
-use super::weights::Weights;
 
 /// A kind of resource the mesh may cost; the score is the mean over classes, so each resource
 /// weighs the same however many MUEs it has.
@@ -77,6 +76,21 @@ impl Class {
 }
 
 impl Mue {
+    /// Every MUE, in the order of the classes: the one list of MUE (and weight) names.
+    pub const ALL: [Mue; 6] = [
+        Mue::Cpu,
+        Mue::Net,
+        Mue::SyscallTime,
+        Mue::Syscalls,
+        Mue::Mem,
+        Mue::Cycles,
+    ];
+
+    /// The MUE called `name` in JSON, tables and the configuration's `[weights]`.
+    pub fn from_name(name: &str) -> Option<Mue> {
+        Mue::ALL.into_iter().find(|mue| mue.name() == name)
+    }
+
     /// The name used in JSON and tables.
     pub fn name(self) -> &'static str {
         match self {
@@ -98,17 +112,6 @@ impl Mue {
             Mue::Syscalls => Some(sums.syscalls.count),
             Mue::Mem => sums.rss_bytes,
             Mue::Cycles => sums.cycles,
-        }
-    }
-
-    pub fn weight(self, weights: &Weights) -> f64 {
-        match self {
-            Mue::Cpu => weights.cpu,
-            Mue::Net => weights.net,
-            Mue::SyscallTime => weights.syscall_time,
-            Mue::Syscalls => weights.syscalls,
-            Mue::Mem => weights.mem,
-            Mue::Cycles => weights.cycles,
         }
     }
 }
@@ -133,44 +136,55 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_mue_belongs_to_exactly_one_class() {
-        let mut listed: Vec<Mue> = Class::ALL.iter().flat_map(|c| c.mues()).copied().collect();
-        listed.sort();
-        assert_eq!(
-            listed,
-            vec![
-                Mue::Cpu,
-                Mue::Net,
-                Mue::SyscallTime,
-                Mue::Syscalls,
-                Mue::Mem,
-                Mue::Cycles
-            ]
-        );
+    fn every_mue_belongs_to_exactly_one_class_in_order() {
+        let listed: Vec<Mue> = Class::ALL.iter().flat_map(|c| c.mues()).copied().collect();
+        assert_eq!(listed, Mue::ALL);
     }
 
     #[test]
-    fn names_and_weights_agree_with_the_weights_table() {
-        let weights = Weights {
-            cpu: 0.1,
-            net: 0.2,
-            syscall_time: 0.3,
-            syscalls: 0.4,
-            mem: 0.5,
-            cycles: -0.1,
-        };
-        let mues = [
-            Mue::Cpu,
-            Mue::Net,
-            Mue::SyscallTime,
-            Mue::Syscalls,
-            Mue::Mem,
-            Mue::Cycles,
-        ];
-        for (mue, (name, value)) in mues.into_iter().zip(weights.named()) {
-            assert_eq!(serde_json::to_value(mue).unwrap(), name);
-            assert_eq!(mue.weight(&weights), value, "{name}");
+    fn names_lead_back_to_their_mue() {
+        for mue in Mue::ALL {
+            assert_eq!(Mue::from_name(mue.name()), Some(mue));
         }
+        assert_eq!(Mue::from_name("network"), None);
+        assert_eq!(Mue::from_name(""), None);
+    }
+
+    /// Documentation tables are the third place the names appear; they must list the same.
+    #[test]
+    fn docs_list_every_weight_and_only_those() {
+        let configuration = include_str!("../../../docs/configuration.md");
+        let weights_table = configuration
+            .split("### `[weights]`")
+            .nth(1)
+            .and_then(|rest| rest.split("###").next())
+            .expect("docs/configuration.md has a [weights] section");
+        assert_eq!(first_column_names(weights_table), Mue::ALL.map(Mue::name));
+
+        let formula = include_str!("../../../docs/formula.md");
+        let classes_table = formula
+            .split("| class | MUEs | signal |")
+            .nth(1)
+            .and_then(|rest| rest.split("\n\n").next())
+            .expect("docs/formula.md has the class table");
+        let mues: Vec<String> = classes_table
+            .lines()
+            .filter_map(|row| row.split('|').nth(2))
+            .flat_map(|cell| cell.split(','))
+            .map(|name| name.trim().trim_matches('`').to_owned())
+            .filter(|name| !name.is_empty() && !name.starts_with("---"))
+            .collect();
+        assert_eq!(mues, Mue::ALL.map(Mue::name));
+    }
+
+    /// The backquoted names in the first column of a markdown table's rows.
+    fn first_column_names(table: &str) -> Vec<String> {
+        table
+            .lines()
+            .filter_map(|row| row.strip_prefix("| `"))
+            .filter_map(|row| row.split('`').next())
+            .map(str::to_owned)
+            .collect()
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! The MeshMark model: pure functions from classified per-process measurements to consumption
 //! classes, Mesh Utilization Efficiencies and the 0-100 score (see docs/formula.md).
 
+#![warn(clippy::arithmetic_side_effects)]
+
 pub mod classes;
 pub mod input;
 pub mod score;
@@ -8,9 +10,12 @@ pub mod sums;
 pub mod unit_costs;
 pub mod weights;
 
+// Test data: small fixed numbers, or generated ones bounded far below overflow.
 #[cfg(test)]
+#[allow(clippy::arithmetic_side_effects)]
 mod fixtures;
 #[cfg(test)]
+#[allow(clippy::arithmetic_side_effects)]
 mod properties;
 
 pub use classes::{Class, Mue};

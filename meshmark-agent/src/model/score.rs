@@ -158,7 +158,8 @@ fn score_scope<'a>(
 }
 
 /// `P`: the proxies, plus the control plane when configured. Without a proxy there is no mesh
-/// data plane to charge, so `P` is empty and every MUE is 1, as the spec fixes.
+/// data plane to charge, so `P` is empty and every MUE is 1, as the model fixes
+/// (docs/formula.md, section 5).
 fn mesh_side(sums: &BTreeMap<Role, RoleSums>, proxy_seen: bool, count_control: bool) -> RoleSums {
     if !proxy_seen {
         return RoleSums::default();
@@ -184,7 +185,7 @@ fn score_class(
         if let Some(value) = efficiency(mue.signal(app), mue.signal(mesh), proxy_seen) {
             // Without a proxy the score is 100 by definition, so weights do not apply.
             let weighted = if proxy_seen {
-                (value * (1.0 + mue.weight(weights))).min(1.0)
+                (value * (1.0 + weights.get(mue))).min(1.0)
             } else {
                 value
             };
@@ -211,8 +212,8 @@ fn efficiency(app: Option<u64>, mesh: Option<u64>, proxy_seen: bool) -> Option<f
 }
 
 fn mean(values: impl Iterator<Item = f64>) -> Option<f64> {
-    let (sum, n) = values.fold((0.0, 0u32), |(sum, n), v| (sum + v, n + 1));
-    (n > 0).then(|| sum / f64::from(n))
+    let (sum, n) = values.fold((0.0, 0.0), |(sum, n), v| (sum + v, n + 1.0));
+    (n > 0.0).then(|| sum / n)
 }
 
 #[cfg(test)]

@@ -1,62 +1,23 @@
-//! Loading and attaching the kernel programs: preflight, kernel struct offsets, map sizes.
-//! This and `collect` are the only layers that know about aya.
+//! Loading and attaching the kernel programs: preflight, the hook for each signal, kernel
+//! struct offsets, map sizes. This and `collect` are the only layers that know about aya.
 
+pub mod hooks;
 pub mod offsets;
 pub mod preflight;
 
 use anyhow::{anyhow, Context as _, Result};
 use aya::maps::{MapData, Stack};
-use aya::{programs::BtfTracePoint, Ebpf, EbpfLoader};
+use aya::{
+    programs::{BtfTracePoint, FExit, KProbe},
+    Ebpf, EbpfLoader,
+};
+use hooks::{has_point, Alternative, ChosenHooks, HookOverride, HookPoint, Program, Signal};
 use meshmark_common::{DEFAULT_EVENT_RING_BYTES, DEFAULT_THREAD_SLOTS, PID_MAX_LIMIT};
 
 pub use preflight::PreflightError;
 
 /// The compiled kernel programs, embedded at build time by build.rs.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/meshmark"));
-
-/// A program of the object, the BTF tracepoint it attaches to, and how many arguments that
-/// tracepoint must take (at least those the program reads; preflight checks the running kernel).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Attachment {
-    pub program: &'static str,
-    pub tracepoint: &'static str,
-    pub args: usize,
-}
-
-const fn on(program: &'static str, tracepoint: &'static str, args: usize) -> Attachment {
-    Attachment {
-        program,
-        tracepoint,
-        args,
-    }
-}
-
-/// Programs the profiler attaches.
-const PROGRAMS: [Attachment; 10] = [
-    on("sched_switch", "sched_switch", 4),
-    on("sched_wakeup", "sched_wakeup", 1),
-    on("sched_wakeup_new", "sched_wakeup_new", 1),
-    on("sys_enter", "sys_enter", 2),
-    on("sys_exit", "sys_exit", 2),
-    on("sock_send_length", "sock_send_length", 3),
-    on("sock_recv_length", "sock_recv_length", 3),
-    on("sched_process_exec", "sched_process_exec", 1),
-    on("sched_process_fork", "sched_process_fork", 2),
-    // Reads `group_dead` (argument 2) only where the kernel has it.
-    on("sched_process_exit", "sched_process_exit", 1),
-];
-
-/// The empty syscall pair that `cargo xtask bench` measures as the floor.
-const BENCH_FLOOR_PROGRAMS: [Attachment; 2] = [
-    on("bench_empty_sys_enter", "sys_enter", 2),
-    on("bench_empty_sys_exit", "sys_exit", 2),
-];
-
-/// The syscall pair that only reads the clock on each side, for `cargo xtask bench`.
-const BENCH_CLOCK_PROGRAMS: [Attachment; 2] = [
-    on("bench_clock_sys_enter", "sys_enter", 2),
-    on("bench_clock_sys_exit", "sys_exit", 2),
-];
 
 /// Sizes of the kernel-side maps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,6 +28,8 @@ pub struct ProbeOptions {
     pub ring_bytes: u32,
     /// Time one syscall in this many per thread; 1 times every syscall. Counts stay exact.
     pub syscall_sample_every: u32,
+    /// A signal forced to one of its hooks instead of the best the kernel has.
+    pub hook_override: Option<HookOverride>,
 }
 
 impl Default for ProbeOptions {
@@ -75,6 +38,7 @@ impl Default for ProbeOptions {
             thread_slots: DEFAULT_THREAD_SLOTS,
             ring_bytes: DEFAULT_EVENT_RING_BYTES,
             syscall_sample_every: 1,
+            hook_override: None,
         }
     }
 }
@@ -90,11 +54,23 @@ pub enum ProgramSet {
     BenchClock,
 }
 
+impl ProgramSet {
+    fn signals(self) -> &'static [Signal] {
+        match self {
+            ProgramSet::Profiler => hooks::PROFILER,
+            ProgramSet::BenchFloor => hooks::BENCH_FLOOR,
+            ProgramSet::BenchClock => hooks::BENCH_CLOCK,
+        }
+    }
+}
+
 /// Loaded and attached programs; dropping it detaches them.
 pub struct Probe {
     pub ebpf: Ebpf,
     pub thread_slots: u32,
     pub syscall_sample_every: u32,
+    /// The hook each signal uses on this kernel.
+    pub hooks: ChosenHooks,
 }
 
 impl Probe {
@@ -106,21 +82,16 @@ impl Probe {
                  rebuild without it (cargo xtask build)"
             ));
         }
-        let attachments: &[Attachment] = match set {
-            ProgramSet::Profiler => &PROGRAMS,
-            ProgramSet::BenchFloor => &BENCH_FLOOR_PROGRAMS,
-            ProgramSet::BenchClock => &BENCH_CLOCK_PROGRAMS,
-        };
         let thread_slots = options.thread_slots;
         if !(1..=PID_MAX_LIMIT).contains(&thread_slots) {
             anyhow::bail!(
                 "{thread_slots} thread slots: the tracked-thread bound must be 1 to {PID_MAX_LIMIT}"
             );
         }
-        let btf = preflight::check(attachments)?;
+        let (btf, usable) = preflight::check(set.signals())?;
+        let usable = hooks::apply_override(usable, options.hook_override)
+            .map_err(PreflightError::HookUnavailable)?;
         let offsets = offsets::kernel_offsets(&btf)?;
-        let exit_has_group_dead =
-            u32::from(btf.tracepoint_arg_count("sched_process_exit").unwrap_or(1) >= 2);
         let ring_bytes = options.ring_bytes.clamp(4096, 1 << 30).next_power_of_two();
         let syscall_sample_every = options.syscall_sample_every.max(1);
         let tid_space = tid_space()?;
@@ -133,7 +104,6 @@ impl Probe {
             .map_max_entries("TID_SLOT", tid_space)
             .map_max_entries("EVENTS", ring_bytes)
             .override_global("OFFSETS", &offsets, true)
-            .override_global("EXIT_HAS_GROUP_DEAD", &exit_has_group_dead, true)
             .override_global("SYSCALL_SAMPLE_EVERY", &syscall_sample_every, true)
             .load(OBJECT)
             .context("loading the eBPF object")?;
@@ -141,13 +111,16 @@ impl Probe {
         if set == ProgramSet::Profiler {
             fill_free_slots(&mut ebpf, thread_slots)?;
         }
-        for attachment in attachments {
-            attach(&mut ebpf, &aya_btf, attachment)?;
+        let mut chosen = ChosenHooks::new();
+        for (signal, alternatives) in usable {
+            let name = attach_first(&mut ebpf, &aya_btf, &btf, signal, &alternatives)?;
+            chosen.insert(signal.name.to_string(), name.to_string());
         }
         Ok(Probe {
             ebpf,
             thread_slots,
             syscall_sample_every,
+            hooks: chosen,
         })
     }
 }
@@ -208,22 +181,99 @@ impl Probe {
     }
 }
 
-fn attach(ebpf: &mut Ebpf, btf: &aya::Btf, attachment: &Attachment) -> Result<()> {
-    let Attachment {
-        program: name,
-        tracepoint,
-        ..
-    } = *attachment;
-    let program: &mut BtfTracePoint = ebpf
+/// Attaches the first of `alternatives` that the kernel accepts; an alternative that fails
+/// half-way is unloaded before the next is tried. Returns its name.
+fn attach_first(
+    ebpf: &mut Ebpf,
+    aya_btf: &aya::Btf,
+    btf: &crate::btf::Btf,
+    signal: &Signal,
+    alternatives: &[&Alternative],
+) -> Result<&'static str> {
+    let mut refusals = Vec::new();
+    for alternative in alternatives {
+        let programs: Vec<&Program> = alternative
+            .programs
+            .iter()
+            .filter(|p| p.required || has_point(btf, p.point))
+            .collect();
+        let mut attached = Vec::new();
+        let outcome = programs.iter().try_for_each(|program| {
+            attached.push(program.name);
+            attach(ebpf, aya_btf, program)
+        });
+        match outcome {
+            Ok(()) => return Ok(alternative.name),
+            Err(error) => {
+                for name in attached {
+                    unload(ebpf, name);
+                }
+                refusals.push(format!("{}: {error:#}", alternative.name));
+            }
+        }
+    }
+    Err(PreflightError::HooksRefused {
+        signal: signal.name.to_string(),
+        refusals,
+    }
+    .into())
+}
+
+fn attach(ebpf: &mut Ebpf, btf: &aya::Btf, program: &Program) -> Result<()> {
+    let name = program.name;
+    let found = ebpf
         .program_mut(name)
-        .with_context(|| format!("program {name} missing from the eBPF object"))?
-        .try_into()
-        .with_context(|| format!("program {name} is not a BTF tracepoint"))?;
-    program
-        .load(tracepoint, btf)
-        .with_context(|| format!("the kernel refused program {name} (tracepoint {tracepoint})"))?;
-    program
-        .attach()
-        .with_context(|| format!("attaching {name} to tracepoint {tracepoint}"))?;
+        .with_context(|| format!("program {name} missing from the eBPF object"))?;
+    match program.point {
+        HookPoint::Tracepoint { name: point, .. } => {
+            let loaded: &mut BtfTracePoint = found
+                .try_into()
+                .with_context(|| format!("program {name} is not a BTF tracepoint"))?;
+            loaded.load(point, btf).with_context(|| {
+                format!("the kernel refused program {name} ({})", program.point)
+            })?;
+            loaded
+                .attach()
+                .with_context(|| format!("attaching {name} ({})", program.point))?;
+        }
+        HookPoint::FExit { function } => {
+            let loaded: &mut FExit = found
+                .try_into()
+                .with_context(|| format!("program {name} is not an fexit program"))?;
+            loaded.load(function, btf).with_context(|| {
+                format!("the kernel refused program {name} ({})", program.point)
+            })?;
+            loaded
+                .attach()
+                .with_context(|| format!("attaching {name} ({})", program.point))?;
+        }
+        HookPoint::KProbe { function } | HookPoint::KRetProbe { function } => {
+            let loaded: &mut KProbe = found
+                .try_into()
+                .with_context(|| format!("program {name} is not a kprobe"))?;
+            // One program serves several functions: it is loaded at its first.
+            if loaded.fd().is_err() {
+                loaded
+                    .load()
+                    .with_context(|| format!("the kernel refused program {name}"))?;
+            }
+            loaded
+                .attach(function, 0)
+                .with_context(|| format!("attaching {name} ({})", program.point))?;
+        }
+    }
     Ok(())
+}
+
+/// Detaches and unloads `name`, whatever its type; used to back out of a refused alternative.
+fn unload(ebpf: &mut Ebpf, name: &str) {
+    let Some(program) = ebpf.program_mut(name) else {
+        return;
+    };
+    let _ = match program {
+        aya::programs::Program::BtfTracePoint(p) => p.unload(),
+        aya::programs::Program::FExit(p) => p.unload(),
+        aya::programs::Program::KProbe(p) => p.unload(),
+        _ => Ok(()),
+    };
 }

@@ -26,5 +26,10 @@ pub fn kernel_offsets(btf: &Btf) -> Result<KernelOffsets> {
         task_sum_exec_runtime: field("task_struct", "se")?
             + field("sched_entity", "sum_exec_runtime")?,
         binprm_interp: field("linux_binprm", "interp")?,
+        socket_sk: field("socket", "sk")?,
+        // Renamed in 5.14 so that code reading it unawares would not compile.
+        task_state: btf
+            .member_offset("task_struct", "__state")
+            .map_or_else(|| field("task_struct", "state"), Ok)?,
     })
 }

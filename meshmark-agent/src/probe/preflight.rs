@@ -3,7 +3,7 @@
 
 use std::{fmt, fs, path::Path};
 
-use super::Attachment;
+use super::hooks::{candidates, Alternative, Signal};
 use crate::btf::Btf;
 
 /// Where the kernel publishes its own BTF.
@@ -23,8 +23,16 @@ pub enum PreflightError {
     },
     /// The kernel publishes no BTF.
     NoBtf { detail: String },
-    /// Tracepoints the profiler needs are absent from the kernel's BTF.
-    MissingTracepoints(Vec<String>),
+    /// Signals for which the kernel has none of the hooks: one line per signal, saying what each
+    /// alternative lacks.
+    MissingHooks(Vec<String>),
+    /// The hook `--hook` asked for is not in this kernel.
+    HookUnavailable(String),
+    /// The kernel listed hooks for a signal but refused every one at load or attach.
+    HooksRefused {
+        signal: String,
+        refusals: Vec<String>,
+    },
 }
 
 impl fmt::Display for PreflightError {
@@ -53,12 +61,26 @@ impl fmt::Display for PreflightError {
                  it needs a kernel built with CONFIG_DEBUG_INFO_BTF=y (standard on current \
                  distribution kernels; check that {VMLINUX_BTF} exists)."
             ),
-            PreflightError::MissingTracepoints(names) => write!(
+            PreflightError::HookUnavailable(why) => write!(
                 f,
-                "the kernel lacks the tracepoints {} (no btf_trace_<name> in its BTF).\n  \
-                 meshmark needs Linux 5.19 or later for sock_send_length/sock_recv_length; \
-                 upgrade the kernel.",
-                names.join(", ")
+                "{why}.\n  Leave --hook out to use the best hook the kernel has (the profile's \
+                 `hooks` says which)."
+            ),
+            PreflightError::HooksRefused { signal, refusals } => write!(
+                f,
+                "the kernel refused every hook for {signal}:\n  {}\n  \
+                 Its BTF lists them, but loading or attaching failed: kprobes or BPF \
+                 trampolines (fexit) may be disabled in this kernel, or lockdown may forbid \
+                 them; see docs/how-it-measures.md for the hooks of each signal.",
+                refusals.join("\n  ")
+            ),
+            PreflightError::MissingHooks(lines) => write!(
+                f,
+                "this kernel has none of the hooks for {} signal(s):\n  {}\n  \
+                 meshmark needs Linux 5.15 or later built with BTF (CONFIG_DEBUG_INFO_BTF=y); \
+                 on an older or trimmed kernel, upgrade it.",
+                lines.len(),
+                lines.join("\n  ")
             ),
         }
     }
@@ -94,9 +116,12 @@ pub fn missing_capabilities(cap_eff: u64) -> Vec<&'static str> {
         .collect()
 }
 
-/// Runs the privilege check, then reads the kernel's BTF and checks the tracepoint of every
-/// attachment. Returns the parsed BTF for the loader to take offsets from.
-pub fn check(attachments: &[Attachment]) -> Result<Btf, PreflightError> {
+/// The BTF and, per signal, the hooks the kernel has, best first.
+pub type Checked<'s> = (Btf, Vec<(&'s Signal, Vec<&'s Alternative>)>);
+
+/// Runs the privilege check, then reads the kernel's BTF and picks, for every signal, the hooks
+/// the kernel has. Returns the parsed BTF for the loader to take offsets from.
+pub fn check(signals: &[Signal]) -> Result<Checked<'_>, PreflightError> {
     let missing = missing_capabilities(effective_capabilities());
     if !missing.is_empty() {
         let root = unsafe { libc::geteuid() } == 0;
@@ -110,23 +135,8 @@ pub fn check(attachments: &[Attachment]) -> Result<Btf, PreflightError> {
     let btf = Btf::from_sys_fs().map_err(|e| PreflightError::NoBtf {
         detail: e.to_string(),
     })?;
-    let absent = missing_tracepoints(&btf, attachments);
-    if !absent.is_empty() {
-        return Err(PreflightError::MissingTracepoints(absent));
-    }
-    Ok(btf)
-}
-
-/// Tracepoints that are absent or take fewer arguments than their programs need.
-fn missing_tracepoints(btf: &Btf, attachments: &[Attachment]) -> Vec<String> {
-    attachments
-        .iter()
-        .filter(|a| {
-            btf.tracepoint_arg_count(a.tracepoint)
-                .is_none_or(|n| n < a.args)
-        })
-        .map(|a| a.tracepoint.to_string())
-        .collect()
+    let usable = candidates(signals, &btf).map_err(PreflightError::MissingHooks)?;
+    Ok((btf, usable))
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ fn close(actual: f64, expected: f64) -> bool {
     (actual - expected).abs() < 1e-9
 }
 
-/// The spec's worked example, the application split over two processes, plus a busy `node`
+/// The worked example of docs/formula.md, the application split over two processes, plus a busy `node`
 /// process that must not count.
 fn worked_example() -> Vec<ProcessSample> {
     [
