@@ -12,8 +12,8 @@ use std::{collections::BTreeMap, time::Duration};
 use serde::{de::DeserializeOwned, Deserialize};
 
 use super::{
-    console::Guest,
-    expect::Hooks,
+    console::{Guest, Window},
+    expect::{Hooks, Run},
     guest::{Kind, WORKLOADS},
 };
 
@@ -113,8 +113,8 @@ impl Checks {
     }
 }
 
-/// Runs every check on one guest's output.
-pub fn run(guest: &Guest, hooks: &Hooks, window: Duration) -> Checks {
+/// Runs every check on one guest's output: it finished, and each of `runs` passes.
+pub fn run(guest: &Guest, runs: &[Run], window: Duration) -> Checks {
     let mut checks = Checks::default();
     checks.add(
         "guest finished its script",
@@ -129,13 +129,38 @@ pub fn run(guest: &Guest, hooks: &Hooks, window: Duration) -> Checks {
             )
         },
     );
+    for run in runs {
+        let Some(output) = guest.window(run.name) else {
+            checks.add(
+                format!("{}: window ran", run.name),
+                false,
+                "the guest never started this window",
+            );
+            continue;
+        };
+        for mut check in check_window(output, &run.hooks, window).0 {
+            check.what = format!("{}: {}", run.name, check.what);
+            checks.0.push(check);
+        }
+    }
+    checks
+}
+
+/// The checks of one profile window.
+fn check_window(guest: &Window, hooks: &Hooks, window: Duration) -> Checks {
+    let mut checks = Checks::default();
     checks.add(
         "agent exited 0",
         guest.agent_status == Some(0),
         format!(
-            "exit status {:?}; its stderr: {}",
+            "exit status {:?}; its stderr: {}{}",
             guest.agent_status,
-            guest.agent_stderr.join(" | ")
+            guest.agent_stderr.join(" | "),
+            if guest.notes.is_empty() {
+                String::new()
+            } else {
+                format!("; notes: {:?}", guest.notes)
+            }
         ),
     );
     // Workloads that outlast the window fail the byte checks below; this says why.
@@ -343,6 +368,11 @@ mod tests {
     use super::*;
     use crate::kernels::{console::Truth, expect::MATRIX};
 
+    /// 6.1's first window: fexit for socket bytes.
+    fn chosen() -> &'static [Run] {
+        &MATRIX[0].runs[..1]
+    }
+
     const WINDOW: Duration = Duration::from_secs(25);
 
     fn process(pid: u32, net: [u64; 4], syscalls: u64, cpu_ns: u64) -> serde_json::Value {
@@ -409,11 +439,15 @@ mod tests {
                 process(18, [0, 0, 0, 0], 9, 210_000_000),
             ],
         });
-        let guest = Guest {
+        let window = Window {
             ready_at: Some(10.0),
             workloads_done_at: Some(16.0),
             agent_status: Some(0),
             truths,
+            ..Window::default()
+        };
+        let guest = Guest {
+            windows: vec![("chosen".to_owned(), window)],
             ended: true,
             ..Guest::default()
         };
@@ -421,8 +455,8 @@ mod tests {
     }
 
     fn failures(guest: &mut Guest, profile: &serde_json::Value) -> Vec<String> {
-        guest.profile = Some(profile.to_string());
-        run(guest, &MATRIX[0].hooks, WINDOW)
+        guest.windows[0].1.profile = Some(profile.to_string());
+        run(guest, chosen(), WINDOW)
             .failed()
             .map(|c| format!("{}: {}", c.what, c.detail))
             .collect()
@@ -448,12 +482,12 @@ mod tests {
         profile["dropped"] = json!({"ring_full": 3});
         let found = failures(&mut guest, &profile);
         let expected = [
-            "hook for socket_bytes: expected \"fexit\", found \"tracepoint\"",
-            "nothing dropped: dropped: {\"ring_full\": 3}",
-            "tcp server: loopback rx bytes: expected 7, found 6",
-            "unix client: no bytes under another kind",
-            "burn: CPU time present and plausible: profile 0 ns",
-            "syscalls: sends-4000 minus sends-2000: expected a difference of exactly 2000, \
+            "chosen: hook for socket_bytes: expected \"fexit\", found \"tracepoint\"",
+            "chosen: nothing dropped: dropped: {\"ring_full\": 3}",
+            "chosen: tcp server: loopback rx bytes: expected 7, found 6",
+            "chosen: unix client: no bytes under another kind",
+            "chosen: burn: CPU time present and plausible: profile 0 ns",
+            "chosen: syscalls: sends-4000 minus sends-2000: expected a difference of exactly 2000, \
              found 4064 - 2063 = 2001",
         ];
         assert_eq!(found.len(), expected.len(), "{found:#?}");
@@ -470,15 +504,16 @@ mod tests {
         assert_eq!(found.len(), 3, "{found:#?}");
         assert!(found[0].contains("the profile has no `hooks` object"));
 
-        guest.agent_status = Some(2);
-        guest.profile = Some(String::new());
-        let checks = run(&guest, &MATRIX[0].hooks, WINDOW);
+        guest.windows[0].1.agent_status = Some(2);
+        guest.windows[0].1.profile = Some(String::new());
+        let checks = run(&guest, MATRIX[0].runs, WINDOW);
         let found: Vec<&str> = checks.failed().map(|c| c.what.as_str()).collect();
         assert_eq!(
             found,
             [
-                "agent exited 0",
-                "a profile was written (every program loaded and attached)"
+                "chosen: agent exited 0",
+                "chosen: a profile was written (every program loaded and attached)",
+                "kretprobe: window ran",
             ]
         );
     }
@@ -486,9 +521,9 @@ mod tests {
     #[test]
     fn workloads_that_outlast_the_window_are_named() {
         let (mut guest, profile) = passing_guest();
-        guest.workloads_done_at = Some(40.0);
+        guest.windows[0].1.workloads_done_at = Some(40.0);
         let found = failures(&mut guest, &profile);
         assert_eq!(found.len(), 1, "{found:#?}");
-        assert!(found[0].starts_with("workloads ran inside the window"));
+        assert!(found[0].starts_with("chosen: workloads ran inside the window"));
     }
 }

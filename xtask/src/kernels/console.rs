@@ -14,13 +14,10 @@ pub struct Truth {
     pub status: Option<i32>,
 }
 
-/// Everything the guest printed between markers.
+/// One profile window's results (init.sh's `profile_window`).
 #[derive(Debug, Default)]
-pub struct Guest {
-    /// `uname -r` in the guest.
-    pub release: Option<String>,
+pub struct Window {
     /// Seconds since the guest's boot (`/proc/uptime`) at each step.
-    pub up_at: Option<f64>,
     pub ready_at: Option<f64>,
     pub workloads_done_at: Option<f64>,
     pub agent_done_at: Option<f64>,
@@ -32,8 +29,38 @@ pub struct Guest {
     pub profile: Option<String>,
     /// `note ...` markers: things init found wrong along the way.
     pub notes: Vec<String>,
+}
+
+/// Everything the guest printed between markers.
+#[derive(Debug, Default)]
+pub struct Guest {
+    /// `uname -r` in the guest.
+    pub release: Option<String>,
+    /// Guest uptime when `/init` started.
+    pub up_at: Option<f64>,
+    /// The windows by run name, in the order they ran.
+    pub windows: Vec<(String, Window)>,
+    /// Notes from before the first window.
+    pub notes: Vec<String>,
     /// The last marker came: the guest finished its script.
     pub ended: bool,
+}
+
+impl Guest {
+    pub fn window(&self, run: &str) -> Option<&Window> {
+        self.windows
+            .iter()
+            .find(|(name, _)| name == run)
+            .map(|(_, w)| w)
+    }
+
+    /// The window being printed; markers before any `run` marker go to one named "".
+    fn current(&mut self) -> &mut Window {
+        if self.windows.is_empty() {
+            self.windows.push((String::new(), Window::default()));
+        }
+        &mut self.windows.last_mut().expect("one window at least").1
+    }
 }
 
 enum Section {
@@ -61,14 +88,14 @@ pub fn parse(console: &str) -> Guest {
         match &section {
             Section::None => {}
             Section::Truth(name) => {
-                let truth = guest.truths.entry(name.clone()).or_default();
+                let truth = guest.current().truths.entry(name.clone()).or_default();
                 if truth.line.is_none() && !line.trim().is_empty() {
                     truth.line = Some(line.trim().to_owned());
                 }
             }
-            Section::Stderr => guest.agent_stderr.push(line.to_owned()),
+            Section::Stderr => guest.current().agent_stderr.push(line.to_owned()),
             Section::Profile => {
-                let profile = guest.profile.get_or_insert_with(String::new);
+                let profile = guest.current().profile.get_or_insert_with(String::new);
                 profile.push_str(line);
                 profile.push('\n');
             }
@@ -93,27 +120,31 @@ fn read_marker(guest: &mut Guest, marker: &str) -> Section {
             guest.release = rest.split_whitespace().next().map(str::to_owned);
             guest.up_at = at();
         }
-        "agent-ready" => guest.ready_at = at(),
-        "workloads-done" => guest.workloads_done_at = at(),
+        "run" => guest.windows.push((rest.to_owned(), Window::default())),
+        "agent-ready" => guest.current().ready_at = at(),
+        "workloads-done" => guest.current().workloads_done_at = at(),
         "agent-status" => {
-            guest.agent_status = rest.split_whitespace().next().and_then(|s| s.parse().ok());
-            guest.agent_done_at = at();
+            let window = guest.current();
+            window.agent_status = rest.split_whitespace().next().and_then(|s| s.parse().ok());
+            window.agent_done_at = at();
         }
         "truth" => {
-            guest.truths.entry(rest.to_owned()).or_default();
+            guest.current().truths.entry(rest.to_owned()).or_default();
             return Section::Truth(rest.to_owned());
         }
         "truth-status" => {
             if let Some((name, status)) = rest.rsplit_once(' ') {
-                guest.truths.entry(name.to_owned()).or_default().status = status.parse().ok();
+                let truth = guest.current().truths.entry(name.to_owned()).or_default();
+                truth.status = status.parse().ok();
             }
         }
         "agent-stderr" => return Section::Stderr,
         "profile" => {
-            guest.profile.get_or_insert_with(String::new);
+            guest.current().profile.get_or_insert_with(String::new);
             return Section::Profile;
         }
-        "note" => guest.notes.push(rest.to_owned()),
+        "note" if guest.windows.is_empty() => guest.notes.push(rest.to_owned()),
+        "note" => guest.current().notes.push(rest.to_owned()),
         "end" => guest.ended = true,
         _ => {}
     }
@@ -141,6 +172,8 @@ mod tests {
     const CONSOLE: &str = "\
 SeaBIOS noise
 Probing EDD (edd=off to disable)... o\x1bc\x1b[2Jk=== meshmark-guest-up 6.12.117+deb12-cloud-amd64 at 1.83 ===
+=== meshmark-note lo not up ===
+=== meshmark-run chosen ===
 === meshmark-agent-ready at 9.50 ===
 === meshmark-truth tcp ===
 {\"server\":{\"pid\":80}}
@@ -161,6 +194,13 @@ meshmark-agent: profiling for 30s
 }
 
 === meshmark-profile-end ===
+=== meshmark-run kretprobe ===
+=== meshmark-note the agent exited before it started profiling ===
+=== meshmark-agent-ready at 50.00 ===
+=== meshmark-agent-status 1 at 55.00 ===
+=== meshmark-profile ===
+
+=== meshmark-profile-end ===
 === meshmark-dmesg-tail ===
 [    0.000000] Linux version
 === meshmark-end ===
@@ -171,32 +211,45 @@ meshmark-agent: profiling for 30s
         let guest = parse(CONSOLE);
         assert_eq!(guest.release.as_deref(), Some("6.12.117+deb12-cloud-amd64"));
         assert_eq!(guest.up_at, Some(1.83));
-        assert_eq!(guest.ready_at, Some(9.5));
-        assert_eq!(guest.workloads_done_at, Some(20.25));
-        assert_eq!(guest.agent_done_at, Some(41.0));
-        assert_eq!(guest.agent_status, Some(0));
+        assert_eq!(guest.notes, ["lo not up"]);
+        let names: Vec<&str> = guest.windows.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["chosen", "kretprobe"]);
+
+        let chosen = guest.window("chosen").unwrap();
+        assert_eq!(chosen.ready_at, Some(9.5));
+        assert_eq!(chosen.workloads_done_at, Some(20.25));
+        assert_eq!(chosen.agent_done_at, Some(41.0));
+        assert_eq!(chosen.agent_status, Some(0));
         assert_eq!(
-            guest.truths["tcp"],
+            chosen.truths["tcp"],
             Truth {
                 line: Some("{\"server\":{\"pid\":80}}".into()),
                 status: Some(0)
             }
         );
-        assert_eq!(guest.truths["burn"].line.as_deref(), Some("{\"pid\":90}"));
-        assert_eq!(guest.truths["burn"].status, Some(1));
-        assert_eq!(guest.notes, ["bpffs not mounted"]);
-        assert_eq!(guest.agent_stderr, ["meshmark-agent: profiling for 30s"]);
+        assert_eq!(chosen.truths["burn"].line.as_deref(), Some("{\"pid\":90}"));
+        assert_eq!(chosen.truths["burn"].status, Some(1));
+        assert_eq!(chosen.notes, ["bpffs not mounted"]);
+        assert_eq!(chosen.agent_stderr, ["meshmark-agent: profiling for 30s"]);
         let profile: serde_json::Value =
-            serde_json::from_str(guest.profile.as_deref().unwrap()).unwrap();
+            serde_json::from_str(chosen.profile.as_deref().unwrap()).unwrap();
         assert_eq!(profile["schema"], "meshmark.profile/v1");
+
+        let kretprobe = guest.window("kretprobe").unwrap();
+        assert_eq!(kretprobe.agent_status, Some(1));
+        assert_eq!(kretprobe.profile.as_deref().map(str::trim), Some(""));
+        assert!(kretprobe.truths.is_empty());
+        assert_eq!(
+            kretprobe.notes,
+            ["the agent exited before it started profiling"]
+        );
         assert!(guest.ended);
     }
 
     #[test]
     fn a_guest_that_died_early_has_no_results() {
         let guest = parse("=== meshmark-guest-up 6.1.0-56-cloud-amd64 at 2.0 ===\nKernel panic\n");
-        assert!(guest.truths.is_empty());
-        assert_eq!(guest.profile, None);
+        assert!(guest.windows.is_empty());
         assert!(!guest.ended);
     }
 }

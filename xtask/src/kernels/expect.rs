@@ -1,9 +1,11 @@
 //! The matrix itself, in one table: which Debian kernel series boot, how their packages are named,
-//! and which hook the agent must choose for each signal on them. The hooks follow from what each
-//! kernel's BTF has (see issue 8), never from the version number: 6.1 lacks the
-//! `sock_send_length`/`sock_recv_length` tracepoints (6.3+), so socket bytes come from fexit;
-//! both have the four-argument `sched_switch` (5.18+) and neither has `group_dead` in
-//! `sched_process_exit` (6.16+).
+//! and, for each profile window the guest runs, the `--hook` it forces and the hook the agent must
+//! then report for each signal. The hooks follow from what each kernel's BTF has (see issue 8),
+//! never from the version number: 6.1 lacks the `sock_send_length`/`sock_recv_length`
+//! tracepoints (6.3+), so socket bytes come from fexit; both have the four-argument
+//! `sched_switch` (5.18+) and neither has `group_dead` in `sched_process_exit` (6.16+). The
+//! forced windows run the socket-byte fallbacks that the development kernel cannot attach
+//! (fexit, kretprobe), each against the same exact byte counts.
 
 /// The hook the profile's `hooks` object must name for each signal.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,6 +26,16 @@ impl Hooks {
     }
 }
 
+/// One profile window in the guest, around all the workloads.
+#[derive(Debug)]
+pub struct Run {
+    /// Names the window in markers and messages.
+    pub name: &'static str,
+    /// The agent's `--hook` value, if the window forces one.
+    pub force: Option<&'static str>,
+    pub hooks: Hooks,
+}
+
 /// One kernel series of the matrix. Its packages are named `<prefix><n><suffix>`; the newest `n`
 /// that apt knows is the one tested.
 #[derive(Debug)]
@@ -32,7 +44,8 @@ pub struct Series {
     pub name: &'static str,
     pub prefix: &'static str,
     pub suffix: &'static str,
-    pub hooks: Hooks,
+    /// The windows, in the order the guest runs them; the first chooses its hooks itself.
+    pub runs: &'static [Run],
 }
 
 pub const MATRIX: &[Series] = &[
@@ -40,21 +53,60 @@ pub const MATRIX: &[Series] = &[
         name: "6.1",
         prefix: "linux-image-6.1.0-",
         suffix: "-cloud-amd64-unsigned",
-        hooks: Hooks {
-            cpu: "sched_switch/4",
-            socket_bytes: "fexit",
-            process_exit: "sched_process_exit/1",
-        },
+        runs: &[
+            Run {
+                name: "chosen",
+                force: None,
+                hooks: Hooks {
+                    cpu: "sched_switch/4",
+                    socket_bytes: "fexit",
+                    process_exit: "sched_process_exit/1",
+                },
+            },
+            Run {
+                name: "kretprobe",
+                force: Some("socket_bytes=kretprobe"),
+                hooks: Hooks {
+                    cpu: "sched_switch/4",
+                    socket_bytes: "kretprobe",
+                    process_exit: "sched_process_exit/1",
+                },
+            },
+        ],
     },
     Series {
         name: "6.12",
         prefix: "linux-image-6.12.",
         suffix: "+deb12-cloud-amd64-unsigned",
-        hooks: Hooks {
-            cpu: "sched_switch/4",
-            socket_bytes: "tracepoint",
-            process_exit: "sched_process_exit/1",
-        },
+        runs: &[
+            Run {
+                name: "chosen",
+                force: None,
+                hooks: Hooks {
+                    cpu: "sched_switch/4",
+                    socket_bytes: "tracepoint",
+                    process_exit: "sched_process_exit/1",
+                },
+            },
+            Run {
+                name: "fexit",
+                force: Some("socket_bytes=fexit"),
+                hooks: Hooks {
+                    cpu: "sched_switch/4",
+                    socket_bytes: "fexit",
+                    process_exit: "sched_process_exit/1",
+                },
+            },
+            Run {
+                name: "kretprobe",
+                force: Some("socket_bytes=kretprobe"),
+                hooks: Hooks {
+                    cpu: "sched_switch/4",
+                    socket_bytes: "kretprobe",
+                    process_exit: "sched_process_exit/1",
+                },
+            },
+        ],
     },
 ];
 
@@ -113,6 +165,18 @@ mod tests {
             Some("linux-image-6.12.117+deb12-cloud-amd64-unsigned")
         );
         assert_eq!(v61.newest([]), None);
+    }
+
+    #[test]
+    fn each_kernel_first_chooses_by_itself_then_forces_only_socket_bytes() {
+        for series in MATRIX {
+            assert_eq!(series.runs[0].force, None, "{}", series.name);
+            for run in &series.runs[1..] {
+                let forced = run.force.unwrap();
+                assert_eq!(forced, format!("socket_bytes={}", run.hooks.socket_bytes));
+                assert_eq!(forced.split_once('=').unwrap().1, run.name);
+            }
+        }
     }
 
     #[test]

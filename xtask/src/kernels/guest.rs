@@ -6,7 +6,7 @@ use std::{fs, path::Path, time::Duration};
 
 use anyhow::{Context as _, Result};
 
-use super::{binaries::Binaries, cpio::Archive};
+use super::{binaries::Binaries, cpio::Archive, expect::Run};
 
 /// Where busybox lives in the host (Debian's busybox-static).
 pub const BUSYBOX: &str = "/bin/busybox";
@@ -71,16 +71,25 @@ pub const WORKLOADS: &[Workload] = &[
     },
 ];
 
-/// `/init` for a profile window of `window`, waiting at most `ready` for the agent to start it.
-pub fn init_script(window: Duration, ready: Duration) -> String {
+/// `/init` that runs one profile window of `window` per run, each around all the workloads,
+/// waiting at most `ready` for the agent to start each.
+pub fn init_script(runs: &[Run], window: Duration, ready: Duration) -> String {
     let workloads: Vec<String> = WORKLOADS
         .iter()
-        .map(|w| format!("run_workload {} {}", w.name, w.args))
+        .map(|w| format!("    run_workload {} {}", w.name, w.args))
+        .collect();
+    let runs: Vec<String> = runs
+        .iter()
+        .map(|run| match run.force {
+            None => format!("profile_window {}", run.name),
+            Some(hook) => format!("profile_window {} --hook {hook}", run.name),
+        })
         .collect();
     include_str!("init.sh")
         .replace("@DURATION@", &format!("{}s", window.as_secs()))
         .replace("@READY_TENTHS@", &(ready.as_millis() / 100).to_string())
         .replace("@WORKLOADS@", &workloads.join("\n"))
+        .replace("@RUNS@", &runs.join("\n"))
 }
 
 /// Writes the initramfs to `out`: folders, `/dev/console` (init's stdio before devtmpfs is
@@ -107,8 +116,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn init_runs_every_workload_in_one_window() {
-        let init = init_script(Duration::from_secs(40), Duration::from_secs(60));
+    fn init_runs_every_workload_in_each_window() {
+        let runs = crate::kernels::expect::MATRIX[1].runs;
+        let init = init_script(runs, Duration::from_secs(40), Duration::from_secs(60));
         let unfilled = init
             .split('@')
             .skip(1)
@@ -117,8 +127,13 @@ mod tests {
         assert!(init.contains("profile --duration 40s --format json"));
         assert!(init.contains("-ge 600 ]"));
         for w in WORKLOADS {
-            assert!(init.contains(&format!("run_workload {} {}\n", w.name, w.args)));
+            assert!(init.contains(&format!("    run_workload {} {}\n", w.name, w.args)));
         }
+        assert!(init.contains(
+            "\nprofile_window chosen\n\
+             profile_window fexit --hook socket_bytes=fexit\n\
+             profile_window kretprobe --hook socket_bytes=kretprobe\n"
+        ));
     }
 
     #[test]

@@ -1,9 +1,9 @@
 #!/bin/sh
 # /init of the kernel matrix's guest; xtask/src/kernels/guest.rs fills in the fields in capitals.
-# Mounts what the agent reads, starts one profile window, runs the workloads inside it, then
-# prints everything the host checks between `=== meshmark-... ===` markers on the console and
-# powers off. Nothing here may wait forever: the host kills QEMU after a deadline anyway, but a
-# clear marker beats a timeout.
+# Mounts what the agent reads, then for each run starts one profile window, runs the workloads
+# inside it, and prints everything the host checks between `=== meshmark-... ===` markers on the
+# console; then powers off. Nothing here may wait forever: the host kills QEMU after a deadline
+# anyway, but a clear marker beats a timeout.
 export PATH=/bin
 
 marker() { echo "=== meshmark-$* ==="; }
@@ -22,25 +22,6 @@ hostname meshmark-guest
 
 marker "guest-up $(uname -r) at $(uptime_s)"
 
-: >/tmp/agent.err
-/bin/meshmark-agent profile --duration @DURATION@ --format json --output /tmp/profile.json \
-    2>/tmp/agent.err &
-agent=$!
-tenths=0
-until grep -q "profiling for" /tmp/agent.err; do
-    if ! kill -0 "$agent" 2>/dev/null; then
-        marker "note the agent exited before it started profiling"
-        break
-    fi
-    if [ "$tenths" -ge @READY_TENTHS@ ]; then
-        marker "note the agent did not start profiling within @READY_TENTHS@ tenths of a second"
-        break
-    fi
-    sleep 0.1
-    tenths=$((tenths + 1))
-done
-marker "agent-ready at $(uptime_s)"
-
 # One workload: its ground-truth line between markers, then its exit status.
 run_workload() {
     name=$1
@@ -52,19 +33,48 @@ run_workload() {
     marker "truth-status $name $status"
 }
 
-@WORKLOADS@
-marker "workloads-done at $(uptime_s)"
+# One profile window named $1, the agent given the rest of the arguments, around all the
+# workloads; then its results.
+profile_window() {
+    marker "run $1"
+    shift
+    rm -f /tmp/profile.json
+    : >/tmp/agent.err
+    /bin/meshmark-agent profile --duration @DURATION@ --format json --output /tmp/profile.json \
+        "$@" 2>/tmp/agent.err &
+    agent=$!
+    tenths=0
+    until grep -q "profiling for" /tmp/agent.err; do
+        if ! kill -0 "$agent" 2>/dev/null; then
+            marker "note the agent exited before it started profiling"
+            break
+        fi
+        if [ "$tenths" -ge @READY_TENTHS@ ]; then
+            marker "note the agent did not start profiling within @READY_TENTHS@ tenths of a second"
+            kill "$agent"
+            break
+        fi
+        sleep 0.1
+        tenths=$((tenths + 1))
+    done
+    marker "agent-ready at $(uptime_s)"
 
-wait "$agent"
-status=$?
-marker "agent-status $status at $(uptime_s)"
-marker "agent-stderr"
-cat /tmp/agent.err
-marker "agent-stderr-end"
-marker "profile"
-cat /tmp/profile.json 2>/dev/null
-echo
-marker "profile-end"
+@WORKLOADS@
+    marker "workloads-done at $(uptime_s)"
+
+    wait "$agent"
+    status=$?
+    marker "agent-status $status at $(uptime_s)"
+    marker "agent-stderr"
+    cat /tmp/agent.err
+    marker "agent-stderr-end"
+    marker "profile"
+    cat /tmp/profile.json 2>/dev/null
+    echo
+    marker "profile-end"
+}
+
+@RUNS@
 marker "dmesg-tail"
 dmesg | tail -n 30
 marker "end"
