@@ -155,3 +155,33 @@ fn only_deb(dir: &Path) -> Result<PathBuf> {
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::expect::MATRIX;
+
+    #[test]
+    fn the_newest_complete_cached_kernel_is_the_fallback() {
+        let root = std::env::temp_dir().join(format!("xtask-kernels-{}", std::process::id()));
+        let cached = |name: &str, complete: bool| {
+            let dir = root.join(name);
+            fs::create_dir_all(&dir).unwrap();
+            if complete {
+                fs::write(dir.join("vmlinuz"), b"").unwrap();
+            }
+        };
+        assert_eq!(newest_cached(&root, &MATRIX[0]).unwrap(), None);
+        cached("linux-image-6.1.0-9-cloud-amd64-unsigned", true);
+        cached("linux-image-6.1.0-50-cloud-amd64-unsigned", true);
+        // A download that stopped before vmlinuz was renamed into place.
+        cached("linux-image-6.1.0-56-cloud-amd64-unsigned", false);
+        cached("linux-image-6.12.117+deb12-cloud-amd64-unsigned", true);
+        let found = newest_cached(&root, &MATRIX[0]).unwrap();
+        fs::remove_dir_all(&root).unwrap();
+        assert_eq!(
+            found.as_deref(),
+            Some("linux-image-6.1.0-50-cloud-amd64-unsigned")
+        );
+    }
+}

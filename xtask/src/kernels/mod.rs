@@ -264,3 +264,15 @@ fn skip(required: bool, reason: &str) -> Result<()> {
     eprintln!("kernels: SKIPPED: {reason}");
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_piece_fails_only_when_required() {
+        assert!(skip(false, "no qemu").is_ok());
+        let error = skip(true, "no qemu").unwrap_err().to_string();
+        assert!(error.contains("no qemu") && error.contains("MESHMARK_REQUIRE_BPF=1"));
+    }
+}
