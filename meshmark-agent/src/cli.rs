@@ -22,8 +22,9 @@ use crate::{
 pub const EXIT_PREFLIGHT: u8 = 2;
 
 /// `--thread-slots`: more slots than thread ids are never needed, and Linux's largest pid_max
-/// is 2^22 (`PID_MAX_LIMIT`); the bound also keeps a round-up to a power of two within u32.
-pub const THREAD_SLOTS_RANGE: std::ops::RangeInclusive<i64> = 1..=(1 << 22);
+/// is 2^22 (`PID_MAX_LIMIT`).
+pub const THREAD_SLOTS_RANGE: std::ops::RangeInclusive<i64> =
+    1..=(meshmark_common::PID_MAX_LIMIT as i64);
 /// `--syscall-sample`, in `profile` and `attach`; a saved profile's `syscall_sample_every` is
 /// checked against the same bounds.
 pub const SYSCALL_SAMPLE_RANGE: std::ops::RangeInclusive<i64> =

@@ -6,19 +6,7 @@
 //! `collect` know about aya; everything after them works on plain data.
 
 pub mod btf;
-// collect/probe: lints applied by the rewrite in progress
-#[allow(
-    clippy::cast_possible_truncation,
-    clippy::cast_sign_loss,
-    clippy::cast_possible_wrap
-)]
 pub mod collect;
-// collect/probe: lints applied by the rewrite in progress
-#[allow(
-    clippy::cast_possible_truncation,
-    clippy::cast_sign_loss,
-    clippy::cast_possible_wrap
-)]
 pub mod probe;
 pub mod role;
 pub mod snapshot;

@@ -16,7 +16,7 @@ use crate::snapshot::{
 };
 
 /// Largest process id Linux hands out (`PID_MAX_LIMIT` on 64-bit kernels).
-pub const MAX_PID: u32 = 1 << 22;
+pub const MAX_PID: u32 = meshmark_common::PID_MAX_LIMIT;
 /// Most CPUs a Linux kernel can be built for (`CONFIG_NR_CPUS` tops out at 8192).
 pub const MAX_CPUS: u32 = 8192;
 

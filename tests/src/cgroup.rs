@@ -92,11 +92,15 @@ impl Pod {
         &self.containers
     }
 
-    /// Makes `dir`; a shared level that exists already is used as it is.
+    /// Makes `dir`; a shared level that exists already is used as it is, and this pod still
+    /// tries to remove it when it goes: the last pod to go under it removes it, whichever
+    /// pod made it.
     fn make(&mut self, dir: &Path, shared: Shared) {
         match fs::create_dir(dir) {
             Ok(()) => self.created.push((dir.to_owned(), shared)),
-            Err(err) if err.kind() == ErrorKind::AlreadyExists && shared == Shared::Yes => {}
+            Err(err) if err.kind() == ErrorKind::AlreadyExists && shared == Shared::Yes => {
+                self.created.push((dir.to_owned(), shared));
+            }
             Err(err) => panic!("creating cgroup {}: {err}", dir.display()),
         }
     }
@@ -124,8 +128,9 @@ impl Drop for Pod {
             }
             match fs::remove_dir(dir) {
                 Ok(()) => {}
-                // Another pod was made under this level meanwhile; its own guard leaves it too.
+                // Another pod is still under this level: the last one to go removes it.
                 Err(err) if *shared == Shared::Yes && err.raw_os_error() == Some(libc::EBUSY) => {}
+                Err(err) if *shared == Shared::Yes && err.kind() == ErrorKind::NotFound => {}
                 Err(err) => problems.push(format!("removing {}: {err}", dir.display())),
             }
         }

@@ -22,6 +22,7 @@ pub mod child;
 pub mod gate;
 pub mod lab;
 pub mod lookup;
+pub mod meshlab;
 pub mod netns;
 pub mod pidspace;
 pub mod procfs;

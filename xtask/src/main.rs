@@ -12,6 +12,7 @@ mod bench;
 mod build;
 mod exec;
 mod kernels;
+mod lab;
 mod run;
 mod setup;
 mod test;
@@ -60,6 +61,9 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<OsString>,
     },
+    /// Set up, build, then run the mesh lab: pods of nginx with and without a haproxy sidecar,
+    /// loaded by wrk and profiled by meshmark, side by side (needs root).
+    Lab(lab::LabArgs),
 }
 
 /// Errors print as one line of causes: each step adds what it was doing.
@@ -80,6 +84,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Run { args } => return run::run(&ws, &args),
         Command::Bench(args) => bench::run(&ws, &args)?,
         Command::Kernels => kernels::run(&ws)?,
+        Command::Lab(args) => return lab::run(&ws, &args),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -125,9 +125,9 @@ impl Profiler {
             window: Window {
                 start: rfc3339(start.0),
                 end: rfc3339(end.0),
-                duration_ns: end.1.duration_since(start.1).as_nanos() as u64,
+                duration_ns: crate::probe::saturating_ns(end.1.duration_since(start.1)),
             },
-            ncpu: self.online_cpus.len() as u32,
+            ncpu: u32::try_from(self.online_cpus.len()).unwrap_or(u32::MAX),
             idle_ns: window.idle_ns,
             syscall_sample_every: self.syscall_sample_every,
             processes,
@@ -231,7 +231,9 @@ impl Profiler {
         if self.syscall_sample_every <= 1 || c.timed_syscalls == 0 {
             return c.syscall_ns;
         }
-        (u128::from(c.syscall_ns) * u128::from(c.syscalls) / u128::from(c.timed_syscalls)) as u64
+        let scaled =
+            u128::from(c.syscall_ns) * u128::from(c.syscalls) / u128::from(c.timed_syscalls);
+        u64::try_from(scaled).unwrap_or(u64::MAX)
     }
 
     /// Idle nanoseconds of all CPUs since the previous call.

@@ -29,9 +29,13 @@ unsafe impl Send for ThreadTable {}
 
 impl ThreadTable {
     pub fn map(map: MapData, slots: u32) -> Result<ThreadTable> {
-        let slots = slots as usize;
-        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
-        let len_bytes = (slots * size_of::<ThreadSlot>()).div_ceil(page) * page;
+        let slots = usize::try_from(slots)?;
+        // SAFETY: sysconf has no preconditions; it answers -1 only for an unknown name.
+        let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) })?;
+        let len_bytes = slots
+            .checked_mul(size_of::<ThreadSlot>())
+            .map(|bytes| bytes.div_ceil(page) * page)
+            .ok_or_else(|| anyhow::anyhow!("{slots} thread slots do not fit in memory"))?;
         let fd = map.fd().as_fd().as_raw_fd();
         // SAFETY: mapping a BPF_F_MMAPABLE array read-only and shared, as the kernel allows.
         let ptr = unsafe {

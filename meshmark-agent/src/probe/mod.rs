@@ -153,6 +153,11 @@ fn fill_free_slots(ebpf: &mut Ebpf, slots: u32) -> Result<()> {
     Ok(())
 }
 
+/// A duration in ns; 584 years and more saturate.
+pub fn saturating_ns(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
 /// Run count and time of one attached program (kernel.bpf_stats_enabled or BPF_ENABLE_STATS).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct ProgramStats {
@@ -174,7 +179,7 @@ impl Probe {
                 Ok(ProgramStats {
                     program: name.to_string(),
                     run_count: info.run_count(),
-                    run_time_ns: info.run_time().as_nanos() as u64,
+                    run_time_ns: saturating_ns(info.run_time()),
                 })
             })
             .collect()

@@ -13,18 +13,23 @@ pub fn kernel_offsets(btf: &Btf) -> Result<KernelOffsets> {
             anyhow!("the kernel's BTF has no field {ty}.{member}; this kernel is not supported")
         })
     };
+    // A member of a member: the two offsets added, refused if a crafted BTF overflows them.
+    let nested = |outer: (&str, &str), inner: (&str, &str)| -> Result<u32> {
+        let (base, offset) = (field(outer.0, outer.1)?, field(inner.0, inner.1)?);
+        base.checked_add(offset)
+            .ok_or_else(|| anyhow!("the kernel's BTF puts {}.{} out of range", inner.0, inner.1))
+    };
     // `struct sock` begins with its `struct sock_common __sk_common`.
-    let sock_common = field("sock", "__sk_common")?;
+    let sock = |member| nested(("sock", "__sk_common"), ("sock_common", member));
     Ok(KernelOffsets {
-        sk_family: sock_common + field("sock_common", "skc_family")?,
-        sk_daddr: sock_common + field("sock_common", "skc_daddr")?,
-        sk_rcv_saddr: sock_common + field("sock_common", "skc_rcv_saddr")?,
-        sk_v6_daddr: sock_common + field("sock_common", "skc_v6_daddr")?,
-        sk_v6_rcv_saddr: sock_common + field("sock_common", "skc_v6_rcv_saddr")?,
+        sk_family: sock("skc_family")?,
+        sk_daddr: sock("skc_daddr")?,
+        sk_rcv_saddr: sock("skc_rcv_saddr")?,
+        sk_v6_daddr: sock("skc_v6_daddr")?,
+        sk_v6_rcv_saddr: sock("skc_v6_rcv_saddr")?,
         task_pid: field("task_struct", "pid")?,
         task_tgid: field("task_struct", "tgid")?,
-        task_sum_exec_runtime: field("task_struct", "se")?
-            + field("sched_entity", "sum_exec_runtime")?,
+        task_sum_exec_runtime: nested(("task_struct", "se"), ("sched_entity", "sum_exec_runtime"))?,
         binprm_interp: field("linux_binprm", "interp")?,
         socket_sk: field("socket", "sk")?,
         // Renamed in 5.14 so that code reading it unawares would not compile.

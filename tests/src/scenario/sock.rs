@@ -171,3 +171,17 @@ pub fn enter_netns(name: &str) -> Result<()> {
     ensure!(rc == 0, "setns {path}: {}", io::Error::last_os_error());
     Ok(())
 }
+
+/// Runs `f` on a thread of its own inside network namespace `name`, leaving the caller's
+/// namespace as it is.
+pub fn in_netns<T: Send>(name: &str, f: impl FnOnce() -> T + Send) -> Result<T> {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                enter_netns(name)?;
+                Ok(f())
+            })
+            .join()
+            .map_err(|_| anyhow::anyhow!("a thread in network namespace {name} panicked"))?
+    })
+}

@@ -17,11 +17,18 @@ const PACKAGES: &[&str] = &[
     "coreutils",  // dd: the syscall storm
     "bpftool",    // inspecting loaded programs and their run time
     "hyperfine",  // benchmark timing
+    "nginx",      // the mesh lab's application
+    "haproxy",    // the mesh lab's sidecar proxy
+    "wrk",        // the mesh lab's load
     // The kernel matrix (`cargo xtask kernels`): boots Debian's cloud kernels under emulation,
     // with busybox as the guest's shell and tools.
     "qemu-system-x86",
     "busybox-static",
 ];
+
+/// Debian's policy hook: while it exits 101, installing a package starts none of its services
+/// (nginx and haproxy would otherwise listen on port 80 of the machine).
+const POLICY_RC_D: &str = "/usr/sbin/policy-rc.d";
 
 pub fn ensure() -> Result<((), String)> {
     let absent = missing()?;
@@ -50,7 +57,22 @@ pub fn ensure() -> Result<((), String)> {
     exec::run("apt-get update", &mut apt(&["update"]))?;
     let mut args = vec!["install", "-y", "--no-install-recommends"];
     args.extend(&absent);
-    exec::run("apt-get install", &mut apt(&args))?;
+    let own_policy = !std::path::Path::new(POLICY_RC_D).exists();
+    if own_policy {
+        std::fs::write(POLICY_RC_D, "#!/bin/sh\nexit 101\n")
+            .and_then(|()| {
+                std::fs::set_permissions(
+                    POLICY_RC_D,
+                    std::os::unix::fs::PermissionsExt::from_mode(0o755),
+                )
+            })
+            .with_context(|| format!("writing {POLICY_RC_D}"))?;
+    }
+    let installed = exec::run("apt-get install", &mut apt(&args));
+    if own_policy {
+        let _ = std::fs::remove_file(POLICY_RC_D);
+    }
+    installed?;
     let still = missing()?;
     if !still.is_empty() {
         bail!(

@@ -1,0 +1,287 @@
+//! The mesh lab: pods shaped like a mesh node's, built from real parts, loaded by wrk and
+//! profiled by meshmark, with the mesh and without it.
+//!
+//! Each pod is a network namespace with its own address and a kubepods-style cgroup v2 pod with
+//! containerd-style container scopes. With the mesh, the application (nginx) listens only on the
+//! pod's loopback and a sidecar (haproxy) in a sibling container serves the pod's address; without
+//! it, nginx serves the pod's address itself and no sidecar runs. A client namespace drives the
+//! same load either way with wrk. meshmark profiles each run with a configuration that names
+//! haproxy a proxy the way a user would. Everything is torn down on success, failure or Ctrl-C:
+//! each piece is a guard that undoes itself when dropped.
+
+pub mod compare;
+pub mod net;
+pub mod parts;
+pub mod wrk;
+
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{bail, ensure, Context, Result};
+
+use crate::cgroup::{cgroup2_mount, Container, Pod};
+use crate::procfs;
+use net::{pod_addr, LabNet};
+use parts::{Part, APP_PORT, POD_PORT};
+use wrk::WrkResult;
+
+/// The lab's configuration, as a user would write it for their own sidecar.
+pub const LAB_CONFIG: &str = "\
+# The mesh lab's sidecar is haproxy: name it a proxy, as for any sidecar the presets do not know.
+[[rules]]
+name = \"lab-sidecar\"
+role = \"proxy\"
+comm = \"haproxy\"
+";
+
+/// Load per pod: wrk threads and connections.
+const WRK_THREADS: u32 = 1;
+const WRK_CONNECTIONS: u32 = 16;
+/// The profile's window outlasts the load by this much, so every request is inside it.
+const WINDOW_MARGIN: Duration = Duration::from_secs(2);
+
+/// With or without the sidecars.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mesh {
+    On,
+    Off,
+}
+
+impl Mesh {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mesh::On => "mesh-on",
+            Mesh::Off => "mesh-off",
+        }
+    }
+}
+
+/// How to run the lab.
+#[derive(Clone, Debug)]
+pub struct LabOptions {
+    /// The meshmark-agent binary that profiles each run.
+    pub agent: PathBuf,
+    pub pods: usize,
+    /// How long wrk drives load.
+    pub duration: Duration,
+    /// Where profiles, configuration and part logs go.
+    pub out: PathBuf,
+}
+
+/// One pod's ground truth: its processes' own CPU time over the load, from the kernel's
+/// per-thread accounting (`/proc/<pid>/task/*/schedstat`).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct PodTruth {
+    pub uid: String,
+    pub app_container: String,
+    pub proxy_container: Option<String>,
+    pub app_cpu_ns: u64,
+    pub proxy_cpu_ns: u64,
+    pub app_pids: Vec<u32>,
+    pub proxy_pids: Vec<u32>,
+}
+
+/// What one run of the lab produced.
+#[derive(Clone, Debug)]
+pub struct LabRun {
+    pub mesh: Mesh,
+    pub profile_path: PathBuf,
+    /// The `meshmark.profile/v1` document the agent wrote.
+    pub profile: serde_json::Value,
+    /// One wrk run per pod.
+    pub wrk: Vec<WrkResult>,
+    pub pods: Vec<PodTruth>,
+}
+
+/// Builds the lab, loads it, profiles it and tears it down.
+pub fn run(options: &LabOptions, mesh: Mesh) -> Result<LabRun> {
+    let mount = cgroup2_mount().context("no cgroup v2 hierarchy: the lab's pods need one")?;
+    std::fs::create_dir_all(&options.out)
+        .with_context(|| format!("creating {}", options.out.display()))?;
+    // Drop order undoes the lab: parts stop, then their cgroups go, then the namespaces.
+    let net = LabNet::create(options.pods)?;
+    let pods: Vec<Pod> = (0..options.pods).map(|_| Pod::create(&mount, 2)).collect();
+    let mut parts: Vec<Part> = Vec::new();
+    for (i, pod) in pods.iter().enumerate() {
+        let [app, proxy] = pod.containers() else {
+            bail!("a lab pod has two containers");
+        };
+        let dir = parts::pod_dir(&options.out, mesh.name(), i)?;
+        let ns = &net.pods[i];
+        let addr = pod_addr(i);
+        match mesh {
+            Mesh::On => {
+                let app_listen = format!("127.0.0.1:{APP_PORT}");
+                parts.push(parts::nginx(ns, &app.dir, &app_listen, &dir)?);
+                parts::wait_listening(ns, "127.0.0.1", APP_PORT)?;
+                let listen = format!("{addr}:{POD_PORT}");
+                parts.push(parts::haproxy(ns, &proxy.dir, &listen, &app_listen, &dir)?);
+            }
+            Mesh::Off => {
+                parts.push(parts::nginx(
+                    ns,
+                    &app.dir,
+                    &format!("{addr}:{POD_PORT}"),
+                    &dir,
+                )?);
+            }
+        }
+        parts::wait_listening(ns, &addr, POD_PORT)?;
+    }
+    let config = options.out.join("lab.toml");
+    std::fs::write(&config, LAB_CONFIG).with_context(|| format!("writing {}", config.display()))?;
+    let profile_path = options.out.join(format!("{}.json", mesh.name()));
+    let mut agent = Agent::start(
+        &options.agent,
+        &config,
+        options.duration + WINDOW_MARGIN,
+        &profile_path,
+    )?;
+
+    let cpu_before: Vec<(u64, u64)> = pods.iter().map(pod_cpu).collect();
+    let wrk = std::thread::scope(|scope| {
+        let runs: Vec<_> = (0..options.pods)
+            .map(|i| {
+                let (client, url) = (&net.client, format!("http://{}:{POD_PORT}/", pod_addr(i)));
+                scope.spawn(move || {
+                    wrk::run(client, &url, options.duration, WRK_THREADS, WRK_CONNECTIONS)
+                })
+            })
+            .collect();
+        runs.into_iter()
+            .map(|run| {
+                run.join()
+                    .map_err(|_| anyhow::anyhow!("a wrk thread panicked"))?
+            })
+            .collect::<Result<Vec<WrkResult>>>()
+    })?;
+    let cpu_after: Vec<(u64, u64)> = pods.iter().map(pod_cpu).collect();
+    agent.finish()?;
+    let truths = pods
+        .iter()
+        .zip(cpu_before.iter().zip(&cpu_after))
+        .map(|(pod, (before, after))| {
+            let [app, proxy] = pod.containers() else {
+                unreachable!("two containers")
+            };
+            PodTruth {
+                uid: pod.uid().to_string(),
+                app_container: app.id.clone(),
+                proxy_container: (mesh == Mesh::On).then(|| proxy.id.clone()),
+                app_cpu_ns: after.0.saturating_sub(before.0),
+                proxy_cpu_ns: after.1.saturating_sub(before.1),
+                app_pids: members(app),
+                proxy_pids: members(proxy),
+            }
+        })
+        .collect();
+    for (i, result) in wrk.iter().enumerate() {
+        ensure!(
+            result.errors == 0,
+            "wrk saw {} errors against pod {i}: the lab is broken",
+            result.errors
+        );
+    }
+    let text = std::fs::read_to_string(&profile_path)
+        .with_context(|| format!("reading the profile {}", profile_path.display()))?;
+    let profile = serde_json::from_str(&text).context("the agent's profile is not JSON")?;
+    drop(parts);
+    drop(pods);
+    drop(net);
+    Ok(LabRun {
+        mesh,
+        profile_path,
+        profile,
+        wrk,
+        pods: truths,
+    })
+}
+
+/// The processes of a container now.
+fn members(container: &Container) -> Vec<u32> {
+    std::fs::read_to_string(container.dir.join("cgroup.procs"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| line.trim().parse().ok())
+        .collect()
+}
+
+/// CPU of (app container, proxy container) so far, by their processes' own accounting.
+fn pod_cpu(pod: &Pod) -> (u64, u64) {
+    let cpu = |c: &Container| members(c).into_iter().map(procfs::task_schedstat_ns).sum();
+    match pod.containers() {
+        [app, proxy] => (cpu(app), cpu(proxy)),
+        _ => (0, 0),
+    }
+}
+
+/// `meshmark-agent profile` running for one window.
+struct Agent {
+    child: std::process::Child,
+    limit: Duration,
+}
+
+impl Agent {
+    /// Starts the profile and waits until its window is open.
+    fn start(agent: &Path, config: &Path, window: Duration, output: &Path) -> Result<Agent> {
+        let mut child = Command::new(agent)
+            .args(["profile", "--format", "json", "--config"])
+            .arg(config)
+            .args(["--duration", &format!("{}ms", window.as_millis())])
+            .arg("--output")
+            .arg(output)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting {}", agent.display()))?;
+        let mut stderr = BufReader::new(child.stderr.take().context("agent stderr")?);
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if stderr.read_line(&mut line)? == 0 {
+                let status = child.wait()?;
+                bail!("meshmark-agent ended before profiling ({status}); it said: {line}");
+            }
+            eprint!("lab: agent: {line}");
+            if line.contains("profiling for") {
+                break;
+            }
+        }
+        std::thread::spawn(move || {
+            for line in stderr.lines().map_while(Result::ok) {
+                eprintln!("lab: agent: {line}");
+            }
+        });
+        Ok(Agent {
+            child,
+            limit: window + Duration::from_secs(30),
+        })
+    }
+
+    /// Waits for the window to end and the profile to be written.
+    fn finish(&mut self) -> Result<()> {
+        let deadline = std::time::Instant::now() + self.limit;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                ensure!(status.success(), "meshmark-agent profile failed: {status}");
+                return Ok(());
+            }
+            ensure!(
+                std::time::Instant::now() < deadline,
+                "meshmark-agent did not finish its window in time"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}

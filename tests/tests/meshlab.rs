@@ -1,0 +1,112 @@
+//! A short mesh lab (one pod, a few seconds, both modes), from the same code as
+//! `cargo xtask lab`: every sidecar is `proxy` and every application `app`, in the right pod; the
+//! run without the mesh scores 100 and the run with it below; the pod's `MUE_cpu` is within 3%
+//! of what the processes' own CPU accounting gives.
+
+use std::time::Duration;
+
+use meshmark_tests::check::assert_close_f64;
+use meshmark_tests::gate;
+use meshmark_tests::meshlab::{self, compare, LabOptions, LabRun, Mesh, PodTruth};
+use meshmark_tests::window::ProfiledWindow;
+use serde_json::Value;
+
+const CPU_TOLERANCE: f64 = 0.03;
+
+fn lab(agent: std::path::PathBuf, mesh: Mesh) -> LabRun {
+    let out = std::env::temp_dir().join(format!("meshmark-lab-{}", std::process::id()));
+    let options = LabOptions {
+        agent,
+        pods: 1,
+        duration: Duration::from_secs(3),
+        out,
+    };
+    meshlab::run(&options, mesh).unwrap_or_else(|err| panic!("lab {}: {err:#}", mesh.name()))
+}
+
+fn processes(run: &LabRun) -> &Vec<Value> {
+    run.profile["processes"].as_array().expect("processes")
+}
+
+/// Each of `pids` is in the profile with `role`, by `rule`, in pod `uid`.
+fn check_roles(run: &LabRun, pids: &[u32], role: &str, rule: &str, uid: &str) {
+    assert!(!pids.is_empty(), "{}: no {role} processes", run.mesh.name());
+    for pid in pids {
+        let process = processes(run)
+            .iter()
+            .find(|p| p["pid"].as_u64() == Some(u64::from(*pid)))
+            .unwrap_or_else(|| panic!("{}: pid {pid} not in the profile", run.mesh.name()));
+        eprintln!(
+            "check {} pid {pid} {}: role {}, rule {}, pod {}",
+            run.mesh.name(),
+            process["comm"],
+            process["role"],
+            process["rule"],
+            process["pod_uid"]
+        );
+        assert_eq!(process["role"], role, "pid {pid}'s role");
+        assert_eq!(process["rule"], rule, "pid {pid}'s rule");
+        assert_eq!(process["pod_uid"], uid, "pid {pid}'s pod");
+    }
+}
+
+fn pod<'r>(run: &'r LabRun, truth: &PodTruth) -> &'r Value {
+    run.profile["pods"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| p["pod_uid"] == truth.uid.as_str())
+        .unwrap_or_else(|| panic!("{}: pod {} not scored", run.mesh.name(), truth.uid))
+}
+
+#[test]
+fn the_lab_scores_mesh_against_no_mesh() {
+    if !gate::require_bpf() || gate::require_cgroup2().is_none() {
+        return;
+    }
+    let Some(agent) = gate::require_agent_bin() else {
+        return;
+    };
+    let _lock = ProfiledWindow::lock();
+    let off = lab(agent.clone(), Mesh::Off);
+    let on = lab(agent, Mesh::On);
+    eprintln!("{}", compare::side_by_side(&[&off, &on]));
+
+    let truth = &off.pods[0];
+    check_roles(
+        &off,
+        &truth.app_pids,
+        "app",
+        "default:pod-process",
+        &truth.uid,
+    );
+    assert!(truth.proxy_pids.is_empty(), "no sidecar without the mesh");
+    assert_eq!(off.profile["meshmark"]["score"].as_f64(), Some(100.0));
+    assert_eq!(pod(&off, truth)["meshmark"]["score"].as_f64(), Some(100.0));
+
+    let truth = &on.pods[0];
+    check_roles(
+        &on,
+        &truth.app_pids,
+        "app",
+        "default:pod-process",
+        &truth.uid,
+    );
+    check_roles(&on, &truth.proxy_pids, "proxy", "lab-sidecar", &truth.uid);
+    let score = on.profile["meshmark"]["score"].as_f64().expect("a score");
+    assert!(score < 100.0, "the mesh run scores {score}, below no mesh");
+    let measured = pod(&on, truth)["meshmark"]["classes"]["compute"]["mues"]["cpu"]
+        .as_f64()
+        .expect("the pod's MUE_cpu");
+    let (app, proxy) = (truth.app_cpu_ns as f64, truth.proxy_cpu_ns as f64);
+    assert!(
+        proxy > 0.0,
+        "the sidecar used no CPU: the load did not go through it"
+    );
+    assert_close_f64(
+        "pod MUE_cpu vs the processes' own CPU accounting",
+        measured,
+        app / (app + proxy),
+        CPU_TOLERANCE,
+    );
+}
