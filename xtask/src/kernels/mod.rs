@@ -76,13 +76,17 @@ pub fn matrix(ws: &Workspace) -> Result<()> {
     fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
 
     let mut kernels = Vec::new();
+    let mut skipped = Vec::new();
     for series in expect::MATRIX {
         match download::ensure(ws, series) {
             Ok(kernel) => kernels.push((series, kernel)),
-            Err(error) => skip(
-                required,
-                &format!("kernel {}: no kernel to boot: {error:#}", series.name),
-            )?,
+            Err(error) => {
+                skip(
+                    required,
+                    &format!("kernel {}: no kernel to boot: {error:#}", series.name),
+                )?;
+                skipped.push(series.name);
+            }
         }
     }
     if kernels.is_empty() {
@@ -120,6 +124,9 @@ pub fn matrix(ws: &Workspace) -> Result<()> {
             ),
             Err(e) => eprintln!("kernels:   {} {}: FAILED: {e}", o.series, o.package),
         }
+    }
+    for name in &skipped {
+        eprintln!("kernels:   {name}: SKIPPED (no kernel to boot, see above)");
     }
     eprintln!(
         "kernels: the matrix took {} in all",
