@@ -62,6 +62,9 @@ pub enum Command {
     Profile(ProfileArgs),
     /// Score a saved profile again, with roles derived afresh from its recorded identity.
     Score(ScoreArgs),
+    /// Reports to hand on: one saved profile, or several side by side with their differences
+    /// from the first (e.g. without the mesh, then with it).
+    Report(ReportArgs),
     /// Work with configuration files.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -110,7 +113,8 @@ pub enum ConfigCommand {
 /// Where output goes and in which form.
 #[derive(clap::Args, Debug)]
 pub struct OutputArgs {
-    /// Output format.
+    /// Output format: table, json (the profile document), smp (a Service Mesh Performance
+    /// result, docs/smp.md) or html (one self-contained page, docs/reports.md).
     #[arg(long, default_value = "table")]
     pub format: Format,
     /// Write the output to this file instead of standard output.
@@ -128,6 +132,26 @@ pub struct ScoreArgs {
     pub config: Option<PathBuf>,
     #[command(flatten)]
     pub output: OutputArgs,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ReportArgs {
+    /// A profile written by `profile --format json`; repeat for a comparison, baseline first.
+    #[arg(long, required = true)]
+    pub input: Vec<PathBuf>,
+    /// The name of each input, in the same order (default: the file name without `.json`).
+    #[arg(long)]
+    pub label: Vec<String>,
+    /// Rules, weights and options to score every input with (see docs/configuration.md).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Output format: table, json, html or smp (one input only). One input gives what `score`
+    /// gives; several give the comparison (json: the `meshmark.comparison/v1` document).
+    #[arg(long, default_value = "table")]
+    pub format: Format,
+    /// Write the output to this file instead of standard output.
+    #[arg(long)]
+    pub output: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -167,6 +191,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Profile(args) => profile(args).await,
         Command::Attach(args) => attach(args).await,
         Command::Score(args) => score(args),
+        Command::Report(args) => report_command(args),
         Command::Config(ConfigCommand::Check { file }) => return config_check(&file),
     };
     match result {
@@ -215,7 +240,13 @@ async fn profile(args: ProfileArgs) -> Result<()> {
 
 fn score(args: ScoreArgs) -> Result<()> {
     let config = load_config(args.config.as_deref())?;
-    let snapshot = read_profile(&args.input)?;
+    let report = score_profile(&args.input, &config)?;
+    write_output(&report, &args.output)
+}
+
+/// Reads a saved profile and scores it again under `config`; a bad file is a [`BadInput`].
+fn score_profile(path: &std::path::Path, config: &Config) -> Result<Report> {
+    let snapshot = read_profile(path)?;
     // The agent that measured the profile is still the agent, not a workload.
     let recorded_self = snapshot
         .processes
@@ -223,8 +254,85 @@ fn score(args: ScoreArgs) -> Result<()> {
         .find(|p| p.rule.as_deref() == Some(crate::classify::SELF_RULE))
         .map(|p| p.pid);
     let classifier = config.classifier(recorded_self);
-    let report = build_report(snapshot, &classifier, &config.model, &|_| None)?;
-    write_output(&report, &args.output)
+    let no_cmdline = |_| None;
+    Ok(build_report(
+        snapshot,
+        &classifier,
+        &config.model,
+        &no_cmdline,
+    )?)
+}
+
+fn report_command(args: ReportArgs) -> Result<()> {
+    if !args.label.is_empty() && args.label.len() != args.input.len() {
+        return Err(BadInput(format!(
+            "{} --label for {} --input; give one label per input, in the same order, or none",
+            args.label.len(),
+            args.input.len()
+        ))
+        .into());
+    }
+    if args.format == Format::Smp && args.input.len() > 1 {
+        return Err(BadInput(
+            "--format smp describes one profile; give one --input, or use json for a comparison"
+                .into(),
+        )
+        .into());
+    }
+    let config = load_config(args.config.as_deref())?;
+    let reports = args
+        .input
+        .iter()
+        .map(|path| score_profile(path, &config))
+        .collect::<Result<Vec<Report>>>()?;
+    if let [one] = reports.as_slice() {
+        // One profile: exactly what `score` writes, in every format.
+        let output = OutputArgs {
+            format: args.format,
+            output: args.output,
+        };
+        return write_output(one, &output);
+    }
+    let labels: Vec<String> = if args.label.is_empty() {
+        default_labels(&args.input)
+    } else {
+        args.label.clone()
+    };
+    let labeled: Vec<export::compare::Labeled> = labels
+        .iter()
+        .zip(&reports)
+        .map(|(label, report)| export::compare::Labeled { label, report })
+        .collect();
+    let comparison = export::compare::Comparison::build(&labeled);
+    let text = match args.format {
+        Format::Table => export::compare_table::render(&comparison),
+        Format::Html => export::html::render_comparison(&comparison),
+        // smp with several inputs was refused above.
+        Format::Json | Format::Smp => comparison.to_json()?,
+    };
+    write_text(text, args.output.as_deref())
+}
+
+/// `runs/with-mesh.json` -> `with-mesh`; the whole paths where two file names are the same.
+fn default_labels(paths: &[PathBuf]) -> Vec<String> {
+    let stems: Vec<String> = paths
+        .iter()
+        .map(|path| {
+            path.file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| path.display().to_string())
+        })
+        .collect();
+    let unique = stems
+        .iter()
+        .collect::<std::collections::BTreeSet<_>>()
+        .len()
+        == stems.len();
+    if unique {
+        stems
+    } else {
+        paths.iter().map(|p| p.display().to_string()).collect()
+    }
 }
 
 fn config_check(file: &std::path::Path) -> ExitCode {
@@ -291,8 +399,14 @@ fn write_output(report: &Report, output: &OutputArgs) -> Result<()> {
     let text = match output.format {
         Format::Table => export::table::render(report),
         Format::Json => export::json::to_json(report)?,
+        Format::Smp => export::smp::to_smp_json(report)?,
+        Format::Html => export::html::render_profile(report),
     };
-    match &output.output {
+    write_text(text, output.output.as_deref())
+}
+
+fn write_text(text: String, path: Option<&std::path::Path>) -> Result<()> {
+    match path {
         Some(path) => {
             std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
         }

@@ -10,7 +10,7 @@ use crate::{
 };
 
 /// Processes listed in the table, busiest first; the JSON output has them all.
-const TOP: usize = 25;
+pub const TOP: usize = 25;
 
 /// Renders header, node score, role totals, pod scores, the busiest processes and any losses.
 pub fn render(report: &Report) -> String {
@@ -156,9 +156,23 @@ fn roles(out: &mut String, mark: &MeshMark, snapshot: &Snapshot) {
     }
 }
 
+/// Indexes into `snapshot.processes` of every process but the idle task, busiest first; the
+/// HTML report lists the same processes in the same order.
+pub fn busiest(snapshot: &Snapshot) -> Vec<usize> {
+    let procs = &snapshot.processes;
+    let mut busy: Vec<usize> = (0..procs.len()).filter(|&i| procs[i].pid != 0).collect();
+    busy.sort_by(|&a, &b| {
+        let (a, b) = (&procs[a], &procs[b]);
+        activity(b).cmp(&activity(a)).then(a.pid.cmp(&b.pid))
+    });
+    busy
+}
+
 fn processes(out: &mut String, snapshot: &Snapshot) {
-    let mut busy: Vec<&ProcessSample> = snapshot.processes.iter().filter(|p| p.pid != 0).collect();
-    busy.sort_by(|a, b| activity(b).cmp(&activity(a)).then(a.pid.cmp(&b.pid)));
+    let busy: Vec<&ProcessSample> = busiest(snapshot)
+        .into_iter()
+        .map(|i| &snapshot.processes[i])
+        .collect();
     let _ = writeln!(
         out,
         "{:>7}  {:<16} {:<7} {:>9} {:>6} {:>9} {:>7} {:>7} {:>9} {:>9} {:>9}  RULE",

@@ -31,6 +31,10 @@ struct Args {
     /// Where the profiles and the lab's files go.
     #[arg(long)]
     out: PathBuf,
+    /// Instead of comparing mesh and no mesh, measure what observers cost the mesh's
+    /// throughput, this many rounds (`cargo xtask bench`).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=50))]
+    bench_rounds: Option<u16>,
 }
 
 extern "C" fn on_sigint(_: libc::c_int) {
@@ -52,6 +56,15 @@ fn main() -> Result<()> {
         duration: Duration::from_secs(args.seconds),
         out: args.out,
     };
+    if let Some(rounds) = args.bench_rounds {
+        let result = meshlab::bench::run(&options, usize::from(rounds));
+        ensure!(
+            !INTERRUPTED.load(Ordering::SeqCst),
+            "interrupted; the lab was torn down"
+        );
+        println!("{}", meshlab::bench::table(&result?));
+        return Ok(());
+    }
     let modes: &[Mesh] = match args.mesh.as_str() {
         "on" => &[Mesh::On],
         "off" => &[Mesh::Off],

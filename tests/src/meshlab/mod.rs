@@ -9,6 +9,7 @@
 //! haproxy a proxy the way a user would. Everything is torn down on success, failure or Ctrl-C:
 //! each piece is a guard that undoes itself when dropped.
 
+pub mod bench;
 pub mod compare;
 pub mod net;
 pub mod parts;
@@ -40,7 +41,7 @@ comm = \"haproxy\"
 const WRK_THREADS: u32 = 1;
 const WRK_CONNECTIONS: u32 = 16;
 /// The profile's window outlasts the load by this much, so every request is inside it.
-const WINDOW_MARGIN: Duration = Duration::from_secs(2);
+pub const WINDOW_MARGIN: Duration = Duration::from_secs(2);
 
 /// With or without the sidecars.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -95,107 +96,154 @@ pub struct LabRun {
     pub pods: Vec<PodTruth>,
 }
 
-/// Builds the lab, loads it, profiles it and tears it down.
-pub fn run(options: &LabOptions, mesh: Mesh) -> Result<LabRun> {
-    let mount = cgroup2_mount().context("no cgroup v2 hierarchy: the lab's pods need one")?;
-    std::fs::create_dir_all(&options.out)
-        .with_context(|| format!("creating {}", options.out.display()))?;
-    // Drop order undoes the lab: parts stop, then their cgroups go, then the namespaces.
-    let net = LabNet::create(options.pods)?;
-    let pods: Vec<Pod> = (0..options.pods).map(|_| Pod::create(&mount, 2)).collect();
-    let mut parts: Vec<Part> = Vec::new();
-    for (i, pod) in pods.iter().enumerate() {
-        let [app, proxy] = pod.containers() else {
+/// A built lab: its parts running, ready for load. Dropping it tears everything down: the
+/// parts stop, then their cgroups go, then the namespaces (fields drop in this order).
+pub struct Lab {
+    pub mesh: Mesh,
+    parts: Vec<Part>,
+    pods: Vec<Pod>,
+    net: LabNet,
+}
+
+impl Lab {
+    /// Builds `options.pods` pods with or without the mesh and waits until every one serves.
+    pub fn build(options: &LabOptions, mesh: Mesh) -> Result<Lab> {
+        let mount = cgroup2_mount().context("no cgroup v2 hierarchy: the lab's pods need one")?;
+        std::fs::create_dir_all(&options.out)
+            .with_context(|| format!("creating {}", options.out.display()))?;
+        let net = LabNet::create(options.pods)?;
+        let pods: Vec<Pod> = (0..options.pods).map(|_| Pod::create(&mount, 2)).collect();
+        let mut lab = Lab {
+            mesh,
+            parts: Vec::new(),
+            pods,
+            net,
+        };
+        for i in 0..options.pods {
+            lab.start_pod(i, &options.out)?;
+        }
+        Ok(lab)
+    }
+
+    fn start_pod(&mut self, i: usize, out: &Path) -> Result<()> {
+        let [app, proxy] = self.pods[i].containers() else {
             bail!("a lab pod has two containers");
         };
-        let dir = parts::pod_dir(&options.out, mesh.name(), i)?;
-        let ns = &net.pods[i];
+        let dir = parts::pod_dir(out, self.mesh.name(), i)?;
+        let ns = &self.net.pods[i];
         let addr = pod_addr(i);
-        match mesh {
+        match self.mesh {
             Mesh::On => {
                 let app_listen = format!("127.0.0.1:{APP_PORT}");
-                parts.push(parts::nginx(ns, &app.dir, &app_listen, &dir)?);
+                self.parts
+                    .push(parts::nginx(ns, &app.dir, &app_listen, &dir)?);
                 parts::wait_listening(ns, "127.0.0.1", APP_PORT)?;
                 let listen = format!("{addr}:{POD_PORT}");
-                parts.push(parts::haproxy(ns, &proxy.dir, &listen, &app_listen, &dir)?);
+                self.parts
+                    .push(parts::haproxy(ns, &proxy.dir, &listen, &app_listen, &dir)?);
             }
             Mesh::Off => {
-                parts.push(parts::nginx(
-                    ns,
-                    &app.dir,
-                    &format!("{addr}:{POD_PORT}"),
-                    &dir,
-                )?);
+                let listen = format!("{addr}:{POD_PORT}");
+                self.parts.push(parts::nginx(ns, &app.dir, &listen, &dir)?);
             }
         }
-        parts::wait_listening(ns, &addr, POD_PORT)?;
+        parts::wait_listening(ns, &addr, POD_PORT)
     }
+
+    /// Drives every pod with wrk for `duration`, all at once; one result per pod.
+    pub fn load(&self, duration: Duration) -> Result<Vec<WrkResult>> {
+        let results = std::thread::scope(|scope| {
+            let runs: Vec<_> = (0..self.pods.len())
+                .map(|i| {
+                    let (client, url) = (
+                        &self.net.client,
+                        format!("http://{}:{POD_PORT}/", pod_addr(i)),
+                    );
+                    scope.spawn(move || {
+                        wrk::run(client, &url, duration, WRK_THREADS, WRK_CONNECTIONS)
+                    })
+                })
+                .collect();
+            runs.into_iter()
+                .map(|run| {
+                    run.join()
+                        .map_err(|_| anyhow::anyhow!("a wrk thread panicked"))?
+                })
+                .collect::<Result<Vec<WrkResult>>>()
+        })?;
+        for (i, result) in results.iter().enumerate() {
+            ensure!(
+                result.errors == 0,
+                "wrk saw {} errors against pod {i}: the lab is broken",
+                result.errors
+            );
+        }
+        Ok(results)
+    }
+
+    /// CPU so far of each pod's (app, proxy) containers, by their processes' own accounting.
+    pub fn pod_cpu(&self) -> Vec<(u64, u64)> {
+        self.pods.iter().map(pod_cpu).collect()
+    }
+
+    /// CPU so far of every lab part together.
+    pub fn parts_cpu_ns(&self) -> u64 {
+        self.pod_cpu().iter().map(|(app, proxy)| app + proxy).sum()
+    }
+
+    fn truths(&self, before: &[(u64, u64)], after: &[(u64, u64)]) -> Vec<PodTruth> {
+        self.pods
+            .iter()
+            .zip(before.iter().zip(after))
+            .map(|(pod, (before, after))| {
+                let [app, proxy] = pod.containers() else {
+                    unreachable!("two containers")
+                };
+                PodTruth {
+                    uid: pod.uid().to_string(),
+                    app_container: app.id.clone(),
+                    proxy_container: (self.mesh == Mesh::On).then(|| proxy.id.clone()),
+                    app_cpu_ns: after.0.saturating_sub(before.0),
+                    proxy_cpu_ns: after.1.saturating_sub(before.1),
+                    app_pids: members(app),
+                    proxy_pids: members(proxy),
+                }
+            })
+            .collect()
+    }
+}
+
+/// Builds the lab, loads it while meshmark profiles it, and tears it down.
+pub fn run(options: &LabOptions, mesh: Mesh) -> Result<LabRun> {
+    let lab = Lab::build(options, mesh)?;
     let config = options.out.join("lab.toml");
     std::fs::write(&config, LAB_CONFIG).with_context(|| format!("writing {}", config.display()))?;
     let profile_path = options.out.join(format!("{}.json", mesh.name()));
     let mut agent = Agent::start(
         &options.agent,
-        &config,
+        &[
+            "profile".into(),
+            "--config".into(),
+            config.display().to_string(),
+        ],
         options.duration + WINDOW_MARGIN,
         &profile_path,
     )?;
-
-    let cpu_before: Vec<(u64, u64)> = pods.iter().map(pod_cpu).collect();
-    let wrk = std::thread::scope(|scope| {
-        let runs: Vec<_> = (0..options.pods)
-            .map(|i| {
-                let (client, url) = (&net.client, format!("http://{}:{POD_PORT}/", pod_addr(i)));
-                scope.spawn(move || {
-                    wrk::run(client, &url, options.duration, WRK_THREADS, WRK_CONNECTIONS)
-                })
-            })
-            .collect();
-        runs.into_iter()
-            .map(|run| {
-                run.join()
-                    .map_err(|_| anyhow::anyhow!("a wrk thread panicked"))?
-            })
-            .collect::<Result<Vec<WrkResult>>>()
-    })?;
-    let cpu_after: Vec<(u64, u64)> = pods.iter().map(pod_cpu).collect();
+    let before = lab.pod_cpu();
+    let wrk = lab.load(options.duration)?;
+    let after = lab.pod_cpu();
     agent.finish()?;
-    let truths = pods
-        .iter()
-        .zip(cpu_before.iter().zip(&cpu_after))
-        .map(|(pod, (before, after))| {
-            let [app, proxy] = pod.containers() else {
-                unreachable!("two containers")
-            };
-            PodTruth {
-                uid: pod.uid().to_string(),
-                app_container: app.id.clone(),
-                proxy_container: (mesh == Mesh::On).then(|| proxy.id.clone()),
-                app_cpu_ns: after.0.saturating_sub(before.0),
-                proxy_cpu_ns: after.1.saturating_sub(before.1),
-                app_pids: members(app),
-                proxy_pids: members(proxy),
-            }
-        })
-        .collect();
-    for (i, result) in wrk.iter().enumerate() {
-        ensure!(
-            result.errors == 0,
-            "wrk saw {} errors against pod {i}: the lab is broken",
-            result.errors
-        );
-    }
+    let pods = lab.truths(&before, &after);
     let text = std::fs::read_to_string(&profile_path)
         .with_context(|| format!("reading the profile {}", profile_path.display()))?;
     let profile = serde_json::from_str(&text).context("the agent's profile is not JSON")?;
-    drop(parts);
-    drop(pods);
-    drop(net);
+    drop(lab);
     Ok(LabRun {
         mesh,
         profile_path,
         profile,
         wrk,
-        pods: truths,
+        pods,
     })
 }
 
@@ -218,17 +266,18 @@ fn pod_cpu(pod: &Pod) -> (u64, u64) {
 }
 
 /// `meshmark-agent profile` running for one window.
-struct Agent {
+pub struct Agent {
     child: std::process::Child,
     limit: Duration,
 }
 
 impl Agent {
-    /// Starts the profile and waits until its window is open.
-    fn start(agent: &Path, config: &Path, window: Duration, output: &Path) -> Result<Agent> {
+    /// Starts `meshmark-agent` with `args` (a `profile` command) for `window`, writing JSON to
+    /// `output`, and waits until its window is open.
+    pub fn start(agent: &Path, args: &[String], window: Duration, output: &Path) -> Result<Agent> {
         let mut child = Command::new(agent)
-            .args(["profile", "--format", "json", "--config"])
-            .arg(config)
+            .args(args)
+            .args(["--format", "json"])
             .args(["--duration", &format!("{}ms", window.as_millis())])
             .arg("--output")
             .arg(output)
@@ -261,7 +310,7 @@ impl Agent {
     }
 
     /// Waits for the window to end and the profile to be written.
-    fn finish(&mut self) -> Result<()> {
+    pub fn finish(&mut self) -> Result<()> {
         let deadline = std::time::Instant::now() + self.limit;
         loop {
             if let Some(status) = self.child.try_wait()? {

@@ -20,6 +20,8 @@ const PACKAGES: &[&str] = &[
     "nginx",      // the mesh lab's application
     "haproxy",    // the mesh lab's sidecar proxy
     "wrk",        // the mesh lab's load
+    "bpftrace",   // the lab bench's other observer, collecting the same signals
+    "chromium",   // headless browser: the HTML report tests open each page in it
     // The kernel matrix (`cargo xtask kernels`): boots Debian's cloud kernels under emulation,
     // with busybox as the guest's shell and tools.
     "qemu-system-x86",

@@ -1,0 +1,325 @@
+//! What a profiler costs the lab's proxies: the same load through the sidecars with nothing
+//! attached, with `meshmark-agent profile` (every syscall timed), and with a bpftrace script
+//! collecting the same signals (per-process CPU from `sched_switch`, a syscall latency
+//! histogram, socket bytes). The observers take turns round by round on one lab, so a noisy
+//! moment hits them all; each figure is a ratio to "nothing attached" within its round, given
+//! as the median with the lowest and highest round.
+
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+
+use super::{Agent, Lab, LabOptions, Mesh, WINDOW_MARGIN};
+
+/// The bpftrace program collecting what meshmark collects, the way people write it: hash maps
+/// keyed by pid and tid, `hist()` for latency.
+pub const BPFTRACE_SCRIPT: &str = r#"
+tracepoint:sched:sched_switch
+{
+  if (@since[cpu]) { @cpu_ns[args->prev_pid] = sum(nsecs - @since[cpu]); }
+  @since[cpu] = nsecs;
+}
+tracepoint:raw_syscalls:sys_enter { @start[tid] = nsecs; }
+tracepoint:raw_syscalls:sys_exit /@start[tid]/
+{
+  @latency[pid] = hist(nsecs - @start[tid]);
+  delete(@start[tid]);
+}
+tracepoint:sock:sock_send_length /args->ret > 0/ { @tx[pid] = sum(args->ret); }
+tracepoint:sock:sock_recv_length /args->ret > 0 && !(args->flags & 2)/ { @rx[pid] = sum(args->ret); }
+"#;
+
+/// Who watches the lab while it is loaded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Observer {
+    Nothing,
+    Profile,
+    Bpftrace,
+}
+
+impl Observer {
+    pub const ALL: [Observer; 3] = [Observer::Nothing, Observer::Profile, Observer::Bpftrace];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Observer::Nothing => "nothing attached",
+            Observer::Profile => "meshmark profile (every syscall timed)",
+            Observer::Bpftrace => "bpftrace, the same signals",
+        }
+    }
+}
+
+/// One observer's load in one round.
+#[derive(Clone, Copy, Debug)]
+pub struct Sample {
+    pub requests_per_second: f64,
+    /// CPU of every lab part (apps and sidecars) per request.
+    pub parts_cpu_ns_per_request: f64,
+}
+
+/// Per round, one sample per observer in [`Observer::ALL`] order.
+pub struct BenchResult {
+    pub rounds: Vec<Vec<Sample>>,
+    pub pods: usize,
+    pub load: Duration,
+}
+
+/// Builds a lab with the mesh and measures every observer `rounds` times.
+pub fn run(options: &LabOptions, rounds: usize) -> Result<BenchResult> {
+    let tracefs = Tracefs::mount()?;
+    let lab = Lab::build(options, Mesh::On)?;
+    let script = options.out.join("meshmark-equivalent.bt");
+    std::fs::write(&script, BPFTRACE_SCRIPT).context("writing the bpftrace script")?;
+    let config = options.out.join("lab.toml");
+    std::fs::write(&config, super::LAB_CONFIG).context("writing the lab configuration")?;
+    // Warm the parts up (connections, caches) before anything is measured.
+    lab.load(Duration::from_secs(1))?;
+    let mut result = BenchResult {
+        rounds: Vec::new(),
+        pods: options.pods,
+        load: options.duration,
+    };
+    for round in 1..=rounds {
+        eprintln!("lab bench: round {round} of {rounds}");
+        let mut samples = Vec::new();
+        for observer in Observer::ALL {
+            let watching = Watching::start(observer, options, &config, &script)?;
+            let cpu_before = lab.parts_cpu_ns();
+            let loads = lab.load(options.duration)?;
+            let cpu = lab.parts_cpu_ns().saturating_sub(cpu_before);
+            watching.stop()?;
+            let requests: u64 = loads.iter().map(|w| w.requests).sum();
+            samples.push(Sample {
+                requests_per_second: loads.iter().map(|w| w.requests_per_second).sum(),
+                parts_cpu_ns_per_request: cpu as f64 / requests.max(1) as f64,
+            });
+        }
+        result.rounds.push(samples);
+    }
+    drop(lab);
+    drop(tracefs);
+    Ok(result)
+}
+
+/// The markdown table of a bench.
+pub fn table(result: &BenchResult) -> String {
+    let mut out = format!(
+        "## Lab throughput: {} pod(s) through haproxy sidecars, wrk for {} s per run\n\n\
+         Observers take turns in each of {} rounds; ratios are to nothing attached in the same \
+         round: median (lowest - highest round).\n\n\
+         | observer | requests/s (median) | throughput vs nothing | cost | parts CPU per request | x nothing |\n\
+         | --- | ---: | ---: | ---: | ---: | ---: |\n",
+        result.pods,
+        result.load.as_secs(),
+        result.rounds.len()
+    );
+    for (i, observer) in Observer::ALL.iter().enumerate() {
+        let rps: Vec<f64> = result
+            .rounds
+            .iter()
+            .map(|r| r[i].requests_per_second)
+            .collect();
+        let ratio: Vec<f64> = result
+            .rounds
+            .iter()
+            .map(|r| r[i].requests_per_second / r[0].requests_per_second)
+            .collect();
+        let cpu: Vec<f64> = result
+            .rounds
+            .iter()
+            .map(|r| r[i].parts_cpu_ns_per_request)
+            .collect();
+        let cpu_ratio: Vec<f64> = result
+            .rounds
+            .iter()
+            .map(|r| r[i].parts_cpu_ns_per_request / r[0].parts_cpu_ns_per_request)
+            .collect();
+        let (r_med, r_lo, r_hi) = spread(&ratio);
+        let (c_med, c_lo, c_hi) = spread(&cpu_ratio);
+        out.push_str(&format!(
+            "| {} | {:.0} | {:.3} ({:.3} - {:.3}) | {:.1}% | {:.1} us | {:.3} ({:.3} - {:.3}) |\n",
+            observer.name(),
+            spread(&rps).0,
+            r_med,
+            r_lo,
+            r_hi,
+            (1.0 - r_med) * 100.0,
+            spread(&cpu).0 / 1e3,
+            c_med,
+            c_lo,
+            c_hi
+        ));
+    }
+    out
+}
+
+/// Median, lowest and highest.
+fn spread(values: &[f64]) -> (f64, f64, f64) {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len();
+    if n == 0 {
+        return (f64::NAN, f64::NAN, f64::NAN);
+    }
+    let median = if n % 2 == 1 {
+        sorted[n / 2]
+    } else {
+        (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
+    };
+    (median, sorted[0], sorted[n - 1])
+}
+
+/// An observer attached for one load.
+enum Watching {
+    Nothing,
+    Profile(Agent),
+    Bpftrace(Child),
+}
+
+impl Watching {
+    fn start(
+        observer: Observer,
+        options: &LabOptions,
+        config: &Path,
+        script: &Path,
+    ) -> Result<Watching> {
+        Ok(match observer {
+            Observer::Nothing => Watching::Nothing,
+            Observer::Profile => Watching::Profile(Agent::start(
+                &options.agent,
+                &[
+                    "profile".into(),
+                    "--config".into(),
+                    config.display().to_string(),
+                ],
+                options.duration + WINDOW_MARGIN,
+                &options.out.join("bench-profile.json"),
+            )?),
+            Observer::Bpftrace => {
+                let mut child = Command::new("bpftrace")
+                    .arg(script)
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .context("starting bpftrace (is it installed? cargo xtask setup)")?;
+                let mut stdout = BufReader::new(child.stdout.take().context("bpftrace stdout")?);
+                let mut line = String::new();
+                while !line.starts_with("Attaching") {
+                    line.clear();
+                    if stdout.read_line(&mut line)? == 0 {
+                        let status = child.wait()?;
+                        bail!("bpftrace ended before attaching: {status}");
+                    }
+                }
+                // It prints its maps at exit; nobody reads them.
+                std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+                Watching::Bpftrace(child)
+            }
+        })
+    }
+
+    fn stop(self) -> Result<()> {
+        match self {
+            Watching::Nothing => Ok(()),
+            Watching::Profile(mut agent) => agent.finish(),
+            Watching::Bpftrace(mut child) => {
+                // SAFETY: signalling our own child.
+                unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+                child.wait().context("waiting for bpftrace")?;
+                Ok(())
+            }
+        }
+    }
+}
+
+/// tracefs at /sys/kernel/tracing, which bpftrace's tracepoints need: mounted for the bench if
+/// it was not, and unmounted after.
+struct Tracefs {
+    mounted_here: Option<PathBuf>,
+}
+
+impl Tracefs {
+    fn mount() -> Result<Tracefs> {
+        let dir = PathBuf::from("/sys/kernel/tracing");
+        if dir.join("events").is_dir() {
+            return Ok(Tracefs { mounted_here: None });
+        }
+        let status = Command::new("mount")
+            .args(["-t", "tracefs", "tracefs"])
+            .arg(&dir)
+            .status()
+            .context("mounting tracefs")?;
+        if !status.success() {
+            bail!("mounting tracefs at {} failed: {status}", dir.display());
+        }
+        Ok(Tracefs {
+            mounted_here: Some(dir),
+        })
+    }
+}
+
+impl Drop for Tracefs {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.mounted_here {
+            let _ = Command::new("umount").arg(dir).status();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ratios_are_per_round_with_their_spread() {
+        let sample = |rps, cpu| Sample {
+            requests_per_second: rps,
+            parts_cpu_ns_per_request: cpu,
+        };
+        let result = BenchResult {
+            rounds: vec![
+                vec![
+                    sample(1000.0, 50_000.0),
+                    sample(900.0, 55_000.0),
+                    sample(600.0, 80_000.0),
+                ],
+                vec![
+                    sample(800.0, 50_000.0),
+                    sample(760.0, 52_000.0),
+                    sample(400.0, 90_000.0),
+                ],
+                vec![
+                    sample(1000.0, 50_000.0),
+                    sample(920.0, 54_000.0),
+                    sample(500.0, 85_000.0),
+                ],
+            ],
+            pods: 2,
+            load: Duration::from_secs(5),
+        };
+        let table = table(&result);
+        let row = |name: &str| {
+            table
+                .lines()
+                .find(|l| l.starts_with(&format!("| {name}")))
+                .unwrap()
+                .to_string()
+        };
+        // Profile: 0.9, 0.95, 0.92 of the same round's bare throughput: median 0.92.
+        assert!(
+            row("meshmark profile").contains("| 0.920 (0.900 - 0.950) | 8.0% |"),
+            "{table}"
+        );
+        assert!(
+            row("bpftrace").contains("| 0.500 (0.500 - 0.600) | 50.0% |"),
+            "{table}"
+        );
+        assert!(
+            row("nothing").contains("| 1.000 (1.000 - 1.000) | 0.0% |"),
+            "{table}"
+        );
+    }
+}
