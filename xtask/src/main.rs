@@ -11,6 +11,7 @@
 mod bench;
 mod build;
 mod exec;
+mod kernels;
 mod lab;
 mod run;
 mod setup;
@@ -48,10 +49,13 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<OsString>,
     },
-    /// Set up, build in release mode, then run meshmark-agent with these arguments.
+    /// Set up, then boot Debian's 6.1 and 6.12 cloud kernels under QEMU and check the static
+    /// agent inside each (the last step of `test`); console logs go to target/kernel-matrix/.
+    Kernels,
     /// Set up, build, then measure what meshmark costs: the syscall storm against the empty and
     /// clock-only program pairs, each program's time per event, and memory (needs root).
     Bench(bench::BenchArgs),
+    /// Set up, build in release mode, then run meshmark-agent with these arguments.
     Run {
         /// Arguments for meshmark-agent, e.g. `-- profile --duration 10s`.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -79,6 +83,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Test { args } => test::run(&ws, &args)?,
         Command::Run { args } => return run::run(&ws, &args),
         Command::Bench(args) => bench::run(&ws, &args)?,
+        Command::Kernels => kernels::run(&ws)?,
         Command::Lab(args) => return lab::run(&ws, &args),
     }
     Ok(ExitCode::SUCCESS)

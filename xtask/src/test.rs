@@ -1,15 +1,16 @@
 //! `cargo xtask test`: everything CI checks, in order, stopping at the first failure: formatting,
 //! clippy for the userspace crates and for the eBPF crate, a debug build of the agent, then the
-//! unit tests and the end-to-end tests.
+//! unit tests and the end-to-end tests, and last the kernel matrix (`kernels`) unless a test filter
+//! was given.
 //!
 //! Arguments go to both `cargo test` runs (e.g. a test-name filter); what follows a `--` among
 //! them goes to the test harness, after which the end-to-end run adds `--test-threads=1`.
 
 use std::{ffi::OsString, process::Command, time::Instant};
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 
-use crate::{exec, setup, workspace::Workspace};
+use crate::{exec, kernels, setup, workspace::Workspace};
 
 /// The package whose tests load BPF programs: they run one at a time.
 const END_TO_END: &str = "meshmark-tests";
@@ -57,6 +58,20 @@ pub fn run(ws: &Workspace, args: &[OsString]) -> Result<()> {
         eprintln!("test: {name}: {}", exec::show(&cmd));
         exec::run(&format!("test step `{name}`"), &mut cmd)?;
         eprintln!("test: {name}: ok ({})", exec::secs(step_start.elapsed()));
+    }
+    // The matrix takes minutes and ignores test filters: a filtered run is someone iterating.
+    if cargo_args.is_empty() {
+        let step_start = Instant::now();
+        eprintln!("test: kernel matrix: the agent under QEMU on Debian's 6.1 and 6.12 kernels");
+        kernels::matrix(ws).context("test step `kernel matrix` failed")?;
+        eprintln!(
+            "test: kernel matrix: ok ({})",
+            exec::secs(step_start.elapsed())
+        );
+    } else {
+        eprintln!(
+            "test: kernel matrix: not run with a test filter (`cargo xtask kernels` runs it)"
+        );
     }
     eprintln!("test: all steps passed in {}", exec::secs(start.elapsed()));
     Ok(())

@@ -22,6 +22,10 @@ const PACKAGES: &[&str] = &[
     "wrk",        // the mesh lab's load
     "bpftrace",   // the lab bench's other observer, collecting the same signals
     "chromium",   // headless browser: the HTML report tests open each page in it
+    // The kernel matrix (`cargo xtask kernels`): boots Debian's cloud kernels under emulation,
+    // with busybox as the guest's shell and tools.
+    "qemu-system-x86",
+    "busybox-static",
 ];
 
 /// Debian's policy hook: while it exits 101, installing a package starts none of its services

@@ -1,5 +1,6 @@
 //! The Rust toolchains: nightly (with `rust-src` for `-Z build-std=core`) builds and lints the
-//! eBPF crate; the default toolchain needs clippy and rustfmt for `cargo xtask test`.
+//! eBPF crate; the default toolchain needs clippy and rustfmt for `cargo xtask test`, and the
+//! musl standard library for the kernel matrix's static binaries.
 
 use std::{
     path::{Path, PathBuf},
@@ -45,6 +46,11 @@ const DEFAULT_COMPONENTS: &[Component] = &[
     Component {
         name: "rustfmt",
         marker: "bin/rustfmt",
+    },
+    // The kernel matrix's guest runs static musl builds of the agent and the workloads.
+    Component {
+        name: "rust-std-x86_64-unknown-linux-musl",
+        marker: "lib/rustlib/x86_64-unknown-linux-musl/lib",
     },
 ];
 

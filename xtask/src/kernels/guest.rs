@@ -1,0 +1,150 @@
+//! What runs inside each kernel: the workloads (one table, shared with the checks), the `/init`
+//! script that runs them in one profile window, and the initramfs that carries it all, since
+//! neither kernel has 9p to share a folder.
+
+use std::{fs, path::Path, time::Duration};
+
+use anyhow::{Context as _, Result};
+
+use super::{binaries::Binaries, cpio::Archive, expect::Run};
+
+/// Where busybox lives in the host (Debian's busybox-static).
+pub const BUSYBOX: &str = "/bin/busybox";
+
+/// The busybox applets `/init` calls, linked in `/bin`.
+const APPLETS: &[&str] = &[
+    "sh", "mount", "ip", "hostname", "grep", "sleep", "cat", "uname", "dmesg", "tail", "poweroff",
+];
+
+/// What each workload is, for the checks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// An `Exchange` whose bytes go over loopback.
+    Loopback,
+    /// An `Exchange` over a unix socket pair.
+    Unix,
+    /// `Threads` with this many one-byte datagrams.
+    Sends(u64),
+    /// `Burn`.
+    Burn,
+}
+
+pub struct Workload {
+    pub name: &'static str,
+    pub args: &'static str,
+    pub kind: Kind,
+}
+
+/// The workloads, run in this order inside one profile window; the names key the checks. The
+/// byte counts match the host's tests/tests/net.rs; the two `threads` runs differ only in their
+/// number of sends, so their syscall counts must differ by exactly that.
+pub const WORKLOADS: &[Workload] = &[
+    Workload {
+        name: "tcp",
+        args: "stream --kind tcp --send 1000003 --reply 250007",
+        kind: Kind::Loopback,
+    },
+    Workload {
+        name: "udp",
+        args: "udp --count 200 --size 1200 --ack 16",
+        kind: Kind::Loopback,
+    },
+    Workload {
+        name: "unix",
+        args: "stream --kind unix --send 1000003 --reply 250007",
+        kind: Kind::Unix,
+    },
+    Workload {
+        name: "sends-2000",
+        args: "threads --threads 0 --datagrams 2000",
+        kind: Kind::Sends(2000),
+    },
+    Workload {
+        name: "sends-4000",
+        args: "threads --threads 0 --datagrams 4000",
+        kind: Kind::Sends(4000),
+    },
+    Workload {
+        name: "burn",
+        args: "burn --threads 1 --cpu-ms 200",
+        kind: Kind::Burn,
+    },
+];
+
+/// `/init` that runs one profile window of `window` per run, each around all the workloads,
+/// waiting at most `ready` for the agent to start each.
+pub fn init_script(runs: &[Run], window: Duration, ready: Duration) -> String {
+    let workloads: Vec<String> = WORKLOADS
+        .iter()
+        .map(|w| format!("    run_workload {} {}", w.name, w.args))
+        .collect();
+    let runs: Vec<String> = runs
+        .iter()
+        .map(|run| match run.force {
+            None => format!("profile_window {}", run.name),
+            Some(hook) => format!("profile_window {} --hook {hook}", run.name),
+        })
+        .collect();
+    include_str!("init.sh")
+        .replace("@DURATION@", &format!("{}s", window.as_secs()))
+        .replace("@READY_TENTHS@", &(ready.as_millis() / 100).to_string())
+        .replace("@WORKLOADS@", &workloads.join("\n"))
+        .replace("@RUNS@", &runs.join("\n"))
+}
+
+/// Writes the initramfs to `out`: folders, `/dev/console` (init's stdio before devtmpfs is
+/// mounted), busybox and its applets, `/init`, and the two static binaries.
+pub fn write_initramfs(out: &Path, init: &str, binaries: &Binaries) -> Result<()> {
+    let read = |path: &Path| fs::read(path).with_context(|| format!("reading {}", path.display()));
+    let mut archive = Archive::new();
+    for dir in ["bin", "dev", "proc", "sys", "tmp", "etc"] {
+        archive.dir(dir);
+    }
+    archive.char_device("dev/console", 0o600, 5, 1);
+    archive.file("bin/busybox", 0o755, &read(Path::new(BUSYBOX))?);
+    for applet in APPLETS {
+        archive.symlink(&format!("bin/{applet}"), "busybox");
+    }
+    archive.file("bin/meshmark-agent", 0o755, &read(&binaries.agent)?);
+    archive.file("bin/mm-workload", 0o755, &read(&binaries.workload)?);
+    archive.file("init", 0o755, init.as_bytes());
+    fs::write(out, archive.finish()).with_context(|| format!("writing {}", out.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn init_runs_every_workload_in_each_window() {
+        let runs = crate::kernels::expect::MATRIX[1].runs;
+        let init = init_script(runs, Duration::from_secs(40), Duration::from_secs(60));
+        let unfilled = init
+            .split('@')
+            .skip(1)
+            .any(|after| after.starts_with(|c: char| c.is_ascii_uppercase()));
+        assert!(!unfilled, "unfilled field in:\n{init}");
+        assert!(init.contains("profile --duration 40s --format json"));
+        assert!(init.contains("-ge 600 ]"));
+        for w in WORKLOADS {
+            assert!(init.contains(&format!("    run_workload {} {}\n", w.name, w.args)));
+        }
+        assert!(init.contains(
+            "\nprofile_window chosen\n\
+             profile_window fexit --hook socket_bytes=fexit\n\
+             profile_window kretprobe --hook socket_bytes=kretprobe\n"
+        ));
+    }
+
+    #[test]
+    fn the_two_sends_differ_by_2000() {
+        let sends: Vec<u64> = WORKLOADS
+            .iter()
+            .filter_map(|w| match w.kind {
+                Kind::Sends(n) => Some(n),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(sends, [2000, 4000]);
+    }
+}

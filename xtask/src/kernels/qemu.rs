@@ -1,0 +1,126 @@
+//! Booting one kernel with the initramfs under QEMU's TCG emulation (KVM hangs in this VM), the
+//! serial console on stdout. The console is saved line by line to a log file as it arrives, so a
+//! hung guest still leaves its log; QEMU is killed at a deadline.
+
+use std::{
+    fs::File,
+    io::{BufRead, BufReader, Write},
+    path::Path,
+    process::{Command, Stdio},
+    sync::mpsc,
+    thread,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result};
+
+pub const QEMU: &str = "qemu-system-x86_64";
+
+/// The console line that tells the guest's userspace is running (see init.sh); firmware escapes
+/// may precede it on its line.
+const GUEST_UP: &str = "=== meshmark-guest-up ";
+
+/// What one boot gave.
+pub struct Boot {
+    /// The whole console, `\r` removed.
+    pub console: String,
+    /// From starting QEMU to `/init`'s first line.
+    pub to_userspace: Option<Duration>,
+    /// From starting QEMU until it exited or was killed.
+    pub total: Duration,
+    /// QEMU was killed at the deadline.
+    pub timed_out: bool,
+}
+
+pub fn boot(vmlinuz: &Path, initramfs: &Path, log: &Path, deadline: Duration) -> Result<Boot> {
+    let mut cmd = Command::new(QEMU);
+    cmd.args(["-accel", "tcg", "-cpu", "max", "-smp", "2", "-m", "1G"])
+        .args(["-nographic", "-no-reboot"])
+        .arg("-kernel")
+        .arg(vmlinuz)
+        .arg("-initrd")
+        .arg(initramfs)
+        // loglevel=3: only kernel errors interleave with the results on the console; init
+        // prints the tail of dmesg at the end. panic=-1 reboots at once, which -no-reboot ends.
+        .args(["-append", "console=ttyS0 panic=-1 loglevel=3"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let start = Instant::now();
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("starting {}", crate::exec::show(&cmd)))?;
+    let mut file = File::create(log).with_context(|| format!("creating {}", log.display()))?;
+
+    // Lines arrive through a channel so that the deadline is checked while the guest is silent.
+    let (tx, rx) = mpsc::channel::<String>();
+    let stdout = child.stdout.take().context("qemu stdout")?;
+    let stderr = child.stderr.take().context("qemu stderr")?;
+    for (stream, prefix) in [
+        (Box::new(stdout) as Box<dyn std::io::Read + Send>, ""),
+        (Box::new(stderr), "qemu stderr: "),
+    ] {
+        let tx = tx.clone();
+        thread::spawn(move || {
+            for line in BufReader::new(stream).split(b'\n') {
+                let Ok(line) = line else { break };
+                let text = String::from_utf8_lossy(&line).replace('\r', "");
+                if tx.send(format!("{prefix}{text}")).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    drop(tx);
+
+    let mut console = String::new();
+    let mut to_userspace = None;
+    let mut timed_out = false;
+    loop {
+        // A guest that never stops printing still meets the deadline.
+        let left = deadline
+            .saturating_sub(start.elapsed())
+            .max(Duration::from_millis(1));
+        let next = if start.elapsed() >= deadline {
+            Err(mpsc::RecvTimeoutError::Timeout)
+        } else {
+            rx.recv_timeout(left)
+        };
+        match next {
+            Ok(line) => {
+                if to_userspace.is_none() && line.contains(GUEST_UP) {
+                    to_userspace = Some(start.elapsed());
+                }
+                writeln!(file, "{line}")?;
+                console.push_str(&line);
+                console.push('\n');
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                timed_out = true;
+                let note = format!(
+                    "xtask: killed QEMU after {} (deadline)",
+                    crate::exec::secs(start.elapsed())
+                );
+                writeln!(file, "{note}")?;
+                console.push_str(&note);
+                console.push('\n');
+                let _ = child.kill();
+                break;
+            }
+        }
+    }
+    let status = child.wait().context("waiting for qemu")?;
+    if !timed_out && !status.success() {
+        let note = format!("xtask: QEMU exited with {status}");
+        writeln!(file, "{note}")?;
+        console.push_str(&note);
+        console.push('\n');
+    }
+    Ok(Boot {
+        console,
+        to_userspace,
+        total: start.elapsed(),
+        timed_out,
+    })
+}
