@@ -42,34 +42,134 @@ pub struct BenchArgs {
     churn: u64,
 }
 
-/// One way of running the storm: the agent's `attach` arguments, or none for bare.
-struct Config {
-    name: &'static str,
-    attach: Option<&'static [&'static str]>,
+/// What watches a storm.
+enum Watcher {
+    Nothing,
+    /// `meshmark-agent attach` with these arguments.
+    Agent(&'static [&'static str]),
+    /// bpftrace running `bench/meshmark-equivalent.bt`.
+    Bpftrace,
 }
 
-const CONFIGS: [Config; 5] = [
+/// One way of running the storm.
+struct Config {
+    name: &'static str,
+    watcher: Watcher,
+}
+
+const CONFIGS: [Config; 6] = [
     Config {
         name: "nothing attached",
-        attach: None,
+        watcher: Watcher::Nothing,
     },
     Config {
         name: "empty sys_enter/sys_exit pair (floor)",
-        attach: Some(&["--programs", "bench-floor"]),
+        watcher: Watcher::Agent(&["--programs", "bench-floor"]),
     },
     Config {
         name: "pair reading the clock once each",
-        attach: Some(&["--programs", "bench-clock"]),
+        watcher: Watcher::Agent(&["--programs", "bench-clock"]),
     },
     Config {
         name: "meshmark (every syscall timed)",
-        attach: Some(&["--programs", "profiler"]),
+        watcher: Watcher::Agent(&["--programs", "profiler"]),
     },
     Config {
         name: "meshmark --syscall-sample 8",
-        attach: Some(&["--programs", "profiler", "--syscall-sample", "8"]),
+        watcher: Watcher::Agent(&["--programs", "profiler", "--syscall-sample", "8"]),
+    },
+    Config {
+        name: "bpftrace, the same signals",
+        watcher: Watcher::Bpftrace,
     },
 ];
+
+/// The script bpftrace runs in the benches: what meshmark collects, as people write it.
+const BPFTRACE_SCRIPT: &str = "bench/meshmark-equivalent.bt";
+
+/// A watcher attached for some storms.
+enum Watching {
+    Nothing,
+    Agent(Attached),
+    Bpftrace(Child),
+}
+
+impl Watching {
+    fn start(watcher: &Watcher, agent: &Path, script: &Path) -> Result<Watching> {
+        Ok(match watcher {
+            Watcher::Nothing => Watching::Nothing,
+            Watcher::Agent(extra) => Watching::Agent(Attached::start(agent, extra, false)?),
+            Watcher::Bpftrace => {
+                let mut child = Command::new("bpftrace")
+                    .arg(script)
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .context("starting bpftrace (is it installed? cargo xtask setup)")?;
+                let mut stdout = BufReader::new(child.stdout.take().context("bpftrace stdout")?);
+                let mut line = String::new();
+                while !line.starts_with("Attaching") {
+                    line.clear();
+                    if stdout.read_line(&mut line)? == 0 {
+                        bail!("bpftrace ended before attaching: {}", child.wait()?);
+                    }
+                }
+                // It prints its maps when it stops; nobody reads them.
+                std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+                Watching::Bpftrace(child)
+            }
+        })
+    }
+
+    fn stop(self) -> Result<()> {
+        match self {
+            Watching::Nothing => Ok(()),
+            Watching::Agent(attached) => attached.stop().map(drop),
+            Watching::Bpftrace(mut child) => {
+                // SAFETY: signalling our own child.
+                unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+                child.wait().context("waiting for bpftrace")?;
+                Ok(())
+            }
+        }
+    }
+}
+
+/// tracefs at /sys/kernel/tracing, which bpftrace's tracepoints need: mounted for the bench
+/// if it was not, unmounted after.
+struct Tracefs {
+    mounted_here: bool,
+}
+
+impl Tracefs {
+    const DIR: &'static str = "/sys/kernel/tracing";
+
+    fn mount() -> Result<Tracefs> {
+        if Path::new(Self::DIR).join("events").is_dir() {
+            return Ok(Tracefs {
+                mounted_here: false,
+            });
+        }
+        let status = Command::new("mount")
+            .args(["-t", "tracefs", "tracefs", Self::DIR])
+            .status()
+            .context("mounting tracefs")?;
+        ensure!(
+            status.success(),
+            "mounting tracefs at {} failed: {status}",
+            Self::DIR
+        );
+        Ok(Tracefs { mounted_here: true })
+    }
+}
+
+impl Drop for Tracefs {
+    fn drop(&mut self) {
+        if self.mounted_here {
+            let _ = Command::new("umount").arg(Self::DIR).status();
+        }
+    }
+}
 
 pub fn run(ws: &Workspace, args: &BenchArgs) -> Result<()> {
     ensure!(
@@ -82,21 +182,18 @@ pub fn run(ws: &Workspace, args: &BenchArgs) -> Result<()> {
     );
     let agent = build::run(ws)?;
     let syscalls = 2 * args.bytes;
+    let script = ws.root.join(BPFTRACE_SCRIPT);
+    let tracefs = Tracefs::mount()?;
 
     let mut best = vec![f64::INFINITY; CONFIGS.len()];
     for round in 1..=args.rounds {
         eprintln!("bench: round {round} of {}", args.rounds);
         for (config, best) in CONFIGS.iter().zip(best.iter_mut()) {
-            let attached = config
-                .attach
-                .map(|extra| Attached::start(&agent, extra, false))
-                .transpose()?;
+            let watching = Watching::start(&config.watcher, &agent, &script)?;
             for _ in 0..args.storms {
                 *best = best.min(storm_cpu_seconds(args.bytes)?);
             }
-            if let Some(attached) = attached {
-                attached.stop()?;
-            }
+            watching.stop()?;
         }
     }
 
@@ -130,6 +227,7 @@ pub fn run(ws: &Workspace, args: &BenchArgs) -> Result<()> {
         );
     }
 
+    drop(tracefs);
     program_stats(&agent, args.bytes)?;
     memory(&agent)?;
     if args.churn > 0 {

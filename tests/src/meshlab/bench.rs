@@ -15,22 +15,8 @@ use anyhow::{bail, Context, Result};
 use super::{Agent, Lab, LabOptions, Mesh, WINDOW_MARGIN};
 
 /// The bpftrace program collecting what meshmark collects, the way people write it: hash maps
-/// keyed by pid and tid, `hist()` for latency.
-pub const BPFTRACE_SCRIPT: &str = r#"
-tracepoint:sched:sched_switch
-{
-  if (@since[cpu]) { @cpu_ns[args->prev_pid] = sum(nsecs - @since[cpu]); }
-  @since[cpu] = nsecs;
-}
-tracepoint:raw_syscalls:sys_enter { @start[tid] = nsecs; }
-tracepoint:raw_syscalls:sys_exit /@start[tid]/
-{
-  @latency[pid] = hist(nsecs - @start[tid]);
-  delete(@start[tid]);
-}
-tracepoint:sock:sock_send_length /args->ret > 0/ { @tx[pid] = sum(args->ret); }
-tracepoint:sock:sock_recv_length /args->ret > 0 && !(args->flags & 2)/ { @rx[pid] = sum(args->ret); }
-"#;
+/// keyed by pid and tid, `hist()` for latency. One file for this bench and the storm's.
+pub const BPFTRACE_SCRIPT: &str = include_str!("../../../bench/meshmark-equivalent.bt");
 
 /// Who watches the lab while it is loaded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
