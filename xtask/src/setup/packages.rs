@@ -11,12 +11,16 @@ use crate::exec;
 
 /// Every Debian package the tests and benchmarks use; add new ones here.
 const PACKAGES: &[&str] = &[
-    "iproute2",   // ip netns, veth pairs for the loopback/external split
-    "util-linux", // setpriv: the preflight test drops capabilities
-    "procps",     // ps, sysctl (kernel.bpf_stats_enabled)
-    "coreutils",  // dd: the syscall storm
-    "bpftool",    // inspecting loaded programs and their run time
-    "hyperfine",  // benchmark timing
+    "iproute2",     // ip netns, veth pairs for the loopback/external split
+    "util-linux",   // setpriv: the preflight test drops capabilities
+    "procps",       // ps, sysctl (kernel.bpf_stats_enabled)
+    "coreutils",    // dd: the syscall storm
+    "bpftool",      // inspecting loaded programs and their run time
+    "hyperfine",    // benchmark timing
+    "podman",       // cargo xtask dist builds the scratch image; the image test runs it
+    "runc",         // podman's runtime here: crun refuses hybrid cgroups
+    "prometheus",   // promtool: checks the PrometheusRule and the dashboard's expressions
+    "python3-venv", // the project-local venv for kubernetes-validate (setup/python.rs)
 ];
 
 pub fn ensure() -> Result<((), String)> {
