@@ -10,6 +10,7 @@
 
 mod bench;
 mod build;
+mod dist;
 mod exec;
 mod run;
 mod setup;
@@ -39,6 +40,9 @@ enum Command {
     Setup,
     /// Set up, then build the workspace in release mode; prints the agent binary's path.
     Build,
+    /// Set up, then build the static (musl) agent and its scratch OCI image into
+    /// `target/dist/`: `meshmark-agent` and `meshmark-image.tar`.
+    Dist(dist::DistArgs),
     /// Set up, then check formatting, run clippy (userspace and eBPF) and all tests.
     Test {
         /// Passed to `cargo test`, e.g. a test-name filter; what follows a `--` goes to the test
@@ -47,10 +51,11 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<OsString>,
     },
-    /// Set up, build in release mode, then run meshmark-agent with these arguments.
     /// Set up, build, then measure what meshmark costs: the syscall storm against the empty and
     /// clock-only program pairs, each program's time per event, and memory (needs root).
     Bench(bench::BenchArgs),
+    /// Set up, build in release mode, then run meshmark-agent with these arguments; started by
+    /// a user who is not root, it builds as that user and runs the agent through `sudo -E`.
     Run {
         /// Arguments for meshmark-agent, e.g. `-- profile --duration 10s`.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -75,6 +80,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Test { args } => test::run(&ws, &args)?,
         Command::Run { args } => return run::run(&ws, &args),
         Command::Bench(args) => bench::run(&ws, &args)?,
+        Command::Dist(args) => dist::run(&ws, &args)?,
     }
     Ok(ExitCode::SUCCESS)
 }
