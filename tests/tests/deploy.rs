@@ -441,7 +441,9 @@ fn every_expression_parses_and_names_only_listed_metrics() {
     let rules: Vec<Value> = exprs
         .iter()
         .enumerate()
-        .map(|(i, expr)| json!({"record": format!("dashboard:expr_{i}"), "expr": grafana_to_promql(expr)}))
+        .map(|(i, expr)| {
+            json!({"record": format!("dashboard:expr_{i}"), "expr": grafana_to_promql(expr)})
+        })
         .collect();
     let dir = TempDir::new("dashboard");
     let file = dir.0.join("dashboard-rules.yaml");
@@ -452,9 +454,11 @@ fn every_expression_parses_and_names_only_listed_metrics() {
 
 #[test]
 fn metric_names_are_found_in_promql() {
-    let names = metric_names(
-        r#"sum by (node, role) (rate(a_total{role="app",x=~"$y"}[5m] offset 1h)) / on (node) group_left (role) max without (pod) (b:c:rate5m) > bool 0.5 and topk(3, c) or vector(1)"#,
-    );
+    let names = metric_names(concat!(
+        r#"sum by (node, role) (rate(a_total{role="app",x=~"$y"}[5m] offset 1h))"#,
+        " / on (node) group_left (role) max without (pod) (b:c:rate5m)",
+        " > bool 0.5 and topk(3, c) or vector(1)",
+    ));
     assert_eq!(
         names,
         ["a_total", "b:c:rate5m", "c"].map(String::from).into()

@@ -2,8 +2,8 @@
 //! DaemonSet declares, and refuses with its preflight message (status 2) when any one of the
 //! DaemonSet's capabilities is missing.
 //!
-//! The podman command is derived from deploy/kubernetes/daemonset.yaml, not written beside it:
-//! `--pid=host` for hostPID, `--cap-drop=all` and one `--cap-add` per added capability, one
+//! The podman command is derived from deploy/kubernetes/20-daemonset.yaml, not written beside
+//! it: `--pid=host` for hostPID, `--cap-drop=all` and one `--cap-add` per added capability, one
 //! read-only `--volume` per hostPath mount, `--read-only` without podman's extra tmpfs mounts for
 //! readOnlyRootFilesystem, `no-new-privileges` for allowPrivilegeEscalation: false, and
 //! `seccomp=unconfined` for Unconfined (or podman's default profile for RuntimeDefault).
@@ -89,6 +89,12 @@ fn image_profiles_with_exactly_the_daemonsets_privileges() {
         "{} processes, {with_cgroup} with a cgroup path, {with_exe} with an executable path",
         processes.len()
     );
+    // In a private cgroup namespace /proc/<pid>/cgroup is relative to the agent's own cgroup.
+    let relative = processes
+        .iter()
+        .filter(|p| p["cgroup"].as_str().is_some_and(|c| c.starts_with("/..")))
+        .count();
+    eprintln!("{relative} cgroup paths relative to the agent's cgroup namespace");
     assert!(
         with_cgroup > 0,
         "cgroup paths resolved through the host's /sys/fs/cgroup"
@@ -128,6 +134,13 @@ fn run_profile(
     let security = &agent["securityContext"];
     let mut cmd = podman_cmd(podman, conf);
     cmd.args(["run", "--rm", "--runtime", "runc", "--network=none"]);
+    // As containerd does for a container that is not privileged: its own cgroup namespace on
+    // a unified (v2) node, the host's on v1 and hybrid nodes.
+    cmd.arg(if unified_cgroups() {
+        "--cgroupns=private"
+    } else {
+        "--cgroupns=host"
+    });
     assert_eq!(pod["hostPID"], true);
     cmd.arg("--pid=host");
     assert_eq!(security["capabilities"]["drop"][0], "ALL");
@@ -172,6 +185,17 @@ fn run_profile(
         .args(["profile", "--duration", "2s", "--format", "json"]);
     eprintln!("{cmd:?}");
     cmd.output().expect("running podman run")
+}
+
+/// Whether /sys/fs/cgroup is the cgroup v2 hierarchy itself (not v1 or hybrid).
+fn unified_cgroups() -> bool {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .expect("reading mountinfo")
+        .lines()
+        .filter_map(|line| line.split_once(" - "))
+        .any(|(mount, fs)| {
+            mount.split_whitespace().nth(4) == Some("/sys/fs/cgroup") && fs.starts_with("cgroup2 ")
+        })
 }
 
 fn podman_cmd(podman: &Path, conf: &ContainersConf) -> Command {

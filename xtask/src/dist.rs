@@ -22,7 +22,7 @@ use crate::{exec, setup, workspace::Workspace};
 
 /// The target the shipped binary is built for: static, no glibc version to match on the node.
 pub const MUSL_TARGET: &str = "x86_64-unknown-linux-musl";
-/// The image's name and tag; `deploy/kubernetes/daemonset.yaml` refers to the same.
+/// The image's name and tag; `deploy/kubernetes/20-daemonset.yaml` refers to the same.
 pub const IMAGE_NAME: &str = "localhost/meshmark-agent";
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
