@@ -117,6 +117,8 @@ fn image(ws: &Workspace, dist: &Path, binary: &Path) -> Result<PathBuf> {
         .arg(context.join("Containerfile"))
         .arg(&context);
     exec::run("podman build", &mut build)?;
+    // Only the two artifacts stay in dist/.
+    let _ = fs::remove_dir_all(&context);
 
     let archive = dist.join("meshmark-image.tar");
     let _ = fs::remove_file(&archive);
