@@ -5,9 +5,11 @@
 
 #![allow(dead_code)] // Each test file uses its own part.
 
+use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::OnceLock;
 
 use serde_json::Value;
 
@@ -79,29 +81,39 @@ pub fn require_venv() -> Option<PathBuf> {
     }
 }
 
-/// Every document of a YAML file, as JSON values (through the venv's PyYAML: one parser for
-/// the tests and for kubernetes-validate).
+/// Every document of a YAML file in deploy/, as JSON values. All of deploy/'s YAML files are
+/// parsed at once, the first time, through the venv's PyYAML (one parser for the tests and for
+/// kubernetes-validate, and one Python start per test binary).
 pub fn yaml_documents(venv: &Path, file: &Path) -> Vec<Value> {
+    static PARSED: OnceLock<BTreeMap<PathBuf, Vec<Value>>> = OnceLock::new();
+    let parsed = PARSED.get_or_init(|| parse_all(venv));
+    parsed
+        .get(file)
+        .unwrap_or_else(|| panic!("{} is not a YAML file in deploy/", file.display()))
+        .clone()
+}
+
+fn parse_all(venv: &Path) -> BTreeMap<PathBuf, Vec<Value>> {
+    let mut files = kubernetes_files();
+    files.extend(yaml_files(&deploy("prometheus-operator")));
     let out = Command::new(venv.join("python"))
         .args([
             "-c",
             "import json, sys, yaml\n\
-             docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d is not None]\n\
-             json.dump(docs, sys.stdout)",
+             json.dump([[d for d in yaml.safe_load_all(open(f)) if d is not None]\n\
+                        for f in sys.argv[1:]], sys.stdout)",
         ])
-        .arg(file)
+        .args(&files)
         .output()
         .expect("running the venv's python");
     assert!(
         out.status.success(),
-        "parsing {}: {}",
-        file.display(),
+        "parsing deploy/'s YAML: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    match serde_json::from_slice(&out.stdout).expect("PyYAML's output is JSON") {
-        Value::Array(docs) => docs,
-        other => panic!("expected a list of documents, got {other}"),
-    }
+    let parsed: Vec<Vec<Value>> =
+        serde_json::from_slice(&out.stdout).expect("PyYAML's output is JSON");
+    files.into_iter().zip(parsed).collect()
 }
 
 /// The one document of `kind` among every manifest in deploy/kubernetes.
@@ -117,8 +129,12 @@ pub fn manifest(venv: &Path, kind: &str) -> Value {
 
 /// The plain Kubernetes manifests (those `kubectl apply -f deploy/kubernetes/` applies).
 pub fn kubernetes_files() -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(deploy("kubernetes"))
-        .expect("deploy/kubernetes exists")
+    yaml_files(&deploy("kubernetes"))
+}
+
+fn yaml_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|err| panic!("reading {}: {err}", dir.display()))
         .map(|entry| entry.unwrap().path())
         .filter(|path| path.extension().is_some_and(|ext| ext == "yaml"))
         .collect();
