@@ -10,6 +10,7 @@
 
 mod bench;
 mod build;
+mod dist;
 mod exec;
 mod kernels;
 mod lab;
@@ -41,6 +42,9 @@ enum Command {
     Setup,
     /// Set up, then build the workspace in release mode; prints the agent binary's path.
     Build,
+    /// Set up, then build the static (musl) agent and its scratch OCI image into
+    /// `target/dist/`: `meshmark-agent` and `meshmark-image.tar`.
+    Dist(dist::DistArgs),
     /// Set up, then check formatting, run clippy (userspace and eBPF) and all tests.
     Test {
         /// Passed to `cargo test`, e.g. a test-name filter; what follows a `--` goes to the test
@@ -53,9 +57,11 @@ enum Command {
     /// agent inside each (the last step of `test`); console logs go to target/kernel-matrix/.
     Kernels,
     /// Set up, build, then measure what meshmark costs: the syscall storm against the empty and
-    /// clock-only program pairs, each program's time per event, and memory (needs root).
+    /// clock-only program pairs and bpftrace, each program's time per event, memory, churn and
+    /// the mesh lab's throughput (needs root).
     Bench(bench::BenchArgs),
-    /// Set up, build in release mode, then run meshmark-agent with these arguments.
+    /// Set up, build in release mode, then run meshmark-agent with these arguments; started by
+    /// a user who is not root, it builds as that user and runs the agent through `sudo -E`.
     Run {
         /// Arguments for meshmark-agent, e.g. `-- profile --duration 10s`.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -85,6 +91,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Bench(args) => bench::run(&ws, &args)?,
         Command::Kernels => kernels::run(&ws)?,
         Command::Lab(args) => return lab::run(&ws, &args),
+        Command::Dist(args) => dist::run(&ws, &args)?,
     }
     Ok(ExitCode::SUCCESS)
 }

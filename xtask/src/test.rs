@@ -1,7 +1,8 @@
 //! `cargo xtask test`: everything CI checks, in order, stopping at the first failure: formatting,
-//! clippy for the userspace crates and for the eBPF crate, a debug build of the agent, then the
-//! unit tests and the end-to-end tests, and last the kernel matrix (`kernels`) unless a test filter
-//! was given.
+//! clippy for the userspace crates and for the eBPF crate, a debug build of the agent, the
+//! shipped artifacts (`cargo xtask dist`: the static binary and, where podman is installed, the
+//! image, which an end-to-end test runs), then the unit tests and the end-to-end tests, and last
+//! the kernel matrix (`kernels`) unless a test filter was given.
 //!
 //! Arguments go to both `cargo test` runs (e.g. a test-name filter); what follows a `--` among
 //! them goes to the test harness, after which the end-to-end run adds `--test-threads=1`.
@@ -23,6 +24,7 @@ pub fn run(ws: &Workspace, args: &[OsString]) -> Result<()> {
         None => (args, &[][..]),
     };
     let agent = ws.target_dir().join("debug/meshmark-agent");
+    let image = ws.target_dir().join("dist/meshmark-image.tar");
 
     let mut unit = cargo(ws, "test --workspace --exclude meshmark-ebpf --exclude");
     unit.arg(END_TO_END);
@@ -32,7 +34,8 @@ pub fn run(ws: &Workspace, args: &[OsString]) -> Result<()> {
         cmd.args(cargo_args)
             .arg("--")
             .args(harness_args)
-            .env("MESHMARK_AGENT_BIN", &agent);
+            .env("MESHMARK_AGENT_BIN", &agent)
+            .env("MESHMARK_IMAGE_ARCHIVE", &image);
     }
     end_to_end.arg("--test-threads=1");
 
@@ -50,6 +53,7 @@ pub fn run(ws: &Workspace, args: &[OsString]) -> Result<()> {
             "agent build",
             cargo(ws, "build --package meshmark-agent --bin meshmark-agent"),
         ),
+        ("dist", dist(ws)?),
         ("unit tests", unit),
         ("end-to-end tests", end_to_end),
     ];
@@ -75,6 +79,22 @@ pub fn run(ws: &Workspace, args: &[OsString]) -> Result<()> {
     }
     eprintln!("test: all steps passed in {}", exec::secs(start.elapsed()));
     Ok(())
+}
+
+/// This xtask's own `dist`; without podman only the binary (the image test then skips loudly,
+/// or fails under `MESHMARK_REQUIRE_BPF=1`).
+fn dist(ws: &Workspace) -> Result<Command> {
+    let mut cmd = ws.command(
+        std::env::current_exe()?
+            .to_str()
+            .context("the xtask's path is not UTF-8")?,
+    );
+    cmd.arg("dist");
+    if crate::dist::which("podman").is_none() {
+        eprintln!("test: podman is not installed: `dist` builds the binary but no image");
+        cmd.arg("--no-image");
+    }
+    Ok(cmd)
 }
 
 /// Stable cargo with space-separated arguments, so each step reads as its command line.

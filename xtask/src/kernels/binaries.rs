@@ -3,7 +3,7 @@
 
 use std::{fs, path::Path, path::PathBuf, time::Instant};
 
-use anyhow::{bail, ensure, Context as _, Result};
+use anyhow::{ensure, Context as _, Result};
 
 use crate::{exec, workspace::Workspace};
 
@@ -48,24 +48,10 @@ pub fn build(ws: &Workspace) -> Result<Binaries> {
 
 /// Whether an x86-64 ELF file has a `PT_INTERP` program header, i.e. is dynamically linked.
 pub fn has_interpreter(path: &Path) -> Result<bool> {
-    const PT_INTERP: u32 = 3;
     let elf = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    if elf.len() < 64 || &elf[..4] != b"\x7fELF" || elf[4] != 2 || elf[5] != 1 {
-        bail!("{} is not a 64-bit little-endian ELF file", path.display());
-    }
-    let u16_at = |at: usize| u16::from_le_bytes([elf[at], elf[at + 1]]) as usize;
-    let phoff = u64::from_le_bytes(elf[0x20..0x28].try_into()?) as usize;
-    let (phentsize, phnum) = (u16_at(0x36), u16_at(0x38));
-    for i in 0..phnum {
-        let at = phoff + i * phentsize;
-        let kind = elf
-            .get(at..at + 4)
-            .with_context(|| format!("{}: truncated program headers", path.display()))?;
-        if u32::from_le_bytes(kind.try_into()?) == PT_INTERP {
-            return Ok(true);
-        }
-    }
-    Ok(false)
+    let interpreter =
+        crate::dist::interpreter(&elf).with_context(|| format!("reading {}", path.display()))?;
+    Ok(interpreter.is_some())
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 
 mod bpf_linker;
 mod packages;
+mod python;
 mod toolchain;
 
 use std::time::Instant;
@@ -18,6 +19,7 @@ pub fn run(ws: &Workspace) -> Result<()> {
     step("rust components", || toolchain::components(ws, &nightly))?;
     step("bpf-linker", || bpf_linker::ensure(ws, &nightly))?;
     step("debian packages", packages::ensure)?;
+    step("python tools", || python::ensure(ws))?;
     Ok(())
 }
 
