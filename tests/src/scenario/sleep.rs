@@ -18,7 +18,7 @@ pub struct Spec {
 pub fn run(spec: &Spec) -> Result<()> {
     let requested_ns = spec.ms * 1_000_000;
     let request = libc::timespec {
-        tv_sec: (requested_ns / 1_000_000_000) as libc::time_t,
+        tv_sec: (requested_ns / 1_000_000_000).try_into()?,
         tv_nsec: (requested_ns % 1_000_000_000) as libc::c_long,
     };
     let mut durations_ns = Vec::with_capacity(spec.count as usize);

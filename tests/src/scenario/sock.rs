@@ -98,7 +98,7 @@ pub fn shutdown_write(fd: BorrowedFd) -> Result<()> {
 /// Bounds every later send and receive on `fd` by [`WAIT_LIMIT`].
 pub fn set_timeouts(fd: BorrowedFd) -> Result<()> {
     let limit = libc::timeval {
-        tv_sec: WAIT_LIMIT.as_secs() as libc::time_t,
+        tv_sec: WAIT_LIMIT.as_secs().try_into()?,
         tv_usec: 0,
     };
     for option in [libc::SO_RCVTIMEO, libc::SO_SNDTIMEO] {
