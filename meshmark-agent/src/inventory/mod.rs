@@ -5,6 +5,7 @@
 
 pub mod cgroup;
 pub mod cgroup_ids;
+pub mod cgroup_ns;
 
 use std::fs;
 
@@ -25,7 +26,15 @@ pub fn exe(pid: u32) -> Option<String> {
 
 /// The cgroup path that places the process (see [`cgroup::placement_path`]).
 pub fn cgroup_path(pid: u32) -> Option<String> {
-    cgroup::placement_path(&fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?)
+    let text = fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    // Inside a private cgroup namespace (a container) the v2 path is relative to the agent's
+    // own cgroup: rebase it, or pods would go unrecognised.
+    if let (Some(v2), Some(root)) = (cgroup::cgroup_v2_path(&text), cgroup_ns::namespace_root()) {
+        if cgroup_ns::is_relative(&v2) {
+            return cgroup_ns::rebase(root, &v2);
+        }
+    }
+    cgroup::placement_path(&text)
 }
 
 /// Resident memory in bytes (`VmRSS` of `/proc/<pid>/status`; absent for kernel threads).
