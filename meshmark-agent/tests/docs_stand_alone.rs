@@ -62,7 +62,9 @@ fn every_link_resolves_to_a_file_in_the_repository() {
 #[test]
 fn no_references_to_notes_outside_the_repository() {
     for (path, text) in documents() {
-        for outside in ["DESIGN.md", "MESHMARK-SPEC", "shared/", "../"] {
+        // Relative links to other parts of the repository (`../deploy/...`) are fine: the link
+        // test resolves every one of them inside it.
+        for outside in ["DESIGN.md", "MESHMARK-SPEC", "shared/"] {
             assert!(
                 !text.contains(outside),
                 "{} refers to {outside}, which is not in the repository",
