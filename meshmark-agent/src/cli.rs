@@ -75,8 +75,9 @@ pub enum Command {
 
 #[derive(clap::Args, Debug)]
 pub struct AttachArgs {
-    /// `profiler` (everything), `bench-floor` (empty sys_enter/sys_exit programs) or
-    /// `bench-clock` (a sys_enter/sys_exit pair that only reads the clock).
+    /// `profiler` (everything), `bench-floor` (empty sys_enter/sys_exit programs),
+    /// `bench-clock` (a sys_enter/sys_exit pair that only reads the clock) or `bench-empty` (an
+    /// empty program on every hook the profiler uses).
     #[arg(long, default_value = "profiler", value_parser = parse_program_set)]
     pub programs: ProgramSet,
     /// How long to stay attached; SIGINT or SIGTERM end it early.
@@ -95,8 +96,9 @@ fn parse_program_set(text: &str) -> Result<ProgramSet, String> {
         "profiler" => Ok(ProgramSet::Profiler),
         "bench-floor" => Ok(ProgramSet::BenchFloor),
         "bench-clock" => Ok(ProgramSet::BenchClock),
+        "bench-empty" => Ok(ProgramSet::BenchEmpty),
         other => Err(format!(
-            "unknown program set {other:?}; expected profiler, bench-floor or bench-clock"
+            "unknown program set {other:?}; expected profiler, bench-floor, bench-clock or bench-empty"
         )),
     }
 }

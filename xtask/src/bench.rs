@@ -439,23 +439,48 @@ fn seconds(tv: libc::timeval) -> f64 {
 /// Average run time per event of each profiler program, with BPF statistics on during a storm
 /// and a loopback ping-pong (socket bytes and a context switch per message).
 fn program_stats(agent: &Path, bytes: u64) -> Result<()> {
-    let attached = Attached::start(agent, &["--programs", "profiler"], true)?;
-    storm_cpu_seconds(bytes)?;
-    ping_pong(50_000)?;
-    let printed = attached.stop()?;
+    let measured = |programs: &str| -> Result<Vec<(String, u64, u64)>> {
+        let attached = Attached::start(agent, &["--programs", programs], true)?;
+        storm_cpu_seconds(bytes)?;
+        ping_pong(50_000)?;
+        spawn_processes(200)?;
+        parse_stats(&attached.stop()?)
+    };
+    let profiler = measured("profiler")?;
+    let empty = measured("bench-empty")?;
     println!(
         "\n## Programs: average run time per event (BPF statistics on, which adds its own clock \
-         reads), over the storm and 50,000 loopback round trips\n"
+         reads), over the storm, 50,000 loopback round trips and 200 short processes, each next \
+         to an empty program on the same hook under the same load\n"
     );
-    println!("| program | events | ns per event |");
-    println!("| --- | ---: | ---: |");
-    for (program, count, time) in parse_stats(&printed)? {
-        let per_event = if count == 0 {
-            "-".to_string()
-        } else {
-            format!("{:.0}", time as f64 / count as f64)
+    println!("| program | events | ns per event | empty program on the hook | added by meshmark |");
+    println!("| --- | ---: | ---: | ---: | ---: |");
+    let per_event = |count: u64, time: u64| (count > 0).then(|| time as f64 / count as f64);
+    for (program, count, time) in &profiler {
+        let ours = per_event(*count, *time);
+        let bare = empty
+            .iter()
+            .find(|(name, _, _)| name == &format!("bench_empty_{program}"))
+            .and_then(|(_, count, time)| per_event(*count, *time));
+        let show = |ns: Option<f64>| ns.map_or("-".to_string(), |ns| format!("{ns:.0}"));
+        let added = match (ours, bare) {
+            (Some(ours), Some(bare)) => format!("{:.0}", ours - bare),
+            _ => "-".to_string(),
         };
-        println!("| {program} | {count} | {per_event} |");
+        println!(
+            "| {program} | {count} | {} | {} | {added} |",
+            show(ours),
+            show(bare)
+        );
+    }
+    Ok(())
+}
+
+/// Starts and reaps `count` short processes, so the exec, fork and exit programs run.
+fn spawn_processes(count: u32) -> Result<()> {
+    for _ in 0..count {
+        let status = Command::new("true").status().context("running true")?;
+        ensure!(status.success(), "true failed: {status}");
     }
     Ok(())
 }

@@ -222,6 +222,27 @@ pub const BENCH_FLOOR: &[Signal] = &[Signal {
     }],
 }];
 
+/// An empty program on every tracepoint the profiler uses on a current kernel, for `cargo xtask
+/// bench` to set each of the profiler's programs beside the bare cost of its hook.
+pub const BENCH_EMPTY: &[Signal] = &[Signal {
+    name: "every hook",
+    alternatives: &[Alternative {
+        name: "empty programs",
+        programs: &[
+            tp("bench_empty_sys_enter", "sys_enter", 2),
+            tp("bench_empty_sys_exit", "sys_exit", 2),
+            tp("bench_empty_sched_switch", "sched_switch", 4),
+            tp("bench_empty_sched_wakeup", "sched_wakeup", 1),
+            tp("bench_empty_sched_wakeup_new", "sched_wakeup_new", 1),
+            tp("bench_empty_sock_send_length", "sock_send_length", 3),
+            tp("bench_empty_sock_recv_length", "sock_recv_length", 3),
+            tp("bench_empty_sched_process_exec", "sched_process_exec", 3),
+            tp("bench_empty_sched_process_fork", "sched_process_fork", 2),
+            tp("bench_empty_sched_process_exit", "sched_process_exit", 1),
+        ],
+    }],
+}];
+
 /// The syscall pair that only reads the clock on each side, for `cargo xtask bench`.
 pub const BENCH_CLOCK: &[Signal] = &[Signal {
     name: "syscalls",
@@ -495,6 +516,7 @@ mod tests {
         let mut owner: HashMap<&str, (&str, std::mem::Discriminant<HookPoint>)> = HashMap::new();
         let mut points = HashSet::new();
         for signals in [PROFILER, BENCH_FLOOR, BENCH_CLOCK] {
+            // BENCH_EMPTY reuses the floor's pair on purpose: it is a superset of it.
             for alternative in signals.iter().flat_map(|s| s.alternatives) {
                 for program in alternative.programs {
                     let kind = std::mem::discriminant(&program.point);

@@ -52,6 +52,8 @@ pub enum ProgramSet {
     BenchFloor,
     /// Only a syscall pair that reads the clock on each side, for benchmarks.
     BenchClock,
+    /// An empty program on every hook the profiler uses, for benchmarks.
+    BenchEmpty,
 }
 
 impl ProgramSet {
@@ -60,6 +62,7 @@ impl ProgramSet {
             ProgramSet::Profiler => hooks::PROFILER,
             ProgramSet::BenchFloor => hooks::BENCH_FLOOR,
             ProgramSet::BenchClock => hooks::BENCH_CLOCK,
+            ProgramSet::BenchEmpty => hooks::BENCH_EMPTY,
         }
     }
 }
