@@ -1,6 +1,7 @@
 //! Writing reports out: a human table, the JSON contract, a Service Mesh Performance document, a
-//! self-contained HTML page, and comparisons of several profiles. Every exporter is a pure
-//! function of a scored report (or of several).
+//! self-contained HTML page, comparisons of several profiles, and the Prometheus exposition of
+//! `run` with the running totals behind its counters. Every exporter is a pure function of a
+//! scored report (or of several; the exposition also of the totals).
 
 #![warn(clippy::arithmetic_side_effects)]
 
@@ -8,8 +9,10 @@ pub mod compare;
 pub mod compare_table;
 pub mod html;
 pub mod json;
+pub mod metrics;
 pub mod smp;
 pub mod table;
+pub mod totals;
 
 use std::str::FromStr;
 

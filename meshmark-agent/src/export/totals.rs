@@ -1,0 +1,210 @@
+//! Running totals across windows, for the Prometheus counters of `meshmark-agent run`.
+//!
+//! A window's report says what happened in that window; a Prometheus counter must say what
+//! happened since the agent started. [`Totals::fold`] adds one report into the totals. Every key
+//! is a bounded label (a role, a direction, a kernel loss reason), never a pid or a pod, so the
+//! totals stay the same size however long the agent runs.
+
+use std::collections::BTreeMap;
+
+use crate::{report::Report, role::Role};
+
+/// Socket bytes direction, as the `direction` label spells it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Direction {
+    Tx,
+    Rx,
+}
+
+impl Direction {
+    pub const ALL: [Direction; 2] = [Direction::Tx, Direction::Rx];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Tx => "tx",
+            Direction::Rx => "rx",
+        }
+    }
+}
+
+/// What one role used, summed over windows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RoleTotals {
+    pub cpu_ns: u64,
+    pub tx_bytes: u64,
+    pub rx_bytes: u64,
+    pub syscalls: u64,
+}
+
+impl RoleTotals {
+    pub fn bytes(&self, direction: Direction) -> u64 {
+        match direction {
+            Direction::Tx => self.tx_bytes,
+            Direction::Rx => self.rx_bytes,
+        }
+    }
+}
+
+/// Everything the counters of the exposition count, since the agent started.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Totals {
+    /// Every role, from the start, so each role's series exists (at zero) from the first scrape.
+    pub roles: BTreeMap<Role, RoleTotals>,
+    /// Kernel-side losses by reason (the profile's `dropped`); reasons are the kernel's fixed
+    /// counter names.
+    pub dropped: BTreeMap<String, u64>,
+    /// Windows scored.
+    pub windows: u64,
+    /// Windows that could not be measured or scored (logged, and skipped).
+    pub window_errors: u64,
+}
+
+impl Default for Totals {
+    fn default() -> Self {
+        Totals {
+            roles: Role::ALL
+                .into_iter()
+                .map(|r| (r, RoleTotals::default()))
+                .collect(),
+            dropped: loss_reasons().map(|r| (r.to_owned(), 0)).collect(),
+            windows: 0,
+            window_errors: 0,
+        }
+    }
+}
+
+/// Every reason the kernel side and the collector can report a loss under, so that each
+/// `dropped` series exists at zero before its first loss (a counter that appears from nothing
+/// hides its first increase from `rate()`). `unknown_event` is the collector's own.
+pub fn loss_reasons() -> impl Iterator<Item = &'static str> {
+    use meshmark_common::counter;
+    (0..counter::COUNT)
+        .filter(|&i| counter::is_loss(i))
+        .map(|i| counter::NAMES[i as usize])
+        .chain(std::iter::once("unknown_event"))
+}
+
+impl Totals {
+    /// Adds one scored window. Every process of the report counts under the role it was given;
+    /// a process without a role (which a scored report does not have) counts as `node`.
+    /// Sums saturate: a counter that stops at `u64::MAX` nanoseconds (584 years) is still
+    /// monotonic.
+    pub fn fold(&mut self, report: &Report) {
+        for process in &report.snapshot.processes {
+            let role = process.role.unwrap_or(Role::Node);
+            let totals = self.roles.entry(role).or_default();
+            totals.cpu_ns = totals.cpu_ns.saturating_add(process.cpu_ns);
+            totals.tx_bytes = totals.tx_bytes.saturating_add(process.net.tx_bytes);
+            totals.rx_bytes = totals.rx_bytes.saturating_add(process.net.rx_bytes);
+            totals.syscalls = totals.syscalls.saturating_add(process.syscalls.count);
+        }
+        for (reason, count) in &report.snapshot.dropped {
+            let total = self.dropped.entry(reason.clone()).or_default();
+            *total = total.saturating_add(*count);
+        }
+        self.windows += 1;
+    }
+
+    /// Counts a window that failed.
+    pub fn fold_error(&mut self) {
+        self.window_errors += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::{NetBytes, ProcessSample, Snapshot, SyscallStats};
+
+    fn report(processes: Vec<ProcessSample>, dropped: &[(&str, u64)]) -> Report {
+        Report {
+            snapshot: Snapshot {
+                processes,
+                dropped: dropped.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+                ..Snapshot::default()
+            },
+            meshmark: crate::model::MeshMark {
+                score: 100.0,
+                classes: Default::default(),
+                excluded: Vec::new(),
+                unit_costs: Default::default(),
+                note: None,
+                sums: Default::default(),
+            },
+            pods: Vec::new(),
+        }
+    }
+
+    fn process(pid: u32, role: Role, cpu_ns: u64, tx: u64, rx: u64, calls: u64) -> ProcessSample {
+        ProcessSample {
+            pid,
+            role: Some(role),
+            cpu_ns,
+            net: NetBytes::from_kinds([tx, rx], [0, 0], [0, 0]),
+            syscalls: SyscallStats {
+                count: calls,
+                ..SyscallStats::default()
+            },
+            ..ProcessSample::default()
+        }
+    }
+
+    #[test]
+    fn folds_add_per_role_and_per_reason() {
+        let mut totals = Totals::default();
+        totals.fold(&report(
+            vec![
+                process(1, Role::Proxy, 10, 100, 200, 3),
+                process(2, Role::Proxy, 5, 1, 2, 1),
+                process(3, Role::App, 7, 0, 9, 2),
+            ],
+            &[("event_ring_full", 4)],
+        ));
+        totals.fold(&report(
+            vec![process(9, Role::Proxy, 1, 1, 1, 1)],
+            &[("event_ring_full", 1), ("thread_no_room", 2)],
+        ));
+
+        assert_eq!(
+            totals.roles[&Role::Proxy],
+            RoleTotals {
+                cpu_ns: 16,
+                tx_bytes: 102,
+                rx_bytes: 203,
+                syscalls: 5
+            }
+        );
+        assert_eq!(totals.roles[&Role::App].rx_bytes, 9);
+        assert_eq!(totals.roles[&Role::Control], RoleTotals::default());
+        assert_eq!(totals.dropped["event_ring_full"], 5);
+        assert_eq!(totals.dropped["thread_no_room"], 2);
+        assert_eq!(
+            totals.dropped["slot_leaked"], 0,
+            "every reason is there from the start"
+        );
+        assert!(!totals.dropped.contains_key("slot_claimed"), "not a loss");
+        assert_eq!(totals.windows, 2);
+    }
+
+    #[test]
+    fn totals_do_not_grow_with_processes_or_windows() {
+        let mut totals = Totals::default();
+        for window in 0..1_000u32 {
+            let processes = (0..10)
+                .map(|i| process(window * 10 + i, Role::App, 1, 1, 1, 1))
+                .collect();
+            totals.fold(&report(processes, &[("event_ring_full", 1)]));
+        }
+        assert_eq!(totals.roles.len(), Role::ALL.len());
+        assert_eq!(totals.dropped.len(), loss_reasons().count());
+        assert_eq!(totals.roles[&Role::App].cpu_ns, 10_000);
+    }
+
+    #[test]
+    fn sums_saturate_instead_of_wrapping() {
+        let mut totals = Totals::default();
+        totals.fold(&report(vec![process(1, Role::App, u64::MAX, 0, 0, 0)], &[]));
+        totals.fold(&report(vec![process(1, Role::App, 5, 0, 0, 0)], &[]));
+        assert_eq!(totals.roles[&Role::App].cpu_ns, u64::MAX);
+    }
+}
