@@ -1,6 +1,6 @@
 //! The command line: argument parsing and one function per subcommand.
 
-use std::{path::PathBuf, process::ExitCode, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
 
 use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand};
@@ -14,6 +14,7 @@ use crate::{
     probe::{PreflightError, Probe, ProbeOptions, ProgramSet},
     report::{build_report, Report},
     saved_profile,
+    serve,
     snapshot::Snapshot,
 };
 
@@ -65,6 +66,10 @@ pub enum Command {
     /// Reports to hand on: one saved profile, or several side by side with their differences
     /// from the first (e.g. without the mesh, then with it).
     Report(ReportArgs),
+    /// Score this node continuously, one window after another, and serve the latest window
+    /// over HTTP: /metrics (Prometheus), /api/v1/node (the profile JSON), /healthz, /readyz.
+    /// SIGTERM or SIGINT detaches and exits 0.
+    Run(RunArgs),
     /// Work with configuration files.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -99,6 +104,71 @@ fn parse_program_set(text: &str) -> Result<ProgramSet, String> {
         "bench-empty" => Ok(ProgramSet::BenchEmpty),
         other => Err(format!(
             "unknown program set {other:?}; expected profiler, bench-floor, bench-clock or bench-empty"
+        )),
+    }
+}
+
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    /// Address and port to serve on.
+    #[arg(
+        long,
+        env = "MESHMARK_LISTEN",
+        default_value = "0.0.0.0:9477",
+        value_name = "ADDR",
+        value_parser = parse_listen
+    )]
+    pub listen: SocketAddr,
+    /// Length of each scored window, e.g. 15s, 1m [default: the configuration's `window`,
+    /// else 15s].
+    #[arg(long, env = "MESHMARK_WINDOW", value_name = "DUR", value_parser = parse_run_window)]
+    pub window: Option<Duration>,
+    /// Rules, weights and options (see docs/configuration.md).
+    #[arg(long, env = "MESHMARK_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Log level: error, warn, info, debug or trace.
+    #[arg(
+        long,
+        env = "MESHMARK_LOG_LEVEL",
+        default_value = "info",
+        value_name = "LEVEL",
+        value_parser = parse_log_level
+    )]
+    pub log_level: tracing::level_filters::LevelFilter,
+}
+
+fn parse_listen(text: &str) -> Result<SocketAddr, String> {
+    text.parse().map_err(|_| {
+        format!(
+            "{text:?} is not an address and port; write one such as 0.0.0.0:9477, \
+             127.0.0.1:9477 or [::]:9477"
+        )
+    })
+}
+
+fn parse_run_window(text: &str) -> Result<Duration, String> {
+    let window = parse_duration(text)?;
+    check_run_window(window)?;
+    Ok(window)
+}
+
+/// `run` refuses windows shorter than [`serve::MIN_WINDOW`].
+fn check_run_window(window: Duration) -> Result<(), String> {
+    if window < serve::MIN_WINDOW {
+        return Err(format!(
+            "a window of {} is too short to score continuously; use {} or longer, such as 15s",
+            humantime::format_duration(window),
+            humantime::format_duration(serve::MIN_WINDOW)
+        ));
+    }
+    Ok(())
+}
+
+fn parse_log_level(text: &str) -> Result<tracing::level_filters::LevelFilter, String> {
+    match text.to_ascii_lowercase().as_str() {
+        "error" | "warn" | "info" | "debug" | "trace" => Ok(text.parse().expect("a known level")),
+        _ => Err(format!(
+            "unknown log level {text:?}; expected error, warn, info, debug or trace"
         )),
     }
 }
@@ -194,6 +264,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Attach(args) => attach(args).await,
         Command::Score(args) => score(args),
         Command::Report(args) => report_command(args),
+        Command::Run(args) => run_continuously(args).await,
         Command::Config(ConfigCommand::Check { file }) => return config_check(&file),
     };
     match result {
@@ -235,9 +306,60 @@ async fn profile(args: ProfileArgs) -> Result<()> {
     wait_or_signal(duration).await?;
     let snapshot = profiler.end_window()?;
     drop(profiler);
-    let classifier = config.classifier(Some(std::process::id()));
-    let report = build_report(snapshot, &classifier, &config.model, &inventory::cmdline)?;
+    let report = live_scorer(config)(snapshot)?;
     write_output(&report, &args.output)
+}
+
+/// How a window this agent measured is scored, by `profile` and `run` alike: the agent is
+/// itself (`builtin:self`) and command lines are read from /proc for `cmdline` rules.
+fn live_scorer(config: Config) -> impl Fn(Snapshot) -> Result<Report> + Send + 'static {
+    let classifier = config.classifier(Some(std::process::id()));
+    move |snapshot| {
+        Ok(build_report(
+            snapshot,
+            &classifier,
+            &config.model,
+            &inventory::cmdline,
+        )?)
+    }
+}
+
+async fn run_continuously(args: RunArgs) -> Result<()> {
+    // Everything the user can get wrong is checked before the programs load.
+    let config = load_config(args.config.as_deref())?;
+    let window = match (args.window, args.config.as_deref()) {
+        (Some(window), _) => window,
+        (None, Some(path)) if config_sets_window(path) => {
+            check_run_window(config.window)
+                .map_err(|why| BadInput(format!("{}: window: {why}", path.display())))?;
+            config.window
+        }
+        _ => serve::DEFAULT_WINDOW,
+    };
+    let listener = std::net::TcpListener::bind(args.listen).map_err(|e| {
+        BadInput(format!(
+            "cannot listen on {}: {e}; choose a free local address and port with --listen \
+             (or MESHMARK_LISTEN)",
+            args.listen
+        ))
+    })?;
+    serve::init_logging(args.log_level);
+    serve::run(serve::RunOptions {
+        listener,
+        window,
+        profiler: ProfilerOptions::default(),
+        score: Box::new(live_scorer(config)),
+    })
+    .await
+}
+
+/// Whether the (already validated) configuration file sets `window` itself, rather than
+/// leaving the default: for `run`, a file's window comes before `run`'s own default.
+fn config_sets_window(path: &std::path::Path) -> bool {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|text| text.parse::<toml::Table>().ok())
+        .is_some_and(|table| table.contains_key("window"))
 }
 
 fn score(args: ScoreArgs) -> Result<()> {

@@ -3,7 +3,8 @@
 //! Data flows one way: `probe` (preflight, load, attach) -> `collect` (drain the kernel maps into
 //! a [`snapshot::Snapshot`] per window) -> `inventory` (/proc and cgroup identity) -> `classify`
 //! (rules -> role) -> `model` (MUE, MeshMark; pure) -> `export` (table, JSON). Only `probe` and
-//! `collect` know about aya; everything after them works on plain data.
+//! `collect` know about aya; everything after them works on plain data. `serve` runs the whole
+//! flow continuously for `meshmark-agent run` and serves it over HTTP.
 
 pub mod btf;
 pub mod collect;
@@ -20,5 +21,6 @@ pub mod inventory;
 pub mod model;
 pub mod report;
 pub mod saved_profile;
+pub mod serve;
 
 pub use collect::{Profiler, ProfilerOptions};

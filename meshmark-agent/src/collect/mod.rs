@@ -98,6 +98,12 @@ impl Profiler {
         Ok(profiler)
     }
 
+    /// Run count and time of every attached program, cumulative since load; zero unless BPF
+    /// run statistics are enabled (see [`Probe::program_stats`]).
+    pub fn program_stats(&self) -> Result<Vec<crate::probe::ProgramStats>> {
+        self._probe.program_stats()
+    }
+
     /// Ends the current window and returns it; the next window starts at once.
     pub fn end_window(&mut self) -> Result<Snapshot> {
         let window = self.advance()?;

@@ -360,12 +360,15 @@ fn counters(out: &mut Builder, totals: &Totals) {
 }
 
 fn programs(out: &mut Builder, programs: &[ProgramStats]) {
+    // The loader lists programs in hash order; the exposition keeps a fixed one.
+    let mut programs: Vec<&ProgramStats> = programs.iter().collect();
+    programs.sort_by(|a, b| a.program.cmp(&b.program));
     out.family(
         "meshmark_bpf_program_run_seconds",
         MetricType::Counter,
         "Time the kernel spent running each of meshmark's BPF programs since they were loaded (BPF run statistics).",
     );
-    for p in programs {
+    for p in &programs {
         out.series(&[("program", &p.program)], seconds(p.run_time_ns));
     }
     out.family(
@@ -373,7 +376,7 @@ fn programs(out: &mut Builder, programs: &[ProgramStats]) {
         MetricType::Counter,
         "Times each of meshmark's BPF programs ran since it was loaded (BPF run statistics).",
     );
-    for p in programs {
+    for p in &programs {
         out.series(&[("program", &p.program)], Value::Int(p.run_count));
     }
 }

@@ -1,0 +1,181 @@
+//! `meshmark-agent run`: the programs load once, a window is scored every `window`, and the
+//! latest window is served over HTTP until SIGTERM or SIGINT.
+//!
+//! Three parts, one job each: [`windows`] (the thread that owns the profiler and cuts
+//! windows), [`http`] (the endpoints, reading only what the loop published) and [`shutdown`]
+//! (the signals). They meet in [`Shared`]: the latest report with the running totals, replaced
+//! whole at each window, so nothing here grows with time.
+
+pub mod http;
+pub mod shutdown;
+pub mod windows;
+
+use std::future::IntoFuture as _;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use tracing::{info, level_filters::LevelFilter, warn};
+
+use crate::collect::ProfilerOptions;
+use crate::export::totals::Totals;
+use crate::probe::ProgramStats;
+use crate::report::Report;
+use crate::snapshot::Snapshot;
+
+/// Window length of `run` when neither the flag, the environment nor the file sets one.
+pub const DEFAULT_WINDOW: Duration = Duration::from_secs(15);
+/// Shortest window `run` accepts: scoring a window takes a few milliseconds per hundred
+/// processes, and shorter windows would spend the node's CPU on that.
+pub const MIN_WINDOW: Duration = Duration::from_millis(100);
+/// How long the HTTP server may take to finish the requests in flight after a signal.
+const DRAIN_LIMIT: Duration = Duration::from_millis(500);
+/// How long the window loop may take to stop and detach the programs after a signal.
+const DETACH_LIMIT: Duration = Duration::from_millis(1_200);
+
+/// Turns a measured window into a scored report (classification and model).
+pub type Scorer = Box<dyn Fn(Snapshot) -> Result<Report> + Send>;
+
+/// What `run` needs, already validated.
+pub struct RunOptions {
+    /// Bound before the programs load, so a taken port costs nothing.
+    pub listener: std::net::TcpListener,
+    pub window: Duration,
+    pub profiler: ProfilerOptions,
+    pub score: Scorer,
+}
+
+/// What the window loop last published.
+#[derive(Clone, Debug, Default)]
+pub struct Published {
+    /// The latest scored window; `None` until the first.
+    pub report: Option<Arc<Report>>,
+    pub totals: Totals,
+    /// Run statistics of the programs at the end of that window.
+    pub programs: Vec<ProgramStats>,
+}
+
+/// The meeting point of the window loop and the HTTP handlers.
+#[derive(Debug)]
+pub struct Shared {
+    /// The node label before the first window names it.
+    pub node: String,
+    latest: Mutex<Arc<Published>>,
+}
+
+impl Shared {
+    pub fn new(node: String) -> Shared {
+        Shared {
+            node,
+            latest: Mutex::new(Arc::new(Published::default())),
+        }
+    }
+
+    pub fn latest(&self) -> Arc<Published> {
+        self.latest
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn publish(&self, published: Published) {
+        *self.latest.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(published);
+    }
+
+    /// Keeps the latest report but counts a lost window.
+    fn count_error(&self, totals: &Totals) {
+        let mut latest = self.latest.lock().unwrap_or_else(|p| p.into_inner());
+        let mut next = Published::clone(&latest);
+        next.totals = totals.clone();
+        *latest = Arc::new(next);
+    }
+}
+
+/// Structured logs to stderr at `level`.
+pub fn init_logging(level: LevelFilter) {
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_max_level(level)
+        .with_target(false)
+        .try_init();
+}
+
+/// Runs until SIGTERM or SIGINT; then stops serving, detaches and returns.
+pub async fn run(options: RunOptions) -> Result<()> {
+    let mut signals = shutdown::Signals::install()?;
+    let address = options.listener.local_addr()?;
+    options.listener.set_nonblocking(true)?;
+    let listener = tokio::net::TcpListener::from_std(options.listener)
+        .context("handing the listening socket to the runtime")?;
+
+    // Run statistics stay on while this file descriptor is open (the kernel counts the time of
+    // every program run only then: two clock reads per run).
+    let _stats = aya::sys::enable_stats(aya::sys::Stats::RunTime)
+        .inspect_err(|err| {
+            warn!(error = %err, "cannot enable BPF run statistics; meshmark_bpf_program_* stay at zero")
+        })
+        .ok();
+
+    let shared = Arc::new(Shared::new(node_name()));
+    info!(
+        version = env!("CARGO_PKG_VERSION"),
+        window_ms = options.window.as_millis() as u64,
+        "loading the kernel programs"
+    );
+    let windows = tokio::task::block_in_place(|| {
+        windows::WindowLoop::start(
+            options.profiler,
+            options.window,
+            options.score,
+            shared.clone(),
+        )
+    })?;
+    info!(%address, "attached; serving /metrics, /api/v1/node, /healthz, /readyz");
+
+    let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
+    let mut server = tokio::spawn(
+        axum::serve(listener, http::router(shared))
+            .with_graceful_shutdown(async {
+                let _ = drain_rx.await;
+            })
+            .into_future(),
+    );
+    let signal = tokio::select! {
+        signal = signals.received() => signal,
+        ended = &mut server => {
+            // The server only ends by itself on a fatal error.
+            windows.stop(DETACH_LIMIT);
+            return Err(match ended {
+                Ok(Ok(())) => anyhow::anyhow!("the HTTP server stopped"),
+                Ok(Err(err)) => anyhow::Error::from(err).context("serving HTTP"),
+                Err(err) => anyhow::Error::from(err).context("the HTTP server task"),
+            });
+        }
+    };
+    info!(signal, "stopping: no more scrapes, then detaching");
+    // Graceful: no new connections; a request in flight is answered, then its connection
+    // closes, and idle keep-alive connections close at once.
+    let _ = drain_tx.send(());
+    if tokio::time::timeout(DRAIN_LIMIT, &mut server)
+        .await
+        .is_err()
+    {
+        warn!("requests still in flight after the drain limit; dropping them");
+        server.abort();
+    }
+    let detached = tokio::task::block_in_place(|| windows.stop(DETACH_LIMIT));
+    if detached {
+        info!("stopped");
+    } else {
+        warn!("the window loop did not stop in time; exiting, which detaches the programs");
+    }
+    Ok(())
+}
+
+/// The node label until the first window names the node (both read the kernel's host name).
+fn node_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "unknown".into())
+}
