@@ -11,6 +11,7 @@
 //! - [`truth`]: the ground-truth records the workload prints;
 //! - [`scenario`]: the workload scenarios themselves; [`lab`] wires the mesh scenario's
 //!   processes together from a test;
+//! - [`http`]: a minimal loopback HTTP client for the endpoints of `run` and Prometheus;
 //! - [`pidspace`]: `kernel.pid_max` raised for a test, and processes placed at chosen ids;
 //! - [`lookup`], [`check`], [`procfs`], [`netns`], [`cgroup`]: finding a process in a snapshot,
 //!   comparing numbers with their error printed, reading the kernel's counters, a throw-away
@@ -20,6 +21,7 @@ pub mod cgroup;
 pub mod check;
 pub mod child;
 pub mod gate;
+pub mod http;
 pub mod lab;
 pub mod lookup;
 pub mod meshlab;
