@@ -13,8 +13,7 @@ use crate::{
     inventory,
     probe::{PreflightError, Probe, ProbeOptions, ProgramSet},
     report::{build_report, Report},
-    saved_profile,
-    serve,
+    saved_profile, serve,
     snapshot::Snapshot,
 };
 

@@ -70,9 +70,15 @@ fn bad_listen_addresses_are_refused_with_the_fix() {
 #[test]
 fn bad_windows_are_refused_with_the_fix() {
     let out = run(&["--window", "fast"], &[]);
-    refused("not a duration", &out, &["--window", "such as 10s"]);
+    refused(
+        "not a duration",
+        &out,
+        &["--window", "\"fast\"", "such as \"10s\""],
+    );
     let out = run(&["--window", "0s"], &[]);
-    refused("zero", &out, &["longer than zero"]);
+    refused("zero", &out, &["\"0s\" is zero"]);
+    let out = run(&["--window", "25h"], &[]);
+    refused("too long", &out, &["longest window, 24h"]);
     let out = run(&[], &[("MESHMARK_WINDOW", "1ms")]);
     refused(
         "too short from env",

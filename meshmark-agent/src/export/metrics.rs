@@ -115,7 +115,7 @@ impl Collector for Exposition {
                     (MetricType::Counter, Value::Float(v)) => {
                         ConstCounter::new(v).encode(sample)?
                     }
-                    (_, Value::Int(v)) => ConstGauge::new(v as i64).encode(sample)?,
+                    (_, Value::Int(v)) => ConstGauge::new(v).encode(sample)?,
                     (_, Value::Float(v)) => ConstGauge::new(v).encode(sample)?,
                 }
             }

@@ -102,12 +102,12 @@ impl Totals {
             let total = self.dropped.entry(reason.clone()).or_default();
             *total = total.saturating_add(*count);
         }
-        self.windows += 1;
+        self.windows = self.windows.saturating_add(1);
     }
 
     /// Counts a window that failed.
     pub fn fold_error(&mut self) {
-        self.window_errors += 1;
+        self.window_errors = self.window_errors.saturating_add(1);
     }
 }
 

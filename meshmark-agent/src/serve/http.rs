@@ -90,7 +90,7 @@ fn self_cpu_seconds() -> Option<f64> {
     let stime: u64 = fields.next()?.parse().ok()?;
     // SAFETY: sysconf has no preconditions.
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    (ticks > 0).then(|| (utime + stime) as f64 / ticks as f64)
+    (ticks > 0).then(|| utime.saturating_add(stime) as f64 / ticks as f64)
 }
 
 /// Resident pages of /proc/self/statm (field 2) in bytes.
@@ -99,7 +99,9 @@ fn self_resident_bytes() -> Option<u64> {
     let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
     // SAFETY: sysconf has no preconditions.
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    u64::try_from(page).ok().map(|page| pages * page)
+    u64::try_from(page)
+        .ok()
+        .map(|page| pages.saturating_mul(page))
 }
 
 #[cfg(test)]
@@ -120,7 +122,10 @@ mod tests {
             };
             // SAFETY: ts is a valid timespec to write into.
             unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-            std::time::Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+            std::time::Duration::new(
+                u64::try_from(ts.tv_sec).unwrap(),
+                u32::try_from(ts.tv_nsec).unwrap(),
+            )
         };
         let (start, wall) = (thread_cpu(), std::time::Instant::now());
         let mut x = 0u64;

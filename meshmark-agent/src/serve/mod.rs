@@ -120,7 +120,7 @@ pub async fn run(options: RunOptions) -> Result<()> {
     let shared = Arc::new(Shared::new(node_name()));
     info!(
         version = env!("CARGO_PKG_VERSION"),
-        window_ms = options.window.as_millis() as u64,
+        window_ms = millis(options.window),
         "loading the kernel programs"
     );
     let windows = tokio::task::block_in_place(|| {
@@ -171,6 +171,11 @@ pub async fn run(options: RunOptions) -> Result<()> {
         warn!("the window loop did not stop in time; exiting, which detaches the programs");
     }
     Ok(())
+}
+
+/// Whole milliseconds, for log fields.
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// The node label until the first window names the node (both read the kernel's host name).

@@ -119,7 +119,7 @@ fn run(
         let now = Instant::now();
         if next <= now {
             warn!(
-                behind_ms = now.duration_since(next).as_millis() as u64,
+                behind_ms = super::millis(now.duration_since(next)),
                 "the window loop fell behind; starting a fresh schedule"
             );
             next = now + window;
@@ -139,7 +139,7 @@ fn log_window(report: &Report, windows: u64, took: Duration) {
         report.snapshot.processes.len(),
         report.pods.len(),
     );
-    let took_ms = took.as_millis() as u64;
+    let took_ms = super::millis(took);
     if windows == 1 {
         info!(
             score,

@@ -2,6 +2,12 @@
 //! from snapshots stated here (the spec's worked example, as in tests/score_cli.rs), then folded
 //! and rendered as `run` does, and the text is read back the way Prometheus would.
 
+#![allow(
+    clippy::arithmetic_side_effects,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss
+)]
+
 use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::process::{Command, Stdio};
