@@ -107,6 +107,67 @@ fn self_resident_bytes() -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::serve::Published;
+
+    async fn body(response: Response) -> String {
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    fn scored() -> Arc<crate::report::Report> {
+        let snapshot = crate::snapshot::Snapshot {
+            schema: crate::snapshot::PROFILE_SCHEMA.into(),
+            node: "node-a".into(),
+            ..Default::default()
+        };
+        let config = crate::config::Config::default();
+        let report =
+            crate::report::build_report(snapshot, &config.classifier(None), &config.model, &|_| {
+                None
+            })
+            .unwrap();
+        Arc::new(report)
+    }
+
+    #[tokio::test]
+    async fn not_ready_until_a_window_is_published_then_ready() {
+        let shared = Arc::new(Shared::new("booting".into()));
+        let response = ready(State(shared.clone())).await;
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let response = node_json(State(shared.clone())).await;
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let response = metrics_text(State(shared.clone())).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let text = body(response).await;
+        assert!(
+            text.contains("meshmark_build_info{node=\"booting\""),
+            "{text}"
+        );
+        assert!(!text.contains("meshmark_score"), "{text}");
+
+        shared.publish(Published {
+            report: Some(scored()),
+            ..Published::default()
+        });
+        assert_eq!(ready(State(shared.clone())).await.status(), StatusCode::OK);
+        let response = node_json(State(shared.clone())).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
+        let json: serde_json::Value = serde_json::from_str(&body(response).await).unwrap();
+        assert_eq!(json["schema"], "meshmark.profile/v1");
+        let response = metrics_text(State(shared)).await;
+        assert_eq!(
+            response.headers()[header::CONTENT_TYPE],
+            "text/plain; version=0.0.4; charset=utf-8"
+        );
+        let text = body(response).await;
+        assert!(
+            text.contains("meshmark_score{node=\"node-a\"} 100"),
+            "{text}"
+        );
+    }
 
     #[test]
     fn own_usage_is_read_and_grows_with_work() {
