@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use meshmark_tests::gate::{require_agent_bin, require_bpf};
+use meshmark_tests::cgroup::Pod;
+use meshmark_tests::gate::{require_agent_bin, require_bpf, require_cgroup2};
 use meshmark_tests::http::{free_port, get};
 use meshmark_tests::window::ProfiledWindow;
 use serde_json::Value;
@@ -212,6 +213,101 @@ fn prometheus_scrapes_run_and_sigterm_detaches_everything() {
 
     let stopped = prometheus.terminate(Duration::from_secs(10));
     assert!(stopped.is_some(), "Prometheus did not stop on SIGTERM");
+}
+
+/// A pod's series live as long as the pod is in the latest window: they appear while a process
+/// of the pod runs, and are gone at most two windows after the pod is removed (the window in
+/// which its processes exit still lists them, from their lifecycle events; the next does not).
+#[test]
+fn a_gone_pods_series_leave_the_metrics() {
+    if !require_bpf() {
+        return;
+    }
+    let Some(agent_bin) = require_agent_bin() else {
+        return;
+    };
+    let Some(mount) = require_cgroup2() else {
+        return;
+    };
+    let _lock = ProfiledWindow::lock();
+    let dir = TempDir::new("meshmark-serve-pods");
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut agent = Running::spawn(
+        "meshmark-agent run",
+        Command::new(&agent_bin)
+            .args(["run", "--listen", &format!("127.0.0.1:{port}")])
+            .args(["--window", "1s"]),
+        &dir.path.join("agent.log"),
+    );
+    let pod = Pod::create(&mount, 1);
+    let uid = pod.uid().to_owned();
+    let mut sleeper = Command::new("sleep")
+        .arg("60")
+        .spawn()
+        .expect("starting sleep");
+    pod.containers()[0].adopt(sleeper.id());
+
+    let windows = |text: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix("meshmark_windows_total{"))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    let scrape = |agent: &mut Running| -> String {
+        agent.assert_running();
+        get(addr, "/metrics", HTTP_TIMEOUT)
+            .map(|r| r.body)
+            .unwrap_or_default()
+    };
+    let series = format!("pod_uid=\"{uid}\"");
+    let started = Instant::now();
+    let text = loop {
+        let text = scrape(&mut agent);
+        if text.contains(&series) {
+            break text;
+        }
+        assert!(
+            started.elapsed() < READY_LIMIT,
+            "no series of pod {uid}:\n{text}\n{}",
+            agent.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let line = text.lines().find(|l| l.contains(&series)).unwrap();
+    eprintln!("check the pod's series while it runs: {line}");
+    assert!(
+        line.starts_with("meshmark_pod_score{") && line.contains("namespace=\"\",pod=\"\""),
+        "{line}"
+    );
+
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
+    drop(pod);
+    let removed_at = windows(&scrape(&mut agent));
+    let started = Instant::now();
+    let gone_at = loop {
+        let text = scrape(&mut agent);
+        if !text.contains(&uid) {
+            break windows(&text);
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "pod {uid} still exposed:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    eprintln!(
+        "check the pod's series gone: removed after window {removed_at}, gone at window {gone_at}"
+    );
+    assert!(
+        gone_at <= removed_at + 2,
+        "gone {} windows after removal",
+        gone_at - removed_at
+    );
+    let status = agent.terminate(EXIT_LIMIT).expect("exit after SIGTERM");
+    assert_eq!(status.code(), Some(0));
 }
 
 /// The window comes from the flag, else `MESHMARK_WINDOW`, else the file's `window`, else 15 s.
