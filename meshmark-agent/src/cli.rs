@@ -134,6 +134,11 @@ pub struct RunArgs {
         value_parser = parse_log_level
     )]
     pub log_level: tracing::level_filters::LevelFilter,
+    /// Name of this node in every series' `node` label and in /api/v1/node [default: the host
+    /// name]. In Kubernetes set NODE_NAME from spec.nodeName, as deploy/ does: a pod's host
+    /// name is the pod's.
+    #[arg(long, env = "NODE_NAME", value_name = "NAME")]
+    pub node_name: Option<String>,
 }
 
 fn parse_listen(text: &str) -> Result<SocketAddr, String> {
@@ -346,6 +351,7 @@ async fn run_continuously(args: RunArgs) -> Result<()> {
     serve::run(serve::RunOptions {
         listener,
         window,
+        node_name: args.node_name,
         profiler: ProfilerOptions::default(),
         score: Box::new(live_scorer(config)),
     })

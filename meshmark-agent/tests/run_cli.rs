@@ -12,6 +12,7 @@ fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
         "MESHMARK_WINDOW",
         "MESHMARK_CONFIG",
         "MESHMARK_LOG_LEVEL",
+        "NODE_NAME",
     ] {
         cmd.env_remove(var);
     }
@@ -130,6 +131,8 @@ fn help_shows_every_flag_its_variable_and_default() {
         "MESHMARK_CONFIG",
         "--log-level",
         "MESHMARK_LOG_LEVEL",
+        "--node-name",
+        "NODE_NAME",
         "/metrics",
         "/readyz",
     ] {

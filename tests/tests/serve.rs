@@ -44,7 +44,8 @@ fn prometheus_scrapes_run_and_sigterm_detaches_everything() {
         "meshmark-agent run",
         Command::new(&agent_bin)
             .args(["run", "--listen", &format!("127.0.0.1:{agent_port}")])
-            .args(["--window", "1s", "--log-level", "debug"]),
+            .args(["--window", "1s", "--log-level", "debug"])
+            .env_remove("NODE_NAME"),
         &agent_log,
     );
 
@@ -218,6 +219,7 @@ fn prometheus_scrapes_run_and_sigterm_detaches_everything() {
 /// A pod's series live as long as the pod is in the latest window: they appear while a process
 /// of the pod runs, and are gone at most two windows after the pod is removed (the window in
 /// which its processes exit still lists them, from their lifecycle events; the next does not).
+/// The agent is named by `NODE_NAME`, as the DaemonSet in deploy/ names it.
 #[test]
 fn a_gone_pods_series_leave_the_metrics() {
     if !require_bpf() {
@@ -237,7 +239,8 @@ fn a_gone_pods_series_leave_the_metrics() {
         "meshmark-agent run",
         Command::new(&agent_bin)
             .args(["run", "--listen", &format!("127.0.0.1:{port}")])
-            .args(["--window", "1s"]),
+            .args(["--window", "1s"])
+            .env("NODE_NAME", "node-from-env"),
         &dir.path.join("agent.log"),
     );
     let pod = Pod::create(&mount, 1);
@@ -278,7 +281,8 @@ fn a_gone_pods_series_leave_the_metrics() {
     let line = text.lines().find(|l| l.contains(&series)).unwrap();
     eprintln!("check the pod's series while it runs: {line}");
     assert!(
-        line.starts_with("meshmark_pod_score{") && line.contains("namespace=\"\",pod=\"\""),
+        line.starts_with("meshmark_pod_score{node=\"node-from-env\",")
+            && line.contains("namespace=\"\",pod=\"\""),
         "{line}"
     );
 

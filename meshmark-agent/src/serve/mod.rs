@@ -41,6 +41,8 @@ pub struct RunOptions {
     /// Bound before the programs load, so a taken port costs nothing.
     pub listener: std::net::TcpListener,
     pub window: Duration,
+    /// The node's name for labels and the JSON, instead of the host name.
+    pub node_name: Option<String>,
     pub profiler: ProfilerOptions,
     pub score: Scorer,
 }
@@ -117,19 +119,17 @@ pub async fn run(options: RunOptions) -> Result<()> {
         })
         .ok();
 
-    let shared = Arc::new(Shared::new(node_name()));
+    let shared = Arc::new(Shared::new(
+        options.node_name.clone().unwrap_or_else(node_name),
+    ));
+    let score = named(options.score, options.node_name);
     info!(
         version = env!("CARGO_PKG_VERSION"),
         window_ms = millis(options.window),
         "loading the kernel programs"
     );
     let windows = tokio::task::block_in_place(|| {
-        windows::WindowLoop::start(
-            options.profiler,
-            options.window,
-            options.score,
-            shared.clone(),
-        )
+        windows::WindowLoop::start(options.profiler, options.window, score, shared.clone())
     })?;
     info!(%address, "attached; serving /metrics, /api/v1/node, /healthz, /readyz");
 
@@ -171,6 +171,18 @@ pub async fn run(options: RunOptions) -> Result<()> {
         warn!("the window loop did not stop in time; exiting, which detaches the programs");
     }
     Ok(())
+}
+
+/// `score`, with the report's node renamed to `name` when one is given.
+fn named(score: Scorer, name: Option<String>) -> Scorer {
+    match name {
+        None => score,
+        Some(name) => Box::new(move |snapshot| {
+            let mut report = score(snapshot)?;
+            report.snapshot.node.clone_from(&name);
+            Ok(report)
+        }),
+    }
 }
 
 /// Whole milliseconds, for log fields.
