@@ -591,3 +591,28 @@ fn promtool_check(text: &str) -> Option<std::process::Output> {
         .unwrap();
     Some(child.wait_with_output().unwrap())
 }
+
+/// deploy/'s dashboard and recording rules read only the metrics listed in
+/// deploy/metric-names.txt (tests/tests/deploy.rs checks that side); this side checks that the
+/// exposition has every one of them.
+#[test]
+fn every_metric_deploy_reads_is_exposed() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/metric-names.txt");
+    let listed = std::fs::read_to_string(path).expect("deploy/metric-names.txt");
+    let report = scored(snapshot(true, 1));
+    let mut totals = Totals::default();
+    totals.fold(&report);
+    let (_, types) = parse(&render(inputs(Some(report), &totals, 10)));
+    let names: Vec<&str> = listed
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    assert!(names.len() >= 10, "{names:?}");
+    for name in names {
+        assert!(
+            types.contains_key(name),
+            "deploy/ reads {name}, which /metrics lacks"
+        );
+    }
+}
