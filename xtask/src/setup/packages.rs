@@ -11,22 +11,20 @@ use crate::exec;
 
 /// Every Debian package the tests and benchmarks use; add new ones here.
 const PACKAGES: &[&str] = &[
-    "iproute2",   // ip netns, veth pairs for the loopback/external split
-    "util-linux", // setpriv: the preflight test drops capabilities
-    "procps",     // ps, sysctl (kernel.bpf_stats_enabled)
-    "coreutils",  // dd: the syscall storm
-    "bpftool",    // inspecting loaded programs and their run time
-    "hyperfine",  // benchmark timing
-    "nginx",      // the mesh lab's application
-    "haproxy",    // the mesh lab's sidecar proxy
-    "wrk",        // the mesh lab's load
-    "bpftrace",   // the benches' other observer, collecting the same signals
-    "chromium",   // headless browser: the HTML report tests open each page in it
-    "podman",     // cargo xtask dist builds the scratch image; the image test runs it
-    "runc",       // podman's runtime here: crun refuses hybrid cgroups
-    // promtool checks the PrometheusRule, the dashboard's expressions and run's /metrics; the
-    // server scrapes `run` in tests/tests/serve.rs.
-    "prometheus",
+    "iproute2",     // ip netns, veth pairs for the loopback/external split
+    "util-linux",   // setpriv: the preflight test drops capabilities
+    "procps",       // ps, sysctl (kernel.bpf_stats_enabled)
+    "coreutils",    // dd: the syscall storm
+    "bpftool",      // inspecting loaded programs and their run time
+    "hyperfine",    // benchmark timing
+    "nginx",        // the mesh lab's application
+    "haproxy",      // the mesh lab's sidecar proxy
+    "wrk",          // the mesh lab's load
+    "bpftrace",     // the benches' other observer, collecting the same signals
+    "chromium",     // headless browser: the HTML report tests open each page in it
+    "podman",       // cargo xtask dist builds the scratch image; the image test runs it
+    "runc",         // podman's runtime here: crun refuses hybrid cgroups
+    "prometheus",   // promtool (rules, dashboard, /metrics); the server in serve.rs
     "python3-venv", // the project-local venv for kubernetes-validate (setup/python.rs)
     // The kernel matrix (`cargo xtask kernels`): boots Debian's cloud kernels under emulation,
     // with busybox as the guest's shell and tools.
