@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 
 use super::{Agent, Lab, LabOptions, Mesh, WINDOW_MARGIN};
 
@@ -23,16 +23,24 @@ pub const BPFTRACE_SCRIPT: &str = include_str!("../../../bench/meshmark-equivale
 pub enum Observer {
     Nothing,
     Profile,
+    /// `meshmark-agent run` in its default mode, the DaemonSet's.
+    Run,
     Bpftrace,
 }
 
 impl Observer {
-    pub const ALL: [Observer; 3] = [Observer::Nothing, Observer::Profile, Observer::Bpftrace];
+    pub const ALL: [Observer; 4] = [
+        Observer::Nothing,
+        Observer::Profile,
+        Observer::Run,
+        Observer::Bpftrace,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Observer::Nothing => "nothing attached",
             Observer::Profile => "meshmark profile (every syscall timed)",
+            Observer::Run => "meshmark run, default mode",
             Observer::Bpftrace => "bpftrace, the same signals",
         }
     }
@@ -162,6 +170,7 @@ fn spread(values: &[f64]) -> (f64, f64, f64) {
 enum Watching {
     Nothing,
     Profile(Agent),
+    Run(Child),
     Bpftrace(Child),
 }
 
@@ -184,6 +193,32 @@ impl Watching {
                 options.duration + WINDOW_MARGIN,
                 &options.out.join("bench-profile.json"),
             )?),
+            Observer::Run => {
+                // A port of its own on loopback; the lab's load does not scrape it.
+                let port = std::net::TcpListener::bind("127.0.0.1:0")?
+                    .local_addr()?
+                    .port();
+                let mut child = Command::new(&options.agent)
+                    .args(["run", "--listen", &format!("127.0.0.1:{port}"), "--config"])
+                    .arg(config)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .context("starting meshmark-agent run")?;
+                let mut stderr = BufReader::new(child.stderr.take().context("run's stderr")?);
+                let mut line = String::new();
+                while !line.contains("attached;") {
+                    line.clear();
+                    if stderr.read_line(&mut line)? == 0 {
+                        bail!(
+                            "meshmark-agent run ended before attaching: {}",
+                            child.wait()?
+                        );
+                    }
+                }
+                std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+                Watching::Run(child)
+            }
             Observer::Bpftrace => {
                 let mut child = Command::new("bpftrace")
                     .arg(script)
@@ -211,6 +246,13 @@ impl Watching {
         match self {
             Watching::Nothing => Ok(()),
             Watching::Profile(mut agent) => agent.finish(),
+            Watching::Run(mut child) => {
+                // SAFETY: signalling our own child; SIGTERM is how Kubernetes stops it too.
+                unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+                let status = child.wait().context("waiting for meshmark-agent run")?;
+                ensure!(status.success(), "meshmark-agent run ended with {status}");
+                Ok(())
+            }
             Watching::Bpftrace(mut child) => {
                 // SAFETY: signalling our own child.
                 unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
@@ -270,16 +312,19 @@ mod tests {
                 vec![
                     sample(1000.0, 50_000.0),
                     sample(900.0, 55_000.0),
+                    sample(990.0, 50_500.0),
                     sample(600.0, 80_000.0),
                 ],
                 vec![
                     sample(800.0, 50_000.0),
                     sample(760.0, 52_000.0),
+                    sample(800.0, 50_000.0),
                     sample(400.0, 90_000.0),
                 ],
                 vec![
                     sample(1000.0, 50_000.0),
                     sample(920.0, 54_000.0),
+                    sample(985.0, 51_000.0),
                     sample(500.0, 85_000.0),
                 ],
             ],
@@ -305,6 +350,10 @@ mod tests {
         );
         assert!(
             row("nothing").contains("| 1.000 (1.000 - 1.000) | 0.0% |"),
+            "{table}"
+        );
+        assert!(
+            row("meshmark run").contains("| 0.990 (0.985 - 1.000) | 1.0% |"),
             "{table}"
         );
     }
