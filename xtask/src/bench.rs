@@ -40,6 +40,9 @@ pub struct BenchArgs {
     /// Short-lived processes in the churn bench's one window; 0 skips it.
     #[arg(long, default_value_t = 100_000)]
     churn: u64,
+    /// Live processes (each with 3 worker threads) while `run` is measured; 0 skips it.
+    #[arg(long, default_value_t = 5_000)]
+    live_processes: u32,
 }
 
 /// What watches a storm.
@@ -233,16 +236,49 @@ pub fn run(ws: &Workspace, args: &BenchArgs) -> Result<()> {
     if args.churn > 0 {
         churn(ws, &agent, args.churn)?;
     }
+    if args.live_processes > 0 {
+        let workload = ws.target_dir().join("release/mm-workload");
+        crate::live::run(&agent, &workload, args.live_processes, 3)?;
+    }
     if args.lab_rounds > 0 {
         lab_throughput(ws, &agent, args)?;
     }
     Ok(())
 }
 
+/// `kernel.pid_max` raised for a bench and restored after.
+struct PidMax {
+    previous: String,
+}
+
+impl PidMax {
+    const PATH: &'static str = "/proc/sys/kernel/pid_max";
+
+    fn raise(to: u32) -> Result<PidMax> {
+        let previous = std::fs::read_to_string(Self::PATH).context("reading kernel.pid_max")?;
+        std::fs::write(Self::PATH, to.to_string()).context("raising kernel.pid_max")?;
+        Ok(PidMax { previous })
+    }
+}
+
+impl Drop for PidMax {
+    fn drop(&mut self) {
+        if let Err(err) = std::fs::write(Self::PATH, self.previous.trim()) {
+            eprintln!(
+                "bench: restoring kernel.pid_max to {}: {err}",
+                self.previous.trim()
+            );
+        }
+    }
+}
+
 /// `processes` short-lived processes in one window of `profile`: are all their exits there,
 /// does their CPU add up to what the kernel accounted to their parent (`RUSAGE_CHILDREN`), what
 /// memory did the agent need, and what was dropped.
 fn churn(ws: &Workspace, agent: &Path, processes: u64) -> Result<()> {
+    // As on systemd nodes, so that 100,000 processes in one window get 100,000 ids: with the
+    // default 32,768 ids are reused within the window, and a reused pid is one process there.
+    let _pid_max = PidMax::raise(meshmark_common::PID_MAX_LIMIT)?;
     let workload = ws.target_dir().join("release/mm-workload");
     ensure!(
         workload.is_file(),
@@ -304,7 +340,10 @@ fn churn(ws: &Workspace, agent: &Path, processes: u64) -> Result<()> {
     let truth_cpu = truth["children_cpu_ns"]
         .as_u64()
         .context("no children_cpu_ns")?;
-    println!("\n## Churn: {processes} short-lived processes in one window\n");
+    println!(
+        "\n## Churn: {processes} short-lived processes in one window (kernel.pid_max {})\n",
+        meshmark_common::PID_MAX_LIMIT
+    );
     println!(
         "- forked, exited and reaped one after another in {:.1} s",
         elapsed.as_secs_f64()

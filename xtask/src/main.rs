@@ -14,6 +14,7 @@ mod dist;
 mod exec;
 mod kernels;
 mod lab;
+mod live;
 mod run;
 mod setup;
 mod test;
