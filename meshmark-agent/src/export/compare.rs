@@ -210,19 +210,22 @@ fn delta(base: &Labeled, base_s: &Summary, this: &Labeled, this_s: &Summary) -> 
     }
 }
 
+/// Reports for the comparison tests (this module's and the table's).
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(crate) mod fixtures {
+    use crate::report::Report;
+    use crate::role::Role;
     use crate::snapshot::{ProcessSample, Snapshot, Window};
 
-    fn report(procs: &[(&str, Role, u64)]) -> Report {
+    /// A scored report of processes given as (comm, role, cpu_ns) over `window_ns`.
+    pub(crate) fn report(procs: &[(&str, Role, u64)], window_ns: u64) -> Report {
         let snapshot = Snapshot {
             schema: crate::snapshot::PROFILE_SCHEMA.into(),
             node: "n".into(),
             window: Window {
                 start: "s".into(),
                 end: "e".into(),
-                duration_ns: 1_000,
+                duration_ns: window_ns,
             },
             processes: (1..)
                 .zip(procs)
@@ -247,6 +250,15 @@ mod tests {
             meshmark,
             pods: Vec::new(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(procs: &[(&str, Role, u64)]) -> Report {
+        fixtures::report(procs, 1_000)
     }
 
     #[test]

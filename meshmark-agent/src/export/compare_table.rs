@@ -269,40 +269,9 @@ mod tests {
     use super::super::compare::Labeled;
     use super::*;
     use crate::report::Report;
-    use crate::snapshot::{ProcessSample, Snapshot, Window};
 
     fn report(procs: &[(&str, Role, u64)]) -> Report {
-        let snapshot = Snapshot {
-            schema: crate::snapshot::PROFILE_SCHEMA.into(),
-            node: "n".into(),
-            window: Window {
-                start: "s".into(),
-                end: "e".into(),
-                duration_ns: 1_000_000_000,
-            },
-            processes: (1..)
-                .zip(procs)
-                .map(|(pid, (comm, role, cpu_ns))| ProcessSample {
-                    pid,
-                    comm: (*comm).into(),
-                    cpu_ns: *cpu_ns,
-                    role: Some(*role),
-                    rule: Some("r".into()),
-                    ..ProcessSample::default()
-                })
-                .collect(),
-            ..Snapshot::default()
-        };
-        let inputs = crate::model::inputs_from_snapshot(&snapshot, &|_| false);
-        let ctx = crate::model::NodeContext::from_snapshot(&snapshot);
-        let meshmark =
-            crate::model::score_node(&inputs, &ctx, &crate::model::ModelOptions::default())
-                .unwrap();
-        Report {
-            snapshot,
-            meshmark,
-            pods: Vec::new(),
-        }
+        super::super::compare::fixtures::report(procs, 1_000_000_000)
     }
 
     #[test]

@@ -6,6 +6,7 @@
 use std::{
     collections::HashMap,
     fs,
+    ops::ControlFlow,
     os::unix::fs::MetadataExt as _,
     path::{Path, PathBuf},
     time::{Duration, Instant},
@@ -15,7 +16,7 @@ use std::{
 /// unknown (or gone) costs one scan, not one each.
 const RESCAN_AFTER: Duration = Duration::from_millis(20);
 
-/// Directories visited at most per scan, so that a pathological tree cannot stall the drain.
+/// Directories visited at most per walk, so that a pathological tree cannot stall the agent.
 const SCAN_LIMIT: usize = 100_000;
 
 /// Resolves cgroup v2 ids to paths like `/kubepods.slice/...` (the form `/proc/<pid>/cgroup`
@@ -68,15 +69,29 @@ impl CgroupIds {
 /// Every cgroup directory below `mount` by inode number.
 fn scan(mount: &Path) -> HashMap<u64, String> {
     let mut paths = HashMap::new();
-    let mut pending = vec![(mount.to_path_buf(), String::from("/"))];
-    while let Some((dir, path)) = pending.pop() {
-        if paths.len() >= SCAN_LIMIT {
-            break;
+    walk::<()>(mount, |dir, path| {
+        if let Ok(meta) = fs::metadata(dir) {
+            paths.insert(meta.ino(), path.to_string());
         }
-        let Ok(meta) = fs::metadata(&dir) else {
-            continue;
-        };
-        paths.insert(meta.ino(), path.clone());
+        ControlFlow::Continue(())
+    });
+    paths
+}
+
+/// Visits the cgroup directories below `mount`, the mount's root first, with their paths as
+/// `/proc/<pid>/cgroup` writes them (`/`, `/kubepods.slice`, ...), until `visit` breaks or
+/// [`SCAN_LIMIT`] directories were seen; returns what `visit` broke with.
+pub fn walk<T>(mount: &Path, mut visit: impl FnMut(&Path, &str) -> ControlFlow<T>) -> Option<T> {
+    let mut pending = vec![(mount.to_path_buf(), String::from("/"))];
+    let mut seen = 0usize;
+    while let Some((dir, path)) = pending.pop() {
+        seen = seen.saturating_add(1);
+        if seen > SCAN_LIMIT {
+            return None;
+        }
+        if let ControlFlow::Break(found) = visit(&dir, &path) {
+            return Some(found);
+        }
         let Ok(entries) = fs::read_dir(&dir) else {
             continue;
         };
@@ -93,7 +108,7 @@ fn scan(mount: &Path) -> HashMap<u64, String> {
             pending.push((entry.path(), child));
         }
     }
-    paths
+    None
 }
 
 /// The mount point of the cgroup v2 hierarchy in a `/proc/self/mountinfo` text:

@@ -5,14 +5,7 @@
 //! mounts it read-only), the agent finds its own cgroup there once, by the directory whose
 //! `cgroup.procs` lists it, and rebases relative paths onto it.
 
-use std::{
-    fs,
-    path::{Path, PathBuf},
-    sync::OnceLock,
-};
-
-/// Directories looked at, at most, to find the agent's own cgroup.
-const SEARCH_LIMIT: usize = 100_000;
+use std::{fs, ops::ControlFlow, path::Path, sync::OnceLock};
 
 /// `relative` (starting with `/..`) read from inside a cgroup namespace whose root is `root`, as
 /// an absolute path of the hierarchy. `None` when it climbs above the hierarchy's root.
@@ -37,33 +30,14 @@ pub fn is_relative(path: &str) -> bool {
 /// whose `cgroup.procs` lists `pid`.
 pub fn find_own_cgroup(mount: &Path, pid: u32) -> Option<String> {
     let wanted = pid.to_string();
-    let mut pending: Vec<(PathBuf, String)> = vec![(mount.to_path_buf(), String::from("/"))];
-    let mut seen = 0usize;
-    while let Some((dir, path)) = pending.pop() {
-        seen = seen.saturating_add(1);
-        if seen > SEARCH_LIMIT {
-            return None;
-        }
+    super::cgroup_ids::walk(mount, |dir, path| {
         let listed = fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
         if listed.lines().any(|line| line.trim() == wanted) {
-            return Some(path);
+            ControlFlow::Break(path.to_string())
+        } else {
+            ControlFlow::Continue(())
         }
-        let Ok(entries) = fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                let name = entry.file_name().to_string_lossy().into_owned();
-                let child = if path == "/" {
-                    format!("/{name}")
-                } else {
-                    format!("{path}/{name}")
-                };
-                pending.push((entry.path(), child));
-            }
-        }
-    }
-    None
+    })
 }
 
 /// The agent's own cgroup namespace root in the host hierarchy, looked up once: `None` when the
