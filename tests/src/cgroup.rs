@@ -23,14 +23,7 @@ const EMPTY_POLL: Duration = Duration::from_millis(10);
 /// on unified nodes, `/sys/fs/cgroup/unified` on hybrid ones; `None` on v1-only nodes.
 pub fn cgroup2_mount() -> Option<PathBuf> {
     let mountinfo = fs::read_to_string("/proc/self/mountinfo").ok()?;
-    mountinfo.lines().find_map(|line| {
-        // `<id> <parent> <dev> <root> <mount point> <options> [optional...] - <fstype> ...`
-        let (mount, fs_part) = line.split_once(" - ")?;
-        if fs_part.split_whitespace().next()? != "cgroup2" {
-            return None;
-        }
-        mount.split_whitespace().nth(4).map(PathBuf::from)
-    })
+    meshmark_agent::inventory::cgroup_ids::cgroup2_mount(&mountinfo)
 }
 
 /// One pod: its cgroups, and the cleanup of what this guard created.
