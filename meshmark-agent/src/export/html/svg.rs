@@ -58,6 +58,19 @@ fn text(out: &mut String, x: f64, y: f64, anchor: &str, content: &str) {
     );
 }
 
+/// One horizontal bar at height `y`: its label, the bar scaled so that `max` fills `span`, and
+/// its value.
+fn bar_row(out: &mut String, bar: &Bar, y: f64, span: f64, max: f64) {
+    text(out, LABEL_W - 6.0, y + 14.0, "end", &bar.label);
+    let w = if max > 0.0 {
+        span * bar.value / max
+    } else {
+        0.0
+    };
+    mark(out, bar, LABEL_W, y + 3.0, w, ROW_H - 6.0);
+    text(out, LABEL_W + w + 4.0, y + 14.0, "start", &bar.text);
+}
+
 /// Horizontal bars on a common scale from 0 to `max` (at least the largest value).
 pub fn hbars(chart: &str, title: &str, bars: &[Bar], max: f64) -> String {
     let max = bars.iter().map(|b| b.value).fold(max, f64::max);
@@ -66,15 +79,7 @@ pub fn hbars(chart: &str, title: &str, bars: &[Bar], max: f64) -> String {
     let mut out = String::new();
     open(&mut out, chart, title, bars.len(), WIDTH, height);
     for (i, bar) in bars.iter().enumerate() {
-        let y = 4.0 + ROW_H * i as f64;
-        text(&mut out, LABEL_W - 6.0, y + 14.0, "end", &bar.label);
-        let w = if max > 0.0 {
-            span * bar.value / max
-        } else {
-            0.0
-        };
-        mark(&mut out, bar, LABEL_W, y + 3.0, w, ROW_H - 6.0);
-        text(&mut out, LABEL_W + w + 4.0, y + 14.0, "start", &bar.text);
+        bar_row(&mut out, bar, 4.0 + ROW_H * i as f64, span, max);
     }
     out.push_str("</svg>");
     out
@@ -202,15 +207,7 @@ pub fn grouped(chart: &str, title: &str, groups: &[(String, Vec<Bar>)], max: f64
         );
         row = row.saturating_add(1);
         for bar in series {
-            let y = 4.0 + ROW_H * row as f64;
-            text(&mut out, LABEL_W - 6.0, y + 14.0, "end", &bar.label);
-            let w = if max > 0.0 {
-                span * bar.value / max
-            } else {
-                0.0
-            };
-            mark(&mut out, bar, LABEL_W, y + 3.0, w, ROW_H - 6.0);
-            text(&mut out, LABEL_W + w + 4.0, y + 14.0, "start", &bar.text);
+            bar_row(&mut out, bar, 4.0 + ROW_H * row as f64, span, max);
             row = row.saturating_add(1);
         }
     }
