@@ -55,6 +55,7 @@ pub struct Profiler {
     syscall_sample_every: u32,
     hooks: BTreeMap<String, String>,
     sampling: Sampling,
+    proc_cache: inventory::proc_cache::ProcCache,
 }
 
 /// How long the duty-cycled signals were attached in the current window.
@@ -106,6 +107,7 @@ impl Profiler {
             node: hostname(),
             syscall_sample_every,
             hooks,
+            proc_cache: Default::default(),
             sampling: Sampling {
                 signals: Probe::sampled_signals(ProgramSet::Profiler),
                 attached_since: None,
@@ -181,11 +183,12 @@ impl Profiler {
             .map(|(pid, delta)| self.sample(pid, delta, scale))
             .collect();
         let seen: HashSet<u32> = processes.iter().map(|p| p.pid).collect();
-        for pid in inventory::pod_processes() {
+        for pid in self.proc_cache.pod_processes() {
             if !seen.contains(&pid) {
                 processes.push(self.sample(pid, ProcessDelta::default(), scale));
             }
         }
+        self.proc_cache.end_window(|pid| seen.contains(&pid));
         processes.push(idle_sample(window.idle_ns));
         processes.sort_by_key(|p| p.pid);
         self.identities
@@ -229,7 +232,12 @@ impl Profiler {
             match record {
                 Record::Flush(reading) => flushed.push(*reading),
                 Record::Unknown => unknown += 1,
-                Record::Exec { .. } | Record::Fork { .. } | Record::Exit { .. } => {
+                Record::Exec { tgid, .. } | Record::Exit { tgid, .. } => {
+                    self.proc_cache.forget(tgid);
+                    self.identities.apply(&record, inventory::exe);
+                }
+                Record::Fork { child_tgid, .. } => {
+                    self.proc_cache.forget(child_tgid);
                     self.identities.apply(&record, inventory::exe);
                 }
             }
@@ -285,7 +293,7 @@ impl Profiler {
             if let Some(comm) = inventory::comm(pid) {
                 sample.comm = comm;
             }
-            inventory::fill_identity(&mut sample);
+            inventory::fill_identity(&mut sample, &mut self.proc_cache);
         }
         if let Some(known) = known {
             if sample.exe.is_none() {

@@ -6,6 +6,7 @@
 pub mod cgroup;
 pub mod cgroup_ids;
 pub mod cgroup_ns;
+pub mod proc_cache;
 
 use std::fs;
 
@@ -80,27 +81,22 @@ pub fn parse_cmdline(raw: &[u8]) -> Vec<String> {
         .collect()
 }
 
-/// Every process in a Kubernetes pod, by its cgroup path. Memory is a level, not a flow: a pod's
-/// processes hold their memory whether or not they ran in the window, so the memory class
-/// needs them all, not only those the kernel saw active.
-pub fn pod_processes() -> Vec<u32> {
+/// Every pid in /proc.
+pub fn proc_pids() -> Vec<u32> {
     let Ok(entries) = fs::read_dir("/proc") else {
         return Vec::new();
     };
     entries
         .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|&pid| {
-            cgroup_path(pid).is_some_and(|path| cgroup::parse_cgroup_path(&path).pod_uid.is_some())
-        })
         .collect()
 }
 
-/// Fills the identity fields of a live process's sample from /proc: executable, cgroup path
-/// and memory. Fields /proc no longer has (the process just exited) stay `None`.
-pub fn fill_identity(sample: &mut ProcessSample) {
+/// Fills the identity fields of a live process's sample: executable and cgroup path from
+/// `cache`, memory from /proc. Fields /proc no longer has (the process just exited) stay `None`.
+pub fn fill_identity(sample: &mut ProcessSample, cache: &mut proc_cache::ProcCache) {
     let pid = sample.pid;
-    sample.exe = exe(pid);
-    sample.cgroup = cgroup_path(pid);
+    sample.exe = cache.exe(pid);
+    sample.cgroup = cache.cgroup(pid);
     sample.rss_bytes = rss_bytes(pid);
 }
 
