@@ -126,12 +126,14 @@ pub async fn run(options: RunOptions) -> Result<()> {
 
     // Run statistics stay on while this file descriptor is open (the kernel counts the time of
     // every program run only then: two clock reads per run).
-    let stats = options
+    // Without CAP_SYS_ADMIN enabling fails, but the kernel still counts while the node's
+    // kernel.bpf_stats_enabled sysctl is 1: the statistics are read either way.
+    let _stats = options
         .bpf_stats
         .then(|| {
             aya::sys::enable_stats(aya::sys::Stats::RunTime)
                 .inspect_err(|err| {
-                    warn!(error = %err, "cannot enable BPF run statistics; no meshmark_bpf_program_* series")
+                    warn!(error = %err, "cannot enable BPF run statistics (CAP_SYS_ADMIN); meshmark_bpf_program_* count only while kernel.bpf_stats_enabled is 1")
                 })
                 .ok()
         })
@@ -158,7 +160,7 @@ pub async fn run(options: RunOptions) -> Result<()> {
             windows::Schedule {
                 window: options.window,
                 observe,
-                program_stats: stats.is_some(),
+                program_stats: options.bpf_stats,
             },
             score,
             shared.clone(),
