@@ -148,12 +148,14 @@ fn kill_members(dir: &Path) -> Result<(), String> {
         let members = fs::read_to_string(&procs)
             .map_err(|err| format!("reading {}: {err}", procs.display()))?;
         let pids: Vec<libc::pid_t> = members.lines().filter_map(|l| l.parse().ok()).collect();
-        if pids.is_empty() {
+        // A killed process leaves cgroup.procs as it starts exiting but the cgroup only once it
+        // has exited: until then the cgroup is still populated, and removing it fails (EBUSY).
+        if pids.is_empty() && !populated(dir)? {
             return Ok(());
         }
         if Instant::now() >= deadline {
             return Err(format!(
-                "{} still holds {pids:?} after {EMPTY_LIMIT:?}",
+                "{} still holds {pids:?} (or exiting processes) after {EMPTY_LIMIT:?}",
                 dir.display()
             ));
         }
@@ -163,6 +165,15 @@ fn kill_members(dir: &Path) -> Result<(), String> {
         }
         thread::sleep(EMPTY_POLL);
     }
+}
+
+/// Whether the cgroup `dir` or one below it still holds a process (`populated` in its
+/// `cgroup.events`).
+fn populated(dir: &Path) -> Result<bool, String> {
+    let events = dir.join("cgroup.events");
+    let text = fs::read_to_string(&events)
+        .map_err(|err| format!("reading {}: {err}", events.display()))?;
+    Ok(text.lines().any(|line| line == "populated 1"))
 }
 
 /// A random version 4 UUID, made by the kernel, as Kubernetes gives pods.
