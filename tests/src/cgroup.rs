@@ -9,9 +9,13 @@
 //! (its processes are killed) and removed, deepest first; a shared level that some other pod
 //! still uses stays.
 
+use std::ffi::CString;
 use std::fs;
 use std::io::ErrorKind;
+use std::os::unix::ffi::OsStrExt as _;
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -105,6 +109,35 @@ impl Container {
         let procs = self.dir.join("cgroup.procs");
         fs::write(&procs, pid.to_string())
             .unwrap_or_else(|err| panic!("moving pid {pid} into {}: {err}", procs.display()));
+    }
+
+    /// Starts `command` inside this container: the child moves itself into the cgroup between
+    /// fork and exec, so everything it runs, its exec included, happens in the pod.
+    pub fn spawn(&self, command: &mut Command) -> Child {
+        let procs = self.dir.join("cgroup.procs");
+        let path = CString::new(procs.as_os_str().as_bytes()).expect("a path without NUL");
+        // SAFETY: between fork and exec the closure only makes raw syscalls (open, write,
+        // close) on memory prepared before the fork; it allocates nothing.
+        unsafe {
+            command.pre_exec(move || {
+                let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+                if fd < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // "0" moves the writing process itself.
+                let written = libc::write(fd, b"0".as_ptr().cast(), 1);
+                let error = std::io::Error::last_os_error();
+                libc::close(fd);
+                if written == 1 {
+                    Ok(())
+                } else {
+                    Err(error)
+                }
+            });
+        }
+        command
+            .spawn()
+            .unwrap_or_else(|err| panic!("starting {command:?} in {}: {err}", self.dir.display()))
     }
 }
 
