@@ -9,9 +9,13 @@
 //! (its processes are killed) and removed, deepest first; a shared level that some other pod
 //! still uses stays.
 
+use std::ffi::CString;
 use std::fs;
 use std::io::ErrorKind;
+use std::os::unix::ffi::OsStrExt as _;
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -106,6 +110,35 @@ impl Container {
         fs::write(&procs, pid.to_string())
             .unwrap_or_else(|err| panic!("moving pid {pid} into {}: {err}", procs.display()));
     }
+
+    /// Starts `command` inside this container: the child moves itself into the cgroup between
+    /// fork and exec, so everything it runs, its exec included, happens in the pod.
+    pub fn spawn(&self, command: &mut Command) -> Child {
+        let procs = self.dir.join("cgroup.procs");
+        let path = CString::new(procs.as_os_str().as_bytes()).expect("a path without NUL");
+        // SAFETY: between fork and exec the closure only makes raw syscalls (open, write,
+        // close) on memory prepared before the fork; it allocates nothing.
+        unsafe {
+            command.pre_exec(move || {
+                let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+                if fd < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // "0" moves the writing process itself.
+                let written = libc::write(fd, b"0".as_ptr().cast(), 1);
+                let error = std::io::Error::last_os_error();
+                libc::close(fd);
+                if written == 1 {
+                    Ok(())
+                } else {
+                    Err(error)
+                }
+            });
+        }
+        command
+            .spawn()
+            .unwrap_or_else(|err| panic!("starting {command:?} in {}: {err}", self.dir.display()))
+    }
 }
 
 impl Drop for Pod {
@@ -148,12 +181,14 @@ fn kill_members(dir: &Path) -> Result<(), String> {
         let members = fs::read_to_string(&procs)
             .map_err(|err| format!("reading {}: {err}", procs.display()))?;
         let pids: Vec<libc::pid_t> = members.lines().filter_map(|l| l.parse().ok()).collect();
-        if pids.is_empty() {
+        // A killed process leaves cgroup.procs as it starts exiting but the cgroup only once it
+        // has exited: until then the cgroup is still populated, and removing it fails (EBUSY).
+        if pids.is_empty() && !populated(dir)? {
             return Ok(());
         }
         if Instant::now() >= deadline {
             return Err(format!(
-                "{} still holds {pids:?} after {EMPTY_LIMIT:?}",
+                "{} still holds {pids:?} (or exiting processes) after {EMPTY_LIMIT:?}",
                 dir.display()
             ));
         }
@@ -163,6 +198,15 @@ fn kill_members(dir: &Path) -> Result<(), String> {
         }
         thread::sleep(EMPTY_POLL);
     }
+}
+
+/// Whether the cgroup `dir` or one below it still holds a process (`populated` in its
+/// `cgroup.events`).
+fn populated(dir: &Path) -> Result<bool, String> {
+    let events = dir.join("cgroup.events");
+    let text = fs::read_to_string(&events)
+        .map_err(|err| format!("reading {}: {err}", events.display()))?;
+    Ok(text.lines().any(|line| line == "populated 1"))
 }
 
 /// A random version 4 UUID, made by the kernel, as Kubernetes gives pods.

@@ -12,6 +12,8 @@
 //! - [`scenario`]: the workload scenarios themselves; [`lab`] wires the mesh scenario's
 //!   processes together from a test;
 //! - [`http`]: a minimal loopback HTTP client for the endpoints of `run` and Prometheus;
+//!   [`exposition`] reads `/metrics` back into samples; [`daemon`] runs the agent's `run` (or
+//!   Prometheus) as a child with its output in a log;
 //! - [`pidspace`]: `kernel.pid_max` raised for a test, and processes placed at chosen ids;
 //! - [`lookup`], [`check`], [`procfs`], [`netns`], [`cgroup`]: finding a process in a snapshot,
 //!   comparing numbers with their error printed, reading the kernel's counters, a throw-away
@@ -20,6 +22,8 @@
 pub mod cgroup;
 pub mod check;
 pub mod child;
+pub mod daemon;
+pub mod exposition;
 pub mod gate;
 pub mod http;
 pub mod lab;

@@ -104,6 +104,13 @@ impl Accountant {
             remembered.unseen <= UNSEEN_GRACE
         });
         self.finished.retain(|key| seen.contains(key));
+        // Room that a burst of threads left is given back (see `super::room`).
+        if let Some(keep) = super::room::shrink_to(self.last.capacity(), self.last.len()) {
+            self.last.shrink_to(keep);
+        }
+        if let Some(keep) = super::room::shrink_to(self.finished.capacity(), self.finished.len()) {
+            self.finished.shrink_to(keep);
+        }
         deltas
     }
 }
@@ -233,6 +240,24 @@ mod tests {
         let stale = acc.observe(&[reading(3, 2, 30, 30, 160)], &[]);
         assert_eq!(cpu_of(&stale, 30), 160);
         assert!(acc.last.is_empty());
+    }
+
+    #[test]
+    fn a_burst_of_threads_leaves_no_room_behind() {
+        let mut acc = Accountant::default();
+        let burst: Vec<ClaimReading> = (0..50_000).map(|i| reading(i, 2, i, i, 10)).collect();
+        acc.observe(&[], &burst);
+        // They all exit: their flushes come, then the table no longer shows them.
+        acc.observe(&burst, &burst);
+        let room = (acc.last.capacity(), acc.finished.capacity());
+        acc.observe(&[], &[]);
+        assert!(acc.last.is_empty() && acc.finished.is_empty());
+        let most = 2 * crate::collect::room::MIN_ROOM;
+        assert!(
+            acc.last.capacity() <= most && acc.finished.capacity() <= most,
+            "room for {:?} claims kept after a burst that needed {room:?}",
+            (acc.last.capacity(), acc.finished.capacity())
+        );
     }
 
     #[test]

@@ -92,8 +92,8 @@ impl Identities {
     }
 
     /// Ends a window: processes active in it stay; others are forgotten after
-    /// [`KEEP_WINDOWS`] windows without a sign of life, so memory follows the live process
-    /// count, not the churn.
+    /// [`KEEP_WINDOWS`] windows without a sign of life, and the room a burst left is given back
+    /// (see [`super::room`]), so memory follows the live process count, not the churn.
     pub fn end_window(&mut self, active: impl Fn(u32) -> bool) {
         self.by_pid.retain(|&pid, known| {
             if active(pid) && !known.exited {
@@ -103,6 +103,9 @@ impl Identities {
             }
             known.idle_windows <= KEEP_WINDOWS
         });
+        if let Some(keep) = super::room::shrink_to(self.by_pid.capacity(), self.by_pid.len()) {
+            self.by_pid.shrink_to(keep);
+        }
     }
 }
 
@@ -218,5 +221,30 @@ mod tests {
         assert!(ids.get(5).is_none(), "an exited process leaves");
         assert!(ids.get(6).is_some(), "a live one stays");
         assert_eq!(ids.by_pid.len(), 1);
+    }
+
+    #[test]
+    fn a_burst_of_processes_leaves_no_room_behind() {
+        let mut ids = Identities::default();
+        for tgid in 0..50_000 {
+            ids.apply(
+                &Record::Exit {
+                    tgid,
+                    comm: "sh".into(),
+                    cgroup: at("/"),
+                },
+                no_live_exe,
+            );
+        }
+        let burst = ids.by_pid.capacity();
+        for _ in 0..=KEEP_WINDOWS {
+            ids.end_window(|_| false);
+        }
+        assert!(ids.by_pid.is_empty());
+        assert!(
+            ids.by_pid.capacity() <= 2 * crate::collect::room::MIN_ROOM,
+            "room for {} processes kept after a burst of {burst}",
+            ids.by_pid.capacity()
+        );
     }
 }

@@ -6,6 +6,7 @@
 pub mod accounting;
 pub mod events;
 pub mod identity;
+mod room;
 mod settle;
 mod threads;
 

@@ -91,6 +91,24 @@ pub fn proc_pids() -> Vec<u32> {
         .collect()
 }
 
+/// The state letter of `/proc/<pid>/stat` (`R`, `S`, `D`, `Z`, ...); `None` once the process is
+/// gone.
+pub fn state(pid: u32) -> Option<char> {
+    parse_stat_state(&fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// The third field of a `/proc/<pid>/stat` text: the first character after the command name,
+/// which is in parentheses and may itself hold spaces and parentheses.
+pub fn parse_stat_state(stat: &str) -> Option<char> {
+    let after_comm = stat.get(stat.rfind(')')?.checked_add(1)?..)?;
+    after_comm.trim_start().chars().next()
+}
+
+/// Whether a process in `state` has exited: a zombie (`Z`) waiting to be reaped, or dead (`X`).
+pub fn has_exited(state: char) -> bool {
+    matches!(state, 'Z' | 'X')
+}
+
 /// Fills the identity fields of a live process's sample: executable and cgroup path from
 /// `cache`, memory from /proc. Fields /proc no longer has (the process just exited) stay `None`.
 pub fn fill_identity(sample: &mut ProcessSample, cache: &mut proc_cache::ProcCache) {
@@ -174,10 +192,44 @@ mod tests {
     }
 
     #[test]
+    fn the_state_follows_the_last_parenthesis() {
+        assert_eq!(parse_stat_state("42 (sleep) S 1 42 42 0"), Some('S'));
+        assert_eq!(
+            parse_stat_state("43 (a) (b) Z 1 43"),
+            Some('Z'),
+            "a comm with ') '"
+        );
+        assert_eq!(parse_stat_state("44 (x)"), None);
+        assert_eq!(parse_stat_state("no parenthesis"), None);
+        assert!(has_exited('Z') && has_exited('X'));
+        assert!(!has_exited('R') && !has_exited('S') && !has_exited('D'));
+    }
+
+    #[test]
+    fn an_unreaped_child_is_a_zombie_and_a_reaped_one_is_gone() {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        let started = std::time::Instant::now();
+        // Not waited for: once it exits it stays a zombie until this test reaps it.
+        while state(pid) != Some('Z') {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(10),
+                "pid {pid} is still {:?}",
+                state(pid)
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(state(pid).is_some_and(has_exited));
+        child.wait().unwrap();
+        assert_eq!(state(pid), None);
+    }
+
+    #[test]
     fn reads_this_process() {
         let me = std::process::id();
         assert!(comm(me).is_some_and(|c| !c.is_empty()));
         assert!(rss_bytes(me).is_some_and(|rss| rss > 0));
         assert!(exe(me).is_some());
+        assert!(state(me).is_some_and(|state| !has_exited(state)));
     }
 }

@@ -48,9 +48,14 @@ impl ProcCache {
             .clone()
     }
 
-    /// Every process in a Kubernetes pod, by its cgroup path. Memory is a level, not a flow: a
-    /// pod's processes hold their memory whether or not they ran in the window, so the memory
-    /// class needs them all, not only those the kernel saw active.
+    /// Every live process in a Kubernetes pod, by its cgroup path. Memory is a level, not a
+    /// flow: a pod's processes hold their memory whether or not they ran in the window, so the
+    /// memory class needs them all, not only those the kernel saw active.
+    ///
+    /// Zombies are left out: an exited process that its parent has not reaped yet holds no
+    /// memory and runs nothing, and its cgroup may be gone with its pod, which it would
+    /// otherwise keep in every window until it is reaped. Its last window lists it from its
+    /// counters and lifecycle events.
     pub fn pod_processes(&mut self) -> Vec<u32> {
         super::proc_pids()
             .into_iter()
@@ -58,6 +63,7 @@ impl ProcCache {
                 self.cgroup(pid)
                     .is_some_and(|path| super::cgroup::parse_cgroup_path(&path).pod_uid.is_some())
             })
+            .filter(|&pid| super::state(pid).is_some_and(|state| !super::has_exited(state)))
             .collect()
     }
 
