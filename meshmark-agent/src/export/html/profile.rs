@@ -7,7 +7,7 @@ use super::svg::{self, Bar};
 use super::{document, escape, figure, pointer, Show};
 use crate::{
     export::{smp, table},
-    model::{Class, MeshMark},
+    model::{Class, MeshMark, PodMeshMark},
     report::Report,
     role::Role,
     snapshot::LatencyBucket,
@@ -112,7 +112,7 @@ pub fn render_profile(report: &Report) -> String {
             .iter()
             .enumerate()
             .map(|(i, pod)| Bar {
-                label: short_uid(&pod.pod_uid),
+                label: pod_label(pod),
                 value: pod.meshmark.score,
                 pointer: pointer(&["pods", &i.to_string(), "meshmark", "score"]),
                 text: Show::Score.text(pod.meshmark.score),
@@ -141,7 +141,8 @@ pub fn render_profile(report: &Report) -> String {
                 .collect();
             let _ = writeln!(
                 b,
-                "<tr><td><code>{}</code></td><td>{}</td><td class=\"text\">{}</td><td class=\"text\">{}</td></tr>",
+                "<tr><td>{}<code>{}</code></td><td>{}</td><td class=\"text\">{}</td><td class=\"text\">{}</td></tr>",
+                pod.pod_name.as_ref().map(|_| format!("{}<br>", escape(&pod_label(pod)))).unwrap_or_default(),
                 escape(&pod.pod_uid),
                 figure(&format!("{base}/score"), Some(pod.meshmark.score), Show::Score),
                 classes.join(", "),
@@ -321,8 +322,12 @@ fn bucket_index(bucket: &LatencyBucket) -> u32 {
     }
 }
 
-fn short_uid(uid: &str) -> String {
-    uid.chars().take(13).collect()
+/// `namespace/pod` where the kubelet named the pod, else the start of its UID.
+fn pod_label(pod: &PodMeshMark) -> String {
+    match (&pod.namespace, &pod.pod_name) {
+        (Some(namespace), Some(name)) => format!("{namespace}/{name}"),
+        _ => pod.pod_uid.chars().take(13).collect(),
+    }
 }
 
 /// Bars of every MUE with data, in class order.
