@@ -1,5 +1,7 @@
 //! The command line: argument parsing and one function per subcommand.
 
+mod kubelet_args;
+
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
 
 use anyhow::{Context as _, Result};
@@ -10,12 +12,13 @@ use crate::{
     config::{self, Config, ConfigError},
     duration::parse_duration,
     export::{self, Format},
-    inventory,
+    inventory::{self, pod_metadata::PodMetadata},
     probe::{PreflightError, Probe, ProbeOptions, ProgramSet},
     report::{build_report, Report},
     saved_profile, serve,
     snapshot::Snapshot,
 };
+pub use kubelet_args::{KubeletArgs, KubeletTarget};
 
 /// Exit status for a preflight failure (privileges, kernel features) and for invalid input (a
 /// configuration file or saved profile that cannot be used).
@@ -139,6 +142,8 @@ pub struct RunArgs {
     /// name is the pod's.
     #[arg(long, env = "NODE_NAME", value_name = "NAME")]
     pub node_name: Option<String>,
+    #[command(flatten)]
+    pub kubelet: KubeletArgs,
 }
 
 fn parse_listen(text: &str) -> Result<SocketAddr, String> {
@@ -259,6 +264,8 @@ pub struct ProfileArgs {
     /// `socket_bytes=fexit` (hooks per signal: docs/how-it-measures.md).
     #[arg(long, value_name = "SIGNAL=HOOK")]
     pub hook: Option<crate::probe::hooks::HookOverride>,
+    #[command(flatten)]
+    pub kubelet: KubeletArgs,
 }
 
 /// Runs the parsed command; errors are printed here, and the exit status says what kind.
@@ -293,6 +300,9 @@ fn report(err: anyhow::Error) -> ExitCode {
 async fn profile(args: ProfileArgs) -> Result<()> {
     // Read the configuration before loading anything: a typo should not cost a window.
     let config = load_config(args.config.as_deref())?;
+    // Warnings only: a kubelet that cannot be read is said, the rest stays quiet.
+    serve::init_logging(tracing::level_filters::LevelFilter::WARN);
+    let pods = pod_metadata(&args.kubelet)?;
     let options = ProfilerOptions {
         probe: ProbeOptions {
             thread_slots: args.thread_slots,
@@ -310,15 +320,30 @@ async fn profile(args: ProfileArgs) -> Result<()> {
     wait_or_signal(duration).await?;
     let snapshot = profiler.end_window()?;
     drop(profiler);
-    let report = live_scorer(config)(snapshot)?;
+    let report = live_scorer(config, pods)(snapshot)?;
     write_output(&report, &args.output)
 }
 
-/// How a window this agent measured is scored, by `profile` and `run` alike: the agent is
-/// itself (`builtin:self`) and command lines are read from /proc for `cmdline` rules.
-fn live_scorer(config: Config) -> impl Fn(Snapshot) -> Result<Report> + Send + 'static {
+/// The pod metadata the kubelet options give (NODE_IP names the default kubelet); an option
+/// that cannot work is a [`BadInput`].
+fn pod_metadata(args: &KubeletArgs) -> Result<Option<PodMetadata>> {
+    let node_ip = std::env::var("NODE_IP").ok();
+    args.pod_metadata(node_ip.as_deref())
+        .map_err(|why| BadInput(why).into())
+}
+
+/// How a window this agent measured is scored, by `profile` and `run` alike: processes in pods
+/// are named from the kubelet's pod list where there is one, the agent is itself
+/// (`builtin:self`) and command lines are read from /proc for `cmdline` rules.
+fn live_scorer(
+    config: Config,
+    mut pods: Option<PodMetadata>,
+) -> impl FnMut(Snapshot) -> Result<Report> + Send + 'static {
     let classifier = config.classifier(Some(std::process::id()));
-    move |snapshot| {
+    move |mut snapshot| {
+        if let Some(pods) = pods.as_mut() {
+            pods.annotate(&mut snapshot, std::time::Instant::now());
+        }
         Ok(build_report(
             snapshot,
             &classifier,
@@ -348,12 +373,13 @@ async fn run_continuously(args: RunArgs) -> Result<()> {
         ))
     })?;
     serve::init_logging(args.log_level);
+    let pods = pod_metadata(&args.kubelet)?;
     serve::run(serve::RunOptions {
         listener,
         window,
         node_name: args.node_name,
         profiler: ProfilerOptions::default(),
-        score: Box::new(live_scorer(config)),
+        score: Box::new(live_scorer(config, pods)),
     })
     .await
 }

@@ -33,8 +33,9 @@ const DRAIN_LIMIT: Duration = Duration::from_millis(500);
 /// How long the window loop may take to stop and detach the programs after a signal.
 const DETACH_LIMIT: Duration = Duration::from_millis(1_200);
 
-/// Turns a measured window into a scored report (classification and model).
-pub type Scorer = Box<dyn Fn(Snapshot) -> Result<Report> + Send>;
+/// Turns a measured window into a scored report (pod names, classification and model); it may
+/// keep state between windows (the kubelet's pod list).
+pub type Scorer = Box<dyn FnMut(Snapshot) -> Result<Report> + Send>;
 
 /// What `run` needs, already validated.
 pub struct RunOptions {
@@ -174,7 +175,7 @@ pub async fn run(options: RunOptions) -> Result<()> {
 }
 
 /// `score`, with the report's node renamed to `name` when one is given.
-fn named(score: Scorer, name: Option<String>) -> Scorer {
+fn named(mut score: Scorer, name: Option<String>) -> Scorer {
     match name {
         None => score,
         Some(name) => Box::new(move |snapshot| {

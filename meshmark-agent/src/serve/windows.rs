@@ -49,7 +49,7 @@ impl WindowLoop {
                         return;
                     }
                 };
-                run(profiler, window, &score, &shared, &stopped);
+                run(profiler, window, score, &shared, &stopped);
             })
             .context("starting the window thread")?;
         match started.recv() {
@@ -84,7 +84,7 @@ impl WindowLoop {
 fn run(
     mut profiler: Profiler,
     window: Duration,
-    score: &Scorer,
+    mut score: Scorer,
     shared: &Shared,
     stopped: &mpsc::Receiver<()>,
 ) {
@@ -95,7 +95,7 @@ fn run(
         stopped.recv_timeout(next.saturating_duration_since(Instant::now()))
     {
         let began = Instant::now();
-        match profiler.end_window().and_then(score) {
+        match profiler.end_window().and_then(&mut score) {
             Ok(report) => {
                 totals.fold(&report);
                 let programs = profiler.program_stats().unwrap_or_else(|err| {
