@@ -12,6 +12,8 @@
 //! - [`scenario`]: the workload scenarios themselves; [`lab`] wires the mesh scenario's
 //!   processes together from a test;
 //! - [`http`]: a minimal loopback HTTP client for the endpoints of `run` and Prometheus;
+//! - [`running`]: long-running children with their logs (the agent, Prometheus), scratch
+//!   directories;
 //! - [`pidspace`]: `kernel.pid_max` raised for a test, and processes placed at chosen ids;
 //! - [`lookup`], [`check`], [`procfs`], [`netns`], [`cgroup`]: finding a process in a snapshot,
 //!   comparing numbers with their error printed, reading the kernel's counters, a throw-away
@@ -28,6 +30,7 @@ pub mod meshlab;
 pub mod netns;
 pub mod pidspace;
 pub mod procfs;
+pub mod running;
 pub mod scenario;
 pub mod truth;
 pub mod window;

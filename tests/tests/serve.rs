@@ -3,13 +3,13 @@
 //! `meshmark_score` back through Prometheus's query API, then SIGTERM must end the agent with
 //! status 0 within 2 s and leave none of its programs in the kernel.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use meshmark_tests::cgroup::Pod;
 use meshmark_tests::gate::{require_agent_bin, require_bpf, require_cgroup2};
 use meshmark_tests::http::{free_port, get};
+use meshmark_tests::running::{Running, TempDir};
 use meshmark_tests::window::ProfiledWindow;
 use serde_json::Value;
 
@@ -500,85 +500,4 @@ fn require_tool(tool: &str) -> bool {
     use std::io::Write as _;
     let _ = writeln!(std::io::stderr(), "\n*** SKIPPED serve test: {reason}; set MESHMARK_REQUIRE_BPF=1 to make this a failure ***\n");
     false
-}
-
-/// A child process with its output in a log file; killed and reaped on drop if still running.
-struct Running {
-    what: &'static str,
-    child: Child,
-    log: PathBuf,
-    reaped: bool,
-}
-
-impl Running {
-    fn spawn(what: &'static str, command: &mut Command, log: &Path) -> Running {
-        let file = std::fs::File::create(log).unwrap();
-        let child = command
-            .stdin(Stdio::null())
-            .stdout(file.try_clone().unwrap())
-            .stderr(file)
-            .spawn()
-            .unwrap_or_else(|err| panic!("starting {what}: {err}"));
-        Running {
-            what,
-            child,
-            log: log.to_owned(),
-            reaped: false,
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn assert_running(&mut self) {
-        if let Some(status) = self.child.try_wait().unwrap() {
-            self.reaped = true;
-            panic!("{} ended early with {status}:\n{}", self.what, self.log());
-        }
-    }
-
-    /// SIGTERM, then waits up to `limit`; the exit status, or `None` if it was still running.
-    fn terminate(&mut self, limit: Duration) -> Option<ExitStatus> {
-        // SAFETY: kill has no memory-safety preconditions; the pid is our unreaped child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let sent = Instant::now();
-        while sent.elapsed() < limit {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                self.reaped = true;
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        None
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if !self.reaped {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-/// A scratch directory removed on drop.
-struct TempDir {
-    path: PathBuf,
-}
-
-impl TempDir {
-    fn new(prefix: &str) -> TempDir {
-        let path = std::env::temp_dir().join(format!("{prefix}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).unwrap();
-        TempDir { path }
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.path);
-    }
 }
