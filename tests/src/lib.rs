@@ -12,6 +12,7 @@
 //! - [`scenario`]: the workload scenarios themselves; [`lab`] wires the mesh scenario's
 //!   processes together from a test;
 //! - [`http`]: a minimal loopback HTTP client for the endpoints of `run` and Prometheus;
+//! - [`kubelet`]: a kubelet serving a recorded pod list over real TLS on loopback;
 //! - [`running`]: long-running children with their logs (the agent, Prometheus), scratch
 //!   directories;
 //! - [`pidspace`]: `kernel.pid_max` raised for a test, and processes placed at chosen ids;
@@ -24,6 +25,7 @@ pub mod check;
 pub mod child;
 pub mod gate;
 pub mod http;
+pub mod kubelet;
 pub mod lab;
 pub mod lookup;
 pub mod meshlab;
