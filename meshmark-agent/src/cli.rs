@@ -142,6 +142,22 @@ pub struct RunArgs {
     /// name is the pod's.
     #[arg(long, env = "NODE_NAME", value_name = "NAME")]
     pub node_name: Option<String>,
+    /// Share of each window during which syscalls and socket bytes are observed: their
+    /// programs are attached for that long at a random moment of the window, and what they see
+    /// is scaled to the whole window (an estimate, marked as such in the JSON and metrics).
+    /// CPU, run-queue time and process lifecycle are observed all the time. 100% observes
+    /// everything all the time, as `profile` does, at several times the cost
+    /// (docs/how-it-measures.md#duty-cycle).
+    #[arg(long, env = "MESHMARK_DUTY_CYCLE", value_name = "PERCENT",
+          default_value = serve::DEFAULT_DUTY_CYCLE, value_parser = parse_duty_cycle)]
+    pub duty_cycle: u8,
+    /// Keep the kernel's BPF run statistics on for the meshmark_bpf_program_* metrics. The
+    /// kernel then reads the clock twice around every program run, which costs the node more
+    /// than some of the programs do; off by default.
+    #[arg(long, env = "MESHMARK_BPF_STATS")]
+    pub bpf_stats: bool,
+    #[command(flatten)]
+    pub kernel: KernelArgs,
     #[command(flatten)]
     pub kubelet: KubeletArgs,
 }
@@ -246,26 +262,59 @@ pub struct ProfileArgs {
     pub config: Option<PathBuf>,
     #[command(flatten)]
     pub output: OutputArgs,
+    #[command(flatten)]
+    pub kernel: KernelArgs,
+    #[command(flatten)]
+    pub kubelet: KubeletArgs,
+}
+
+/// Sizes and hooks of the kernel side, shared by `profile` and `run`.
+#[derive(clap::Args, Debug)]
+pub struct KernelArgs {
     /// Slots of the kernel's per-thread table, 1 to 4194304 (the largest pid_max).
-    #[arg(long, default_value_t = meshmark_common::DEFAULT_THREAD_SLOTS,
+    #[arg(long, env = "MESHMARK_THREAD_SLOTS", value_name = "N",
+          default_value_t = meshmark_common::DEFAULT_THREAD_SLOTS,
           value_parser = clap::value_parser!(u32).range(THREAD_SLOTS_RANGE))]
     pub thread_slots: u32,
     /// Bytes of the kernel's event ring buffer, 4096 (one page) to 1073741824 (1 GiB); rounded
     /// up to a power of two. Raise it if `dropped` shows event_ring_full or flush_ring_full.
-    #[arg(long, default_value_t = meshmark_common::DEFAULT_EVENT_RING_BYTES,
+    #[arg(long, env = "MESHMARK_RING_BYTES", value_name = "BYTES",
+          default_value_t = meshmark_common::DEFAULT_EVENT_RING_BYTES,
           value_parser = clap::value_parser!(u32).range(RING_BYTES_RANGE))]
     pub ring_bytes: u32,
     /// Time one syscall in N per thread instead of every one: two clock reads per timed
     /// syscall are most of meshmark's cost on syscall-heavy nodes. Counts stay exact; time
     /// inside syscalls is scaled from the timed ones (see docs/how-it-measures.md).
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(SYSCALL_SAMPLE_RANGE))]
+    #[arg(long, env = "MESHMARK_SYSCALL_SAMPLE", value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(SYSCALL_SAMPLE_RANGE))]
     pub syscall_sample: u32,
     /// Collect SIGNAL with HOOK instead of the best hook the kernel has, e.g.
     /// `socket_bytes=fexit` (hooks per signal: docs/how-it-measures.md).
-    #[arg(long, value_name = "SIGNAL=HOOK")]
+    #[arg(long, env = "MESHMARK_HOOK", value_name = "SIGNAL=HOOK")]
     pub hook: Option<crate::probe::hooks::HookOverride>,
-    #[command(flatten)]
-    pub kubelet: KubeletArgs,
+}
+
+impl KernelArgs {
+    fn probe_options(&self) -> ProbeOptions {
+        ProbeOptions {
+            thread_slots: self.thread_slots,
+            ring_bytes: self.ring_bytes,
+            syscall_sample_every: self.syscall_sample,
+            hook_override: self.hook,
+        }
+    }
+}
+
+/// `--duty-cycle`: a whole percentage of each window, 1 to 100, with or without `%`.
+fn parse_duty_cycle(text: &str) -> Result<u8, String> {
+    let number = text.trim().trim_end_matches('%');
+    match number.parse::<u8>() {
+        Ok(percent @ 1..=100) => Ok(percent),
+        _ => Err(format!(
+            "{text:?} is not a percentage from 1 to 100; write e.g. 10% (the default), or 100% \
+             to observe every signal all the time"
+        )),
+    }
 }
 
 /// Runs the parsed command; errors are printed here, and the exit status says what kind.
@@ -304,12 +353,8 @@ async fn profile(args: ProfileArgs) -> Result<()> {
     serve::init_logging(tracing::level_filters::LevelFilter::WARN);
     let pods = pod_metadata(&args.kubelet)?;
     let options = ProfilerOptions {
-        probe: ProbeOptions {
-            thread_slots: args.thread_slots,
-            ring_bytes: args.ring_bytes,
-            syscall_sample_every: args.syscall_sample,
-            hook_override: args.hook,
-        },
+        probe: args.kernel.probe_options(),
+        duty_cycled: false,
     };
     let mut profiler = Profiler::start(&options)?;
     let duration = args.duration.unwrap_or(config.window);
@@ -378,7 +423,12 @@ async fn run_continuously(args: RunArgs) -> Result<()> {
         listener,
         window,
         node_name: args.node_name,
-        profiler: ProfilerOptions::default(),
+        profiler: ProfilerOptions {
+            probe: args.kernel.probe_options(),
+            duty_cycled: args.duty_cycle < 100,
+        },
+        duty_cycle: f64::from(args.duty_cycle) / 100.0,
+        bpf_stats: args.bpf_stats,
         score: Box::new(live_scorer(config, pods)),
     })
     .await

@@ -51,6 +51,36 @@ pub struct Snapshot {
     /// `socket_bytes`, ...): which alternative the kernel offered (see docs/how-it-measures.md).
     #[serde(default)]
     pub hooks: BTreeMap<String, String>,
+    /// Signals observed for only part of the window (`run`'s duty cycle): their figures
+    /// (syscall counts and time, socket bytes) are what was seen scaled to the whole window,
+    /// estimates; their latency histograms count only the calls seen. Absent when every signal
+    /// was observed throughout, as in `profile`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sampled: Option<Sampled>,
+}
+
+/// What `sampled` in a snapshot records.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sampled {
+    /// The signals observed part of the time, by name (`syscalls`, `socket_bytes`).
+    pub signals: Vec<String>,
+    /// How long they were observed in this window, at most its `duration_ns`.
+    pub observed_ns: u64,
+}
+
+impl Snapshot {
+    /// Share of the window during which `signal` was observed: 1 unless it was duty-cycled.
+    pub fn observed_ratio(&self, signal: &str) -> f64 {
+        match &self.sampled {
+            Some(sampled) if sampled.signals.iter().any(|s| s == signal) => {
+                if self.window.duration_ns == 0 {
+                    return 0.0;
+                }
+                sampled.observed_ns as f64 / self.window.duration_ns as f64
+            }
+            _ => 1.0,
+        }
+    }
 }
 
 fn every_syscall() -> u32 {

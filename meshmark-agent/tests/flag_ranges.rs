@@ -14,7 +14,7 @@ fn parsed(args: &[&str]) -> Result<(u32, u32), String> {
     match Cli::try_parse_from(argv) {
         Ok(Cli {
             command: Sub::Profile(p),
-        }) => Ok((p.thread_slots, p.ring_bytes)),
+        }) => Ok((p.kernel.thread_slots, p.kernel.ring_bytes)),
         Ok(other) => panic!("parsed as another command: {other:?}"),
         Err(err) => Err(err.to_string()),
     }
@@ -77,4 +77,37 @@ fn the_binary_exits_2_before_loading_anything() {
         "{stderr}"
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+/// `run --duty-cycle ARG`, or clap's error text.
+fn duty_cycle(args: &[&str]) -> Result<(u8, u32), String> {
+    let argv = ["meshmark-agent", "run"]
+        .into_iter()
+        .chain(args.iter().copied());
+    match Cli::try_parse_from(argv) {
+        Ok(Cli {
+            command: Sub::Run(r),
+        }) => Ok((r.duty_cycle, r.kernel.thread_slots)),
+        Ok(other) => panic!("parsed as another command: {other:?}"),
+        Err(err) => Err(err.to_string()),
+    }
+}
+
+#[test]
+fn run_takes_a_duty_cycle_in_percent_and_the_kernel_sizes_profile_takes() {
+    assert_eq!(duty_cycle(&[]).unwrap().0, 10, "the default");
+    assert_eq!(duty_cycle(&["--duty-cycle", "25"]).unwrap().0, 25);
+    assert_eq!(duty_cycle(&["--duty-cycle", "100%"]).unwrap().0, 100);
+    assert_eq!(
+        duty_cycle(&["--thread-slots", "1000"]).unwrap().1,
+        1000,
+        "run sizes the thread table as profile does"
+    );
+    for bad in ["0", "0%", "101%", "ten", "12.5%"] {
+        let err = duty_cycle(&["--duty-cycle", bad]).expect_err(bad);
+        assert!(
+            err.contains("--duty-cycle") && err.contains("1 to 100"),
+            "{bad}: {err}"
+        );
+    }
 }

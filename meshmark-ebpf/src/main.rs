@@ -1,6 +1,7 @@
 //! meshmark's kernel programs.
 //!
-//! Every program is a BTF tracepoint (no kprobes, no fentry: see DESIGN.md). Each signal has its
+//! Programs are BTF tracepoints where the kernel has them, with fexit and kprobe adapters for
+//! socket bytes on older kernels (the agent's `probe::hooks` chooses). Each signal has its
 //! own module; all of them add into the calling thread's slot of the `THREADS` array (`slots`),
 //! so the hot paths do array lookups only, never hash-map operations. Userspace turns the
 //! cumulative per-thread counters into per-process windows.

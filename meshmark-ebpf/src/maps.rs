@@ -41,6 +41,12 @@ pub static COUNTERS: PerCpuArray<u64> =
 #[map]
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(DEFAULT_EVENT_RING_BYTES, 0);
 
+/// Index 0: when the syscall programs were last attached (`bpf_ktime_get_ns` clock), set by the
+/// agent before each attach when it duty-cycles them. A syscall entered before that belongs to
+/// an earlier attachment, whose exit went unseen: it is not this attachment's call.
+#[map]
+pub static SYSCALL_EPOCH: Array<u64> = Array::with_max_entries(1, 0);
+
 /// Kernel struct field offsets, read by the agent from the running kernel's BTF.
 #[no_mangle]
 static OFFSETS: KernelOffsets = KernelOffsets {
@@ -72,6 +78,12 @@ pub fn offsets() -> KernelOffsets {
 #[inline(always)]
 pub fn syscall_sample_every() -> u32 {
     unsafe { core::ptr::read_volatile(&SYSCALL_SAMPLE_EVERY) }
+}
+
+/// See [`SYSCALL_EPOCH`]; 0 when the syscall programs stay attached.
+#[inline(always)]
+pub fn syscall_epoch() -> u64 {
+    SYSCALL_EPOCH.get(0).copied().unwrap_or(0)
 }
 
 /// Adds one to a `COUNTERS` entry.

@@ -3,6 +3,8 @@
 //! the slot) that the kernel inlines, nothing more.
 //! The clock reads are most of that cost; `SYSCALL_SAMPLE_EVERY` > 1 times only one syscall in
 //! that many per thread (the others are counted, not timed) for nodes where it matters.
+//! The agent may attach these programs for only part of each window (`run`'s duty cycle);
+//! `SYSCALL_EPOCH` keeps a syscall that straddled a detach out of the next attachment.
 //!
 //! # Minimum kernel
 //! 5.5 (BTF tracepoints `sys_enter` / `sys_exit`).
@@ -15,13 +17,13 @@ use aya_ebpf::{
 use meshmark_common::{hist_bucket, HIST_BUCKETS};
 
 use crate::{
-    maps::syscall_sample_every,
+    maps::{syscall_epoch, syscall_sample_every},
     slots::{own_slot, slot_of},
 };
 
-/// `syscall_start_ns` of a syscall that was entered but sampled out of timing (no real clock
-/// reading is 1 ns after boot).
-const ENTERED_UNTIMED: u64 = 1;
+/// Set in `syscall_start_ns` of a syscall that was entered but sampled out of timing; the other
+/// bits hold the syscall epoch at entry, so a stale entry is recognised as a timed one is.
+const ENTERED_UNTIMED: u64 = 1 << 63;
 
 #[btf_tracepoint(function = "sys_enter")]
 pub fn sys_enter(_ctx: BtfTracePointContext) -> i32 {
@@ -33,7 +35,7 @@ pub fn sys_enter(_ctx: BtfTracePointContext) -> i32 {
     if every > 1 {
         if slot.sample_countdown > 0 {
             slot.sample_countdown -= 1;
-            slot.syscall_start_ns = ENTERED_UNTIMED;
+            slot.syscall_start_ns = ENTERED_UNTIMED | syscall_epoch();
             return 0;
         }
         slot.sample_countdown = every - 1;
@@ -56,8 +58,12 @@ pub fn sys_exit(_ctx: BtfTracePointContext) -> i32 {
         return 0;
     }
     slot.syscall_start_ns = 0;
+    if start & !ENTERED_UNTIMED < syscall_epoch() {
+        // Entered before the programs were detached last; its exit then went unseen.
+        return 0;
+    }
     slot.counters.syscalls += 1;
-    if start == ENTERED_UNTIMED {
+    if start & ENTERED_UNTIMED != 0 {
         return 0;
     }
     let took = unsafe { bpf_ktime_get_ns() }.wrapping_sub(start);

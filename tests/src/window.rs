@@ -54,6 +54,11 @@ impl ProfiledWindow {
             .unwrap_or_else(|err| panic!("ending a window: {err:#}"))
     }
 
+    /// The profiler itself, to drive its duty cycle by hand.
+    pub fn profiler(&mut self) -> &mut Profiler {
+        &mut self.profiler
+    }
+
     /// Ends the window, detaches the programs and releases the lock.
     pub fn end(mut self) -> Snapshot {
         self.profiler

@@ -21,6 +21,7 @@ fn forced(hook: &str) -> ProfilerOptions {
             hook_override: Some(hook.parse::<HookOverride>().expect("a hook of the table")),
             ..ProbeOptions::default()
         },
+        ..ProfilerOptions::default()
     }
 }
 

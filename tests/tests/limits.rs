@@ -23,6 +23,7 @@ fn options(thread_slots: u32) -> ProfilerOptions {
             thread_slots,
             ..ProbeOptions::default()
         },
+        ..ProfilerOptions::default()
     }
 }
 

@@ -44,7 +44,7 @@ fn prometheus_scrapes_run_and_sigterm_detaches_everything() {
         "meshmark-agent run",
         Command::new(&agent_bin)
             .args(["run", "--listen", &format!("127.0.0.1:{agent_port}")])
-            .args(["--window", "1s", "--log-level", "debug"])
+            .args(["--window", "1s", "--log-level", "debug", "--bpf-stats"])
             .env_remove("NODE_NAME"),
         &agent_log,
     );
@@ -104,6 +104,22 @@ fn prometheus_scrapes_run_and_sigterm_detaches_everything() {
     assert_eq!(profile["schema"], "meshmark.profile/v1");
     let score = profile["meshmark"]["score"].as_f64().expect("a score");
     assert!((0.0..=100.0).contains(&score), "{score}");
+    // The default duty cycle: syscalls and socket bytes observed for 10% of each window, and
+    // said so in the JSON and the metrics.
+    let observed = profile["sampled"]["observed_ns"].as_f64().expect("sampled")
+        / profile["window"]["duration_ns"].as_f64().unwrap();
+    assert!(
+        (0.09..0.12).contains(&observed),
+        "observed share {observed}"
+    );
+    assert!(
+        metrics
+            .body
+            .contains("meshmark_signal_observed_ratio{node=")
+            && metrics.body.contains(r#"signal="cpu"} 1"#),
+        "{}",
+        metrics.body
+    );
     let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .unwrap()
         .trim()

@@ -98,6 +98,7 @@ fn sampled_timing_counts_every_call_and_scales_the_time() {
             syscall_sample_every: EVERY,
             ..ProbeOptions::default()
         },
+        ..ProfilerOptions::default()
     };
     let Some(window) = ProfiledWindow::start_with(&options) else {
         return;

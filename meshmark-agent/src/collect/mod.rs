@@ -21,7 +21,7 @@ use meshmark_common::{counter, net_index, CpuState, Direction, NetKind};
 use crate::{
     inventory,
     probe::{Probe, ProbeOptions, ProgramSet},
-    snapshot::{NetBytes, ProcessSample, Snapshot, SyscallStats, Window, PROFILE_SCHEMA},
+    snapshot::{NetBytes, ProcessSample, Sampled, Snapshot, SyscallStats, Window, PROFILE_SCHEMA},
 };
 use accounting::{Accountant, ClaimReading, ProcessDelta};
 use events::{EventDrain, Record};
@@ -32,6 +32,9 @@ use threads::ThreadTable;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ProfilerOptions {
     pub probe: ProbeOptions,
+    /// Start with the duty-cycled signals detached: the caller attaches them for part of each
+    /// window with [`Profiler::resume_sampled`] and [`Profiler::pause_sampled`].
+    pub duty_cycled: bool,
 }
 
 /// The loaded programs and the state needed to cut their counters into windows.
@@ -51,6 +54,19 @@ pub struct Profiler {
     node: String,
     syscall_sample_every: u32,
     hooks: BTreeMap<String, String>,
+    sampling: Sampling,
+    proc_cache: inventory::proc_cache::ProcCache,
+}
+
+/// How long the duty-cycled signals were attached in the current window.
+struct Sampling {
+    signals: Vec<String>,
+    /// Since when they are attached; `None` while paused.
+    attached_since: Option<Instant>,
+    /// Attached time of this window before `attached_since`.
+    observed: std::time::Duration,
+    /// Whether they were detached at any moment of this window.
+    paused_in_window: bool,
 }
 
 impl Profiler {
@@ -91,11 +107,61 @@ impl Profiler {
             node: hostname(),
             syscall_sample_every,
             hooks,
+            proc_cache: Default::default(),
+            sampling: Sampling {
+                signals: Probe::sampled_signals(ProgramSet::Profiler),
+                attached_since: None,
+                observed: std::time::Duration::ZERO,
+                paused_in_window: false,
+            },
         };
+        if options.duty_cycled {
+            profiler.pause_sampled();
+        }
         // Everything counted before this baseline belongs to no window.
         profiler.advance()?;
         profiler.started = (SystemTime::now(), Instant::now());
+        if !options.duty_cycled {
+            profiler.sampling.attached_since = Some(profiler.started.1);
+        }
         Ok(profiler)
+    }
+
+    /// Detaches the duty-cycled signals (syscalls, socket bytes) until [`Self::resume_sampled`];
+    /// windows cut meanwhile scale what they saw while attached.
+    pub fn pause_sampled(&mut self) {
+        self._probe.pause_sampled();
+        // The programs ran until the last detach returned: counted as observed.
+        if let Some(since) = self.sampling.attached_since.take() {
+            self.sampling.observed += since.elapsed();
+        }
+        self.sampling.paused_in_window = true;
+    }
+
+    /// Attaches the duty-cycled signals again.
+    pub fn resume_sampled(&mut self) -> Result<()> {
+        if self.sampling.attached_since.is_none() {
+            self._probe.resume_sampled()?;
+            // Observed from when the last attach returned (attaching takes under a millisecond).
+            self.sampling.attached_since = Some(Instant::now());
+        }
+        Ok(())
+    }
+
+    /// The sampled part of the window ending at `end`, and resets the count for the next one.
+    fn take_sampling(&mut self, end: Instant, duration_ns: u64) -> Option<Sampled> {
+        let mut observed = self.sampling.observed;
+        if let Some(since) = self.sampling.attached_since {
+            observed += end.saturating_duration_since(since);
+            self.sampling.attached_since = Some(end);
+        }
+        let paused = self.sampling.paused_in_window;
+        self.sampling.observed = std::time::Duration::ZERO;
+        self.sampling.paused_in_window = self.sampling.attached_since.is_none();
+        paused.then(|| Sampled {
+            signals: self.sampling.signals.clone(),
+            observed_ns: crate::probe::saturating_ns(observed).min(duration_ns),
+        })
     }
 
     /// Run count and time of every attached program, cumulative since load; zero unless BPF
@@ -107,23 +173,27 @@ impl Profiler {
     /// Ends the current window and returns it; the next window starts at once.
     pub fn end_window(&mut self) -> Result<Snapshot> {
         let window = self.advance()?;
+        let (start, end) = (self.started, window.end);
+        let duration_ns = crate::probe::saturating_ns(end.1.duration_since(start.1));
+        let sampled = self.take_sampling(end.1, duration_ns);
+        let scale = Scale::of(sampled.as_ref(), duration_ns);
         let mut processes: Vec<ProcessSample> = window
             .deltas
             .into_iter()
-            .map(|(pid, delta)| self.sample(pid, delta))
+            .map(|(pid, delta)| self.sample(pid, delta, scale))
             .collect();
         let seen: HashSet<u32> = processes.iter().map(|p| p.pid).collect();
-        for pid in inventory::pod_processes() {
+        for pid in self.proc_cache.pod_processes() {
             if !seen.contains(&pid) {
-                processes.push(self.sample(pid, ProcessDelta::default()));
+                processes.push(self.sample(pid, ProcessDelta::default(), scale));
             }
         }
+        self.proc_cache.end_window(|pid| seen.contains(&pid));
         processes.push(idle_sample(window.idle_ns));
         processes.sort_by_key(|p| p.pid);
         self.identities
             .end_window(|pid| window.live_tgids.contains(&pid) || seen.contains(&pid));
 
-        let (start, end) = (self.started, window.end);
         self.started = end;
         Ok(Snapshot {
             schema: PROFILE_SCHEMA.into(),
@@ -131,7 +201,7 @@ impl Profiler {
             window: Window {
                 start: rfc3339(start.0),
                 end: rfc3339(end.0),
-                duration_ns: crate::probe::saturating_ns(end.1.duration_since(start.1)),
+                duration_ns,
             },
             ncpu: u32::try_from(self.online_cpus.len()).unwrap_or(u32::MAX),
             idle_ns: window.idle_ns,
@@ -140,6 +210,7 @@ impl Profiler {
             dropped: window.dropped,
             stats: window.stats,
             hooks: self.hooks.clone(),
+            sampled,
         })
     }
 
@@ -161,7 +232,12 @@ impl Profiler {
             match record {
                 Record::Flush(reading) => flushed.push(*reading),
                 Record::Unknown => unknown += 1,
-                Record::Exec { .. } | Record::Fork { .. } | Record::Exit { .. } => {
+                Record::Exec { tgid, .. } | Record::Exit { tgid, .. } => {
+                    self.proc_cache.forget(tgid);
+                    self.identities.apply(&record, inventory::exe);
+                }
+                Record::Fork { child_tgid, .. } => {
+                    self.proc_cache.forget(child_tgid);
                     self.identities.apply(&record, inventory::exe);
                 }
             }
@@ -183,14 +259,14 @@ impl Profiler {
 
     /// One process's window: counters from the kernel; identity from /proc while it lives,
     /// else from what its lifecycle events recorded.
-    fn sample(&mut self, pid: u32, delta: ProcessDelta) -> ProcessSample {
+    fn sample(&mut self, pid: u32, delta: ProcessDelta, scale: Scale) -> ProcessSample {
         let known = self.identities.get(pid);
         let exited = known.is_some_and(|k| k.exited);
         let c = &delta.counters;
         let kind = |k: NetKind| {
             [
-                c.net_bytes[net_index(k, Direction::Tx)],
-                c.net_bytes[net_index(k, Direction::Rx)],
+                scale.apply(c.net_bytes[net_index(k, Direction::Tx)]),
+                scale.apply(c.net_bytes[net_index(k, Direction::Rx)]),
             ]
         };
         let mut sample = ProcessSample {
@@ -207,8 +283,8 @@ impl Profiler {
                 kind(NetKind::Unix),
             ),
             syscalls: SyscallStats {
-                count: c.syscalls,
-                total_ns: self.syscall_total_ns(c),
+                count: scale.apply(c.syscalls),
+                total_ns: scale.apply(self.syscall_total_ns(c)),
                 latency_log2_ns: SyscallStats::buckets_from_hist(&c.syscall_hist),
             },
             ..ProcessSample::default()
@@ -217,7 +293,7 @@ impl Profiler {
             if let Some(comm) = inventory::comm(pid) {
                 sample.comm = comm;
             }
-            inventory::fill_identity(&mut sample);
+            inventory::fill_identity(&mut sample, &mut self.proc_cache);
         }
         if let Some(known) = known {
             if sample.exe.is_none() {
@@ -271,6 +347,38 @@ impl Profiler {
     }
 }
 
+/// From what the duty-cycled signals saw while attached to an estimate for the whole window.
+#[derive(Clone, Copy, Debug)]
+struct Scale {
+    window_ns: u64,
+    observed_ns: u64,
+}
+
+impl Scale {
+    /// Identity when nothing was sampled; zero when the signals were never attached (the
+    /// snapshot's `sampled.observed_ns` says so).
+    fn of(sampled: Option<&Sampled>, window_ns: u64) -> Scale {
+        match sampled {
+            None => Scale {
+                window_ns: 1,
+                observed_ns: 1,
+            },
+            Some(s) => Scale {
+                window_ns,
+                observed_ns: s.observed_ns,
+            },
+        }
+    }
+
+    fn apply(self, value: u64) -> u64 {
+        if self.observed_ns == 0 {
+            return 0;
+        }
+        let scaled = u128::from(value) * u128::from(self.window_ns) / u128::from(self.observed_ns);
+        u64::try_from(scaled).unwrap_or(u64::MAX)
+    }
+}
+
 /// What the kernel counted between two calls of [`Profiler::advance`].
 struct KernelWindow {
     end: (SystemTime, Instant),
@@ -300,4 +408,36 @@ fn hostname() -> String {
 
 fn rfc3339(t: SystemTime) -> String {
     humantime::format_rfc3339_millis(t).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_quarter_observed_is_scaled_fourfold_and_nothing_sampled_stays_as_is() {
+        let sampled = Sampled {
+            signals: vec!["syscalls".into()],
+            observed_ns: 250,
+        };
+        assert_eq!(Scale::of(Some(&sampled), 1_000).apply(1_001), 4_004);
+        assert_eq!(Scale::of(None, 1_000).apply(1_001), 1_001);
+        let never = Sampled {
+            observed_ns: 0,
+            ..sampled
+        };
+        assert_eq!(Scale::of(Some(&never), 1_000).apply(7), 0);
+        assert_eq!(
+            Scale::of(
+                Some(&Sampled {
+                    observed_ns: 1,
+                    ..never
+                }),
+                u64::MAX
+            )
+            .apply(u64::MAX),
+            u64::MAX,
+            "saturates"
+        );
+    }
 }

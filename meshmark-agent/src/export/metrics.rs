@@ -249,6 +249,18 @@ fn window_gauges(out: &mut Builder, report: &Report) {
     for (signal, hook) in &report.snapshot.hooks {
         out.series(&[("signal", signal), ("hook", hook)], Value::Int(1));
     }
+
+    out.family(
+        "meshmark_signal_observed_ratio",
+        MetricType::Gauge,
+        "Share of the latest window during which each signal was observed, 0-1: 1 is exact; below 1 its figures are estimates scaled up from that share (run --duty-cycle).",
+    );
+    for signal in report.snapshot.hooks.keys() {
+        out.series(
+            &[("signal", signal)],
+            Value::Float(report.snapshot.observed_ratio(signal)),
+        );
+    }
 }
 
 /// One gauge per unit cost of the node, in base units; an undefined cost (a ratio over zero)

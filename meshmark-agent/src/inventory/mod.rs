@@ -10,6 +10,7 @@ pub mod cgroup_ns;
 pub mod kubelet;
 pub mod pod_list;
 pub mod pod_metadata;
+pub mod proc_cache;
 
 use std::fs;
 
@@ -41,9 +42,31 @@ pub fn cgroup_path(pid: u32) -> Option<String> {
     cgroup::placement_path(&text)
 }
 
-/// Resident memory in bytes (`VmRSS` of `/proc/<pid>/status`; absent for kernel threads).
+/// Resident memory in bytes: the second field of `/proc/<pid>/statm`, in pages; the kernel's
+/// `VmRSS` figure, from a file it formats several times faster than `status` (this is read for
+/// every pod process in every window). Absent for kernel threads, whose count is 0.
 pub fn rss_bytes(pid: u32) -> Option<u64> {
-    parse_vm_rss(&fs::read_to_string(format!("/proc/{pid}/status")).ok()?)
+    parse_statm_rss(
+        &fs::read_to_string(format!("/proc/{pid}/statm")).ok()?,
+        page_size(),
+    )
+}
+
+/// `size resident shared ...` (pages) -> resident bytes; `None` for 0 (no memory of its own: a
+/// kernel thread) or a count whose bytes do not fit in u64.
+pub fn parse_statm_rss(statm: &str, page_size: u64) -> Option<u64> {
+    let pages: u64 = statm.split_ascii_whitespace().nth(1)?.parse().ok()?;
+    if pages == 0 {
+        return None;
+    }
+    pages.checked_mul(page_size)
+}
+
+fn page_size() -> u64 {
+    static PAGE_SIZE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    // SAFETY: sysconf has no preconditions.
+    *PAGE_SIZE
+        .get_or_init(|| u64::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096))
 }
 
 /// Arguments from `/proc/<pid>/cmdline`, for `cmdline` rules only: they can hold secrets, so
@@ -62,35 +85,22 @@ pub fn parse_cmdline(raw: &[u8]) -> Vec<String> {
         .collect()
 }
 
-/// `VmRSS:  1234 kB` -> 1234 * 1024; `None` without the line, or for a number of KiB whose
-/// bytes do not fit in u64 (no real process; better no reading than a wrapped one).
-pub fn parse_vm_rss(status: &str) -> Option<u64> {
-    let line = status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?;
-    let kib: u64 = line.trim().trim_end_matches("kB").trim().parse().ok()?;
-    kib.checked_mul(1024)
-}
-
-/// Every process in a Kubernetes pod, by its cgroup path. Memory is a level, not a flow: a pod's
-/// processes hold their memory whether or not they ran in the window, so the memory class
-/// needs them all, not only those the kernel saw active.
-pub fn pod_processes() -> Vec<u32> {
+/// Every pid in /proc.
+pub fn proc_pids() -> Vec<u32> {
     let Ok(entries) = fs::read_dir("/proc") else {
         return Vec::new();
     };
     entries
         .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|&pid| {
-            cgroup_path(pid).is_some_and(|path| cgroup::parse_cgroup_path(&path).pod_uid.is_some())
-        })
         .collect()
 }
 
-/// Fills the identity fields of a live process's sample from /proc: executable, cgroup path
-/// and memory. Fields /proc no longer has (the process just exited) stay `None`.
-pub fn fill_identity(sample: &mut ProcessSample) {
+/// Fills the identity fields of a live process's sample: executable and cgroup path from
+/// `cache`, memory from /proc. Fields /proc no longer has (the process just exited) stay `None`.
+pub fn fill_identity(sample: &mut ProcessSample, cache: &mut proc_cache::ProcCache) {
     let pid = sample.pid;
-    sample.exe = exe(pid);
-    sample.cgroup = cgroup_path(pid);
+    sample.exe = cache.exe(pid);
+    sample.cgroup = cache.cgroup(pid);
     sample.rss_bytes = rss_bytes(pid);
 }
 
@@ -110,24 +120,40 @@ mod tests {
     use super::*;
 
     #[test]
-    fn vm_rss_in_bytes() {
+    fn statm_resident_pages_in_bytes() {
         assert_eq!(
-            parse_vm_rss("Name:\tx\nVmRSS:\t    2048 kB\n"),
-            Some(2 << 20)
+            parse_statm_rss("5000 512 300 10 0 800 0\n", 4096),
+            Some(512 * 4096)
         );
-        assert_eq!(parse_vm_rss("Name:\tkthreadd\n"), None);
+        assert_eq!(
+            parse_statm_rss("0 0 0 0 0 0 0\n", 4096),
+            None,
+            "a kernel thread"
+        );
+        assert_eq!(parse_statm_rss("5000\n", 4096), None);
+        assert_eq!(parse_statm_rss(&format!("1 {} 0", u64::MAX), 4096), None);
     }
 
     #[test]
-    fn vm_rss_too_large_for_bytes_is_no_reading() {
-        let max_kib = u64::MAX / 1024;
-        assert_eq!(
-            parse_vm_rss(&format!("VmRSS:\t{max_kib} kB\n")),
-            Some(max_kib * 1024)
-        );
-        assert_eq!(parse_vm_rss(&format!("VmRSS:\t{} kB\n", max_kib + 1)), None);
-        assert_eq!(parse_vm_rss("VmRSS:\t-1 kB\n"), None);
-        assert_eq!(parse_vm_rss("VmRSS:\t99999999999999999999999 kB\n"), None);
+    fn statm_and_status_agree_on_this_process() {
+        let me = std::process::id();
+        let status = fs::read_to_string(format!("/proc/{me}/status")).unwrap();
+        let kib = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .unwrap();
+        let status: Option<u64> = kib
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .map(|k| k * 1024);
+        let statm = rss_bytes(me);
+        // Both are the kernel's one RSS counter; the test's own allocations between the two
+        // reads may move it by a few pages.
+        let (a, b) = (status.unwrap(), statm.unwrap());
+        assert!(a.abs_diff(b) <= 64 * 4096, "status {a}, statm {b}");
     }
 
     #[test]
@@ -144,17 +170,11 @@ mod tests {
         #[test]
         fn proc_files_of_any_content_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..300)) {
             let text = String::from_utf8_lossy(&bytes);
-            let _ = parse_vm_rss(&text);
-            let _ = parse_vm_rss(&format!("Name:\tx\nVmRSS:{text}"));
+            let _ = parse_statm_rss(&text, 4096);
             let _ = parse_cmdline(&bytes);
             let _ = cgroup::placement_path(&text);
         }
 
-        #[test]
-        fn any_vm_rss_line_is_exact_or_absent(kib in any::<u64>(), pad in "[ \t]{0,3}") {
-            let got = parse_vm_rss(&format!("Name:\tx\nVmRSS:{pad}{kib} kB\n"));
-            prop_assert_eq!(got, kib.checked_mul(1024));
-        }
     }
 
     #[test]

@@ -55,6 +55,10 @@ pub struct Alternative {
 pub struct Signal {
     pub name: &'static str,
     pub alternatives: &'static [Alternative],
+    /// Whether `run` may attach its programs for only part of each window (its duty cycle) and
+    /// scale what they saw. Never for signals whose programs hand out thread slots or whose
+    /// time must be exact (CPU, run queue, lifecycle).
+    pub duty_cycled: bool,
 }
 
 const fn tp(name: &'static str, tracepoint: &'static str, args: usize) -> Program {
@@ -96,6 +100,7 @@ const fn kretprobe(name: &'static str, function: &'static str, required: bool) -
 pub const PROFILER: &[Signal] = &[
     Signal {
         name: "cpu",
+        duty_cycled: false,
         alternatives: &[
             // prev_state became the fourth argument in 5.18.
             Alternative {
@@ -110,6 +115,7 @@ pub const PROFILER: &[Signal] = &[
     },
     Signal {
         name: "run_queue",
+        duty_cycled: false,
         alternatives: &[Alternative {
             name: "sched_wakeup",
             programs: &[
@@ -120,6 +126,7 @@ pub const PROFILER: &[Signal] = &[
     },
     Signal {
         name: "syscalls",
+        duty_cycled: true,
         alternatives: &[Alternative {
             name: "sys_enter+sys_exit",
             programs: &[
@@ -130,6 +137,7 @@ pub const PROFILER: &[Signal] = &[
     },
     Signal {
         name: "socket_bytes",
+        duty_cycled: true,
         alternatives: &[
             // 6.3+.
             Alternative {
@@ -186,6 +194,7 @@ pub const PROFILER: &[Signal] = &[
     },
     Signal {
         name: "process_lifecycle",
+        duty_cycled: false,
         alternatives: &[Alternative {
             name: "sched_process_exec+fork",
             programs: &[
@@ -196,6 +205,7 @@ pub const PROFILER: &[Signal] = &[
     },
     Signal {
         name: "process_exit",
+        duty_cycled: false,
         alternatives: &[
             // group_dead arrived in 6.16.
             Alternative {
@@ -213,6 +223,7 @@ pub const PROFILER: &[Signal] = &[
 /// The empty syscall pair that `cargo xtask bench` measures as the floor.
 pub const BENCH_FLOOR: &[Signal] = &[Signal {
     name: "syscalls",
+    duty_cycled: false,
     alternatives: &[Alternative {
         name: "empty pair",
         programs: &[
@@ -226,6 +237,7 @@ pub const BENCH_FLOOR: &[Signal] = &[Signal {
 /// bench` to set each of the profiler's programs beside the bare cost of its hook.
 pub const BENCH_EMPTY: &[Signal] = &[Signal {
     name: "every hook",
+    duty_cycled: false,
     alternatives: &[Alternative {
         name: "empty programs",
         programs: &[
@@ -246,6 +258,7 @@ pub const BENCH_EMPTY: &[Signal] = &[Signal {
 /// The syscall pair that only reads the clock on each side, for `cargo xtask bench`.
 pub const BENCH_CLOCK: &[Signal] = &[Signal {
     name: "syscalls",
+    duty_cycled: false,
     alternatives: &[Alternative {
         name: "clock pair",
         programs: &[

@@ -6,9 +6,12 @@ pub mod offsets;
 pub mod preflight;
 
 use anyhow::{anyhow, Context as _, Result};
-use aya::maps::{MapData, Stack};
+use aya::maps::{Array, MapData, Stack};
 use aya::{
-    programs::{BtfTracePoint, FExit, KProbe},
+    programs::{
+        fexit::FExitLink, kprobe::KProbeLink, tp_btf::BtfTracePointLink, BtfTracePoint, FExit,
+        KProbe,
+    },
     Ebpf, EbpfLoader,
 };
 use hooks::{has_point, Alternative, ChosenHooks, HookOverride, HookPoint, Program, Signal};
@@ -69,11 +72,27 @@ impl ProgramSet {
 
 /// Loaded and attached programs; dropping it detaches them.
 pub struct Probe {
+    // Links go before the object on drop: detach, then unload.
+    /// Links of the signals that are always attached.
+    _links: Vec<Link>,
+    /// The programs of duty-cycled signals (`Signal::duty_cycled`), in attach order.
+    sampled_programs: Vec<&'static Program>,
+    /// Their links while they are attached; empty while paused.
+    sampled_links: Vec<Link>,
     pub ebpf: Ebpf,
     pub thread_slots: u32,
     pub syscall_sample_every: u32,
     /// The hook each signal uses on this kernel.
     pub hooks: ChosenHooks,
+    aya_btf: aya::Btf,
+}
+
+/// One attachment of a program; dropping it detaches.
+enum Link {
+    // Held only to be dropped.
+    Tracepoint(#[allow(dead_code)] BtfTracePointLink),
+    FExit(#[allow(dead_code)] FExitLink),
+    KProbe(#[allow(dead_code)] KProbeLink),
 }
 
 impl Probe {
@@ -115,17 +134,83 @@ impl Probe {
             fill_free_slots(&mut ebpf, thread_slots)?;
         }
         let mut chosen = ChosenHooks::new();
+        let (mut links, mut sampled_links, mut sampled_programs) = (vec![], vec![], vec![]);
         for (signal, alternatives) in usable {
-            let name = attach_first(&mut ebpf, &aya_btf, &btf, signal, &alternatives)?;
-            chosen.insert(signal.name.to_string(), name.to_string());
+            let (alternative, attached) =
+                attach_first(&mut ebpf, &aya_btf, &btf, signal, &alternatives)?;
+            chosen.insert(signal.name.to_string(), alternative.name.to_string());
+            if signal.duty_cycled {
+                sampled_programs.extend(attached.iter().map(|(program, _)| *program));
+                sampled_links.extend(attached.into_iter().map(|(_, link)| link));
+            } else {
+                links.extend(attached.into_iter().map(|(_, link)| link));
+            }
         }
         Ok(Probe {
+            _links: links,
+            sampled_programs,
+            sampled_links,
             ebpf,
             thread_slots,
             syscall_sample_every,
             hooks: chosen,
+            aya_btf,
         })
     }
+
+    /// Names of the duty-cycled signals this probe collects.
+    pub fn sampled_signals(set: ProgramSet) -> Vec<String> {
+        set.signals()
+            .iter()
+            .filter(|s| s.duty_cycled)
+            .map(|s| s.name.to_string())
+            .collect()
+    }
+
+    /// Detaches the duty-cycled programs, last attached first (a kretprobe before its kprobe).
+    pub fn pause_sampled(&mut self) {
+        while let Some(link) = self.sampled_links.pop() {
+            drop(link);
+        }
+    }
+
+    /// Attaches the duty-cycled programs again, in their order. Syscalls entered while they were
+    /// detached are kept out through the syscall epoch, set first.
+    pub fn resume_sampled(&mut self) -> Result<()> {
+        if !self.sampled_links.is_empty() {
+            return Ok(());
+        }
+        let epoch = monotonic_ns()?;
+        let mut epochs: Array<&mut MapData, u64> = Array::try_from(
+            self.ebpf
+                .map_mut("SYSCALL_EPOCH")
+                .context("map SYSCALL_EPOCH missing from the eBPF object")?,
+        )?;
+        epochs
+            .set(0, epoch, 0)
+            .context("setting the syscall epoch")?;
+        for program in self.sampled_programs.clone() {
+            let link = attach(&mut self.ebpf, &self.aya_btf, program)
+                .with_context(|| format!("attaching {} again", program.name))?;
+            self.sampled_links.push(link);
+        }
+        Ok(())
+    }
+}
+
+/// The `CLOCK_MONOTONIC` reading that `bpf_ktime_get_ns` also gives.
+fn monotonic_ns() -> Result<u64> {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes only the timespec it is given.
+    if unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("reading CLOCK_MONOTONIC");
+    }
+    let seconds = u64::try_from(now.tv_sec).context("CLOCK_MONOTONIC before boot")?;
+    let nanos = u64::try_from(now.tv_nsec).context("CLOCK_MONOTONIC nanoseconds")?;
+    Ok(seconds.saturating_mul(1_000_000_000).saturating_add(nanos))
 }
 
 /// Size of the thread-id index: every id below `kernel.pid_max` (4,194,304 on systemd nodes).
@@ -190,30 +275,33 @@ impl Probe {
 }
 
 /// Attaches the first of `alternatives` that the kernel accepts; an alternative that fails
-/// half-way is unloaded before the next is tried. Returns its name.
+/// half-way is unloaded before the next is tried. Returns it with its programs' links.
 fn attach_first(
     ebpf: &mut Ebpf,
     aya_btf: &aya::Btf,
     btf: &crate::btf::Btf,
     signal: &Signal,
-    alternatives: &[&Alternative],
-) -> Result<&'static str> {
+    alternatives: &[&'static Alternative],
+) -> Result<(&'static Alternative, Vec<(&'static Program, Link)>)> {
     let mut refusals = Vec::new();
     for alternative in alternatives {
-        let programs: Vec<&Program> = alternative
+        let programs: Vec<&'static Program> = alternative
             .programs
             .iter()
             .filter(|p| p.required || has_point(btf, p.point))
             .collect();
-        let mut attached = Vec::new();
+        // Names first, so that a program that loads but fails to attach is unloaded too.
+        let (mut tried, mut attached) = (Vec::new(), Vec::new());
         let outcome = programs.iter().try_for_each(|program| {
-            attached.push(program.name);
-            attach(ebpf, aya_btf, program)
+            tried.push(program.name);
+            attached.push((*program, attach(ebpf, aya_btf, program)?));
+            Ok::<_, anyhow::Error>(())
         });
         match outcome {
-            Ok(()) => return Ok(alternative.name),
+            Ok(()) => return Ok((alternative, attached)),
             Err(error) => {
-                for name in attached {
+                drop(attached);
+                for name in tried {
                     unload(ebpf, name);
                 }
                 refusals.push(format!("{}: {error:#}", alternative.name));
@@ -227,7 +315,8 @@ fn attach_first(
     .into())
 }
 
-fn attach(ebpf: &mut Ebpf, btf: &aya::Btf, program: &Program) -> Result<()> {
+/// Loads `program` if it is not yet, and attaches it.
+fn attach(ebpf: &mut Ebpf, btf: &aya::Btf, program: &Program) -> Result<Link> {
     let name = program.name;
     let found = ebpf
         .program_mut(name)
@@ -237,23 +326,29 @@ fn attach(ebpf: &mut Ebpf, btf: &aya::Btf, program: &Program) -> Result<()> {
             let loaded: &mut BtfTracePoint = found
                 .try_into()
                 .with_context(|| format!("program {name} is not a BTF tracepoint"))?;
-            loaded.load(point, btf).with_context(|| {
-                format!("the kernel refused program {name} ({})", program.point)
-            })?;
-            loaded
+            if loaded.fd().is_err() {
+                loaded.load(point, btf).with_context(|| {
+                    format!("the kernel refused program {name} ({})", program.point)
+                })?;
+            }
+            let id = loaded
                 .attach()
                 .with_context(|| format!("attaching {name} ({})", program.point))?;
+            Ok(Link::Tracepoint(loaded.take_link(id)?))
         }
         HookPoint::FExit { function } => {
             let loaded: &mut FExit = found
                 .try_into()
                 .with_context(|| format!("program {name} is not an fexit program"))?;
-            loaded.load(function, btf).with_context(|| {
-                format!("the kernel refused program {name} ({})", program.point)
-            })?;
-            loaded
+            if loaded.fd().is_err() {
+                loaded.load(function, btf).with_context(|| {
+                    format!("the kernel refused program {name} ({})", program.point)
+                })?;
+            }
+            let id = loaded
                 .attach()
                 .with_context(|| format!("attaching {name} ({})", program.point))?;
+            Ok(Link::FExit(loaded.take_link(id)?))
         }
         HookPoint::KProbe { function } | HookPoint::KRetProbe { function } => {
             let loaded: &mut KProbe = found
@@ -265,12 +360,12 @@ fn attach(ebpf: &mut Ebpf, btf: &aya::Btf, program: &Program) -> Result<()> {
                     .load()
                     .with_context(|| format!("the kernel refused program {name}"))?;
             }
-            loaded
+            let id = loaded
                 .attach(function, 0)
                 .with_context(|| format!("attaching {name} ({})", program.point))?;
+            Ok(Link::KProbe(loaded.take_link(id)?))
         }
     }
-    Ok(())
 }
 
 /// Detaches and unloads `name`, whatever its type; used to back out of a refused alternative.

@@ -25,6 +25,14 @@ use crate::snapshot::Snapshot;
 
 /// Window length of `run` when neither the flag, the environment nor the file sets one.
 pub const DEFAULT_WINDOW: Duration = Duration::from_secs(15);
+/// Share of each window during which `run` observes the duty-cycled signals (syscalls and
+/// socket bytes) unless told otherwise: the share at which the mesh lab's throughput cost fell
+/// under 2% (docs/benchmarks.md).
+pub const DEFAULT_DUTY_CYCLE: &str = "10%";
+/// Shortest time the duty-cycled signals are observed in a window: less would leave too few
+/// events to scale from.
+const MIN_OBSERVED: Duration = Duration::from_millis(10);
+
 /// Shortest window `run` accepts: scoring a window takes a few milliseconds per hundred
 /// processes, and shorter windows would spend the node's CPU on that.
 pub const MIN_WINDOW: Duration = Duration::from_millis(100);
@@ -45,6 +53,11 @@ pub struct RunOptions {
     /// The node's name for labels and the JSON, instead of the host name.
     pub node_name: Option<String>,
     pub profiler: ProfilerOptions,
+    /// Share of each window, in (0, 1], during which the duty-cycled signals are observed; 1
+    /// observes them all the time.
+    pub duty_cycle: f64,
+    /// Keep BPF run statistics on for the per-program metrics.
+    pub bpf_stats: bool,
     pub score: Scorer,
 }
 
@@ -114,23 +127,45 @@ pub async fn run(options: RunOptions) -> Result<()> {
 
     // Run statistics stay on while this file descriptor is open (the kernel counts the time of
     // every program run only then: two clock reads per run).
-    let _stats = aya::sys::enable_stats(aya::sys::Stats::RunTime)
-        .inspect_err(|err| {
-            warn!(error = %err, "cannot enable BPF run statistics; meshmark_bpf_program_* stay at zero")
+    // Without CAP_SYS_ADMIN enabling fails, but the kernel still counts while the node's
+    // kernel.bpf_stats_enabled sysctl is 1: the statistics are read either way.
+    let _stats = options
+        .bpf_stats
+        .then(|| {
+            aya::sys::enable_stats(aya::sys::Stats::RunTime)
+                .inspect_err(|err| {
+                    warn!(error = %err, "cannot enable BPF run statistics (CAP_SYS_ADMIN); meshmark_bpf_program_* count only while kernel.bpf_stats_enabled is 1")
+                })
+                .ok()
         })
-        .ok();
+        .flatten();
 
     let shared = Arc::new(Shared::new(
         options.node_name.clone().unwrap_or_else(node_name),
     ));
     let score = named(options.score, options.node_name);
+    let observe = observed_part(options.window, options.duty_cycle);
     info!(
         version = env!("CARGO_PKG_VERSION"),
         window_ms = millis(options.window),
+        sampled_ms = observe.map(millis),
+        bpf_stats = options.bpf_stats,
         "loading the kernel programs"
     );
     let windows = tokio::task::block_in_place(|| {
-        windows::WindowLoop::start(options.profiler, options.window, score, shared.clone())
+        windows::WindowLoop::start(
+            crate::collect::ProfilerOptions {
+                duty_cycled: observe.is_some(),
+                ..options.profiler
+            },
+            windows::Schedule {
+                window: options.window,
+                observe,
+                program_stats: options.bpf_stats,
+            },
+            score,
+            shared.clone(),
+        )
     })?;
     info!(%address, "attached; serving /metrics, /api/v1/node, /healthz, /readyz");
 
@@ -172,6 +207,18 @@ pub async fn run(options: RunOptions) -> Result<()> {
         warn!("the window loop did not stop in time; exiting, which detaches the programs");
     }
     Ok(())
+}
+
+/// How long the duty-cycled signals are observed in each window: `None` for all of it.
+fn observed_part(window: Duration, duty_cycle: f64) -> Option<Duration> {
+    if duty_cycle >= 1.0 {
+        return None;
+    }
+    Some(
+        window
+            .mul_f64(duty_cycle.max(0.0))
+            .clamp(MIN_OBSERVED, window),
+    )
 }
 
 /// `score`, with the report's node renamed to `name` when one is given.

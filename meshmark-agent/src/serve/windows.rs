@@ -5,6 +5,10 @@
 //! Windows are cut on a fixed schedule (start + n * window), so scoring time does not make them
 //! drift; a loop that falls behind (a suspended node) starts a fresh schedule instead of
 //! cutting a burst of short windows.
+//!
+//! With a duty cycle, the duty-cycled signals are attached for `observe` at a random moment of
+//! each window, so that a load that comes and goes on a period of its own is not always seen at
+//! the same phase; the profiler scales what they saw to the window.
 
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::Arc;
@@ -19,6 +23,16 @@ use crate::collect::{Profiler, ProfilerOptions};
 use crate::export::totals::Totals;
 use crate::report::Report;
 
+/// When windows are cut, when the duty-cycled signals are observed, and what else is read.
+#[derive(Clone, Copy, Debug)]
+pub struct Schedule {
+    pub window: Duration,
+    /// How long the duty-cycled signals are attached in each window; `None`: all the time.
+    pub observe: Option<Duration>,
+    /// Read the programs' run statistics after each window (only meaningful with them on).
+    pub program_stats: bool,
+}
+
 /// The running loop: [`WindowLoop::stop`] ends it.
 pub struct WindowLoop {
     stop: mpsc::Sender<()>,
@@ -30,7 +44,7 @@ impl WindowLoop {
     /// the reason they could not be.
     pub fn start(
         options: ProfilerOptions,
-        window: Duration,
+        schedule: Schedule,
         score: Scorer,
         shared: Arc<Shared>,
     ) -> Result<WindowLoop> {
@@ -49,7 +63,7 @@ impl WindowLoop {
                         return;
                     }
                 };
-                run(profiler, window, score, &shared, &stopped);
+                run(profiler, schedule, score, &shared, &stopped);
             })
             .context("starting the window thread")?;
         match started.recv() {
@@ -83,25 +97,54 @@ impl WindowLoop {
 
 fn run(
     mut profiler: Profiler,
-    window: Duration,
+    schedule: Schedule,
     mut score: Scorer,
     shared: &Shared,
     stopped: &mpsc::Receiver<()>,
 ) {
+    let window = schedule.window;
     let mut totals = Totals::default();
     let mut next = Instant::now() + window;
     // Anything but a timeout (the sender dropped, or a message) means the agent is stopping.
-    while let Err(RecvTimeoutError::Timeout) =
-        stopped.recv_timeout(next.saturating_duration_since(Instant::now()))
-    {
+    let running = |until: Instant| {
+        matches!(
+            stopped.recv_timeout(until.saturating_duration_since(Instant::now())),
+            Err(RecvTimeoutError::Timeout)
+        )
+    };
+    loop {
+        if let Some(observe) = schedule.observe {
+            let start = next.checked_sub(window).unwrap_or(next);
+            let slack = window.saturating_sub(observe);
+            let from = start + slack.mul_f64(fastrand::f64());
+            if !running(from) {
+                break;
+            }
+            if let Err(err) = profiler.resume_sampled() {
+                error!(error = %format!("{err:#}"), "cannot attach the duty-cycled programs");
+            }
+            let until = from + observe;
+            let still = running(until);
+            profiler.pause_sampled();
+            if !still {
+                break;
+            }
+        }
+        if !running(next) {
+            break;
+        }
         let began = Instant::now();
         match profiler.end_window().and_then(&mut score) {
             Ok(report) => {
                 totals.fold(&report);
-                let programs = profiler.program_stats().unwrap_or_else(|err| {
-                    warn!(error = %format!("{err:#}"), "cannot read BPF program statistics");
+                let programs = if schedule.program_stats {
+                    profiler.program_stats().unwrap_or_else(|err| {
+                        warn!(error = %format!("{err:#}"), "cannot read BPF program statistics");
+                        Vec::new()
+                    })
+                } else {
                     Vec::new()
-                });
+                };
                 log_window(&report, totals.windows, began.elapsed());
                 shared.publish(Published {
                     report: Some(Arc::new(report)),

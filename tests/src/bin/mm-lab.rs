@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use anyhow::{ensure, Result};
+use anyhow::{ensure, Context as _, Result};
 use clap::Parser;
 use meshmark_tests::meshlab::{self, compare, LabOptions, Mesh};
 
@@ -54,7 +54,9 @@ fn main() -> Result<()> {
         agent: args.agent,
         pods: usize::from(args.pods),
         duration: Duration::from_secs(args.seconds),
-        out: args.out,
+        // The parts are started with their own working directories: paths must not be relative.
+        out: std::path::absolute(&args.out)
+            .with_context(|| format!("resolving {}", args.out.display()))?,
     };
     if let Some(rounds) = args.bench_rounds {
         let result = meshlab::bench::run(&options, usize::from(rounds));

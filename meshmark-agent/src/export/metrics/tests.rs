@@ -112,6 +112,7 @@ fn snapshot(with_pod_b: bool, dropped: u64) -> Snapshot {
             ("cpu".to_string(), "sched_switch".to_string()),
             ("socket_bytes".to_string(), "fexit".to_string()),
         ]),
+        sampled: None,
     }
 }
 
@@ -277,6 +278,11 @@ fn every_family_has_its_name_type_and_labels() {
         ("meshmark_proxy_syscall_p99_seconds", "gauge", &["node"]),
         ("meshmark_window_seconds", "gauge", &["node"]),
         ("meshmark_hook_info", "gauge", &["node", "signal", "hook"]),
+        (
+            "meshmark_signal_observed_ratio",
+            "gauge",
+            &["node", "signal"],
+        ),
         (
             "meshmark_role_cpu_seconds_total",
             "counter",
@@ -537,6 +543,43 @@ fn before_the_first_window_only_the_agent_and_zero_counters_show() {
         );
     }
     assert_eq!(value(&samples, "meshmark_build_info", &[]), 1.0);
+}
+
+#[test]
+fn a_duty_cycled_signal_reports_the_share_it_was_observed() {
+    let mut sampled = snapshot(false, 0);
+    sampled.sampled = Some(crate::snapshot::Sampled {
+        signals: vec!["socket_bytes".into(), "syscalls".into()],
+        observed_ns: 1_500_000_000,
+    });
+    let (samples, _) = parse(&render(inputs(
+        Some(scored(sampled)),
+        &Totals::default(),
+        0,
+    )));
+    let ratio = |signal| {
+        value(
+            &samples,
+            "meshmark_signal_observed_ratio",
+            &[("signal", signal)],
+        )
+    };
+    assert_eq!(ratio("socket_bytes"), 0.15);
+    assert_eq!(ratio("cpu"), 1.0, "CPU is never duty-cycled");
+
+    let (exact, _) = parse(&render(inputs(
+        Some(scored(snapshot(false, 0))),
+        &Totals::default(),
+        0,
+    )));
+    assert_eq!(
+        value(
+            &exact,
+            "meshmark_signal_observed_ratio",
+            &[("signal", "socket_bytes")]
+        ),
+        1.0
+    );
 }
 
 #[test]
