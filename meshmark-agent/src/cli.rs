@@ -1,5 +1,7 @@
 //! The command line: argument parsing and one function per subcommand.
 
+mod kubelet_args;
+
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
 
 use anyhow::{Context as _, Result};
@@ -10,12 +12,13 @@ use crate::{
     config::{self, Config, ConfigError},
     duration::parse_duration,
     export::{self, Format},
-    inventory,
+    inventory::{self, pod_metadata::PodMetadata},
     probe::{PreflightError, Probe, ProbeOptions, ProgramSet},
     report::{build_report, Report},
     saved_profile, serve,
     snapshot::Snapshot,
 };
+pub use kubelet_args::{KubeletArgs, KubeletTarget};
 
 /// Exit status for a preflight failure (privileges, kernel features) and for invalid input (a
 /// configuration file or saved profile that cannot be used).
@@ -155,6 +158,8 @@ pub struct RunArgs {
     pub bpf_stats: bool,
     #[command(flatten)]
     pub kernel: KernelArgs,
+    #[command(flatten)]
+    pub kubelet: KubeletArgs,
 }
 
 fn parse_listen(text: &str) -> Result<SocketAddr, String> {
@@ -259,6 +264,8 @@ pub struct ProfileArgs {
     pub output: OutputArgs,
     #[command(flatten)]
     pub kernel: KernelArgs,
+    #[command(flatten)]
+    pub kubelet: KubeletArgs,
 }
 
 /// Sizes and hooks of the kernel side, shared by `profile` and `run`.
@@ -342,6 +349,9 @@ fn report(err: anyhow::Error) -> ExitCode {
 async fn profile(args: ProfileArgs) -> Result<()> {
     // Read the configuration before loading anything: a typo should not cost a window.
     let config = load_config(args.config.as_deref())?;
+    // Warnings only: a kubelet that cannot be read is said, the rest stays quiet.
+    serve::init_logging(tracing::level_filters::LevelFilter::WARN);
+    let pods = pod_metadata(&args.kubelet)?;
     let options = ProfilerOptions {
         probe: args.kernel.probe_options(),
         duty_cycled: false,
@@ -355,15 +365,30 @@ async fn profile(args: ProfileArgs) -> Result<()> {
     wait_or_signal(duration).await?;
     let snapshot = profiler.end_window()?;
     drop(profiler);
-    let report = live_scorer(config)(snapshot)?;
+    let report = live_scorer(config, pods)(snapshot)?;
     write_output(&report, &args.output)
 }
 
-/// How a window this agent measured is scored, by `profile` and `run` alike: the agent is
-/// itself (`builtin:self`) and command lines are read from /proc for `cmdline` rules.
-fn live_scorer(config: Config) -> impl Fn(Snapshot) -> Result<Report> + Send + 'static {
+/// The pod metadata the kubelet options give (NODE_IP names the default kubelet); an option
+/// that cannot work is a [`BadInput`].
+fn pod_metadata(args: &KubeletArgs) -> Result<Option<PodMetadata>> {
+    let node_ip = std::env::var("NODE_IP").ok();
+    args.pod_metadata(node_ip.as_deref())
+        .map_err(|why| BadInput(why).into())
+}
+
+/// How a window this agent measured is scored, by `profile` and `run` alike: processes in pods
+/// are named from the kubelet's pod list where there is one, the agent is itself
+/// (`builtin:self`) and command lines are read from /proc for `cmdline` rules.
+fn live_scorer(
+    config: Config,
+    mut pods: Option<PodMetadata>,
+) -> impl FnMut(Snapshot) -> Result<Report> + Send + 'static {
     let classifier = config.classifier(Some(std::process::id()));
-    move |snapshot| {
+    move |mut snapshot| {
+        if let Some(pods) = pods.as_mut() {
+            pods.annotate(&mut snapshot, std::time::Instant::now());
+        }
         Ok(build_report(
             snapshot,
             &classifier,
@@ -393,6 +418,7 @@ async fn run_continuously(args: RunArgs) -> Result<()> {
         ))
     })?;
     serve::init_logging(args.log_level);
+    let pods = pod_metadata(&args.kubelet)?;
     serve::run(serve::RunOptions {
         listener,
         window,
@@ -403,7 +429,7 @@ async fn run_continuously(args: RunArgs) -> Result<()> {
         },
         duty_cycle: f64::from(args.duty_cycle) / 100.0,
         bpf_stats: args.bpf_stats,
-        score: Box::new(live_scorer(config)),
+        score: Box::new(live_scorer(config, pods)),
     })
     .await
 }

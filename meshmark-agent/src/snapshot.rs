@@ -140,6 +140,16 @@ pub struct ProcessSample {
     /// Kubernetes pod UID parsed from the cgroup path, for processes in a pod.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod_uid: Option<String>,
+    /// Namespace of the pod, from the kubelet's pod list, where the agent could read it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Name of the pod, from the kubelet's pod list.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_name: Option<String>,
+    /// Name of the container in its pod's spec, from the kubelet's pod list; `container` rules
+    /// and the container presets match it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_name: Option<String>,
     /// Role given by classification; absent until classified.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<Role>,

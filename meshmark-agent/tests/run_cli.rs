@@ -13,6 +13,11 @@ fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
         "MESHMARK_CONFIG",
         "MESHMARK_LOG_LEVEL",
         "NODE_NAME",
+        "NODE_IP",
+        "MESHMARK_KUBELET",
+        "MESHMARK_KUBELET_TOKEN",
+        "MESHMARK_KUBELET_CA",
+        "MESHMARK_KUBELET_INSECURE_SKIP_VERIFY",
     ] {
         cmd.env_remove(var);
     }
@@ -116,6 +121,50 @@ fn bad_windows_are_refused_with_the_fix() {
 }
 
 #[test]
+fn bad_kubelet_options_are_refused_with_the_fix() {
+    // These are checked once the port is bound: any free one will do.
+    let run = |more: &[&str], env: &[(&str, &str)]| {
+        let mut args = vec!["--listen", "127.0.0.1:0"];
+        args.extend_from_slice(more);
+        run(&args, env)
+    };
+    let out = run(&["--kubelet", "http://10.0.0.11:10255"], &[]);
+    refused(
+        "plain http",
+        &out,
+        &["not an https:// URL", "https://HOST:10250"],
+    );
+    let out = run(&[], &[("NODE_IP", "worker-1")]);
+    refused(
+        "NODE_IP",
+        &out,
+        &["NODE_IP=\"worker-1\"", "status.hostIP", "--kubelet"],
+    );
+    let kubelet = ["--kubelet", "https://127.0.0.1:10250"];
+    let missing_ca = ["--kubelet-ca", "/nonexistent/ca.crt"];
+    let out = run(&[&kubelet[..], &missing_ca[..]].concat(), &[]);
+    refused(
+        "missing CA",
+        &out,
+        &["/nonexistent/ca.crt", "--kubelet-insecure-skip-verify"],
+    );
+    // The variable set to false asks for no skipping: the CA is still read.
+    let out = run(
+        &kubelet,
+        &[
+            ("MESHMARK_KUBELET_CA", "/nonexistent/ca.crt"),
+            ("MESHMARK_KUBELET_INSECURE_SKIP_VERIFY", "false"),
+        ],
+    );
+    refused("missing CA from env", &out, &["cannot read the kubelet CA"]);
+    let out = run(
+        &[&kubelet[..], &missing_ca[..]].concat(),
+        &[("MESHMARK_KUBELET_INSECURE_SKIP_VERIFY", "true")],
+    );
+    refused("CA and no check", &out, &["exclude each other"]);
+}
+
+#[test]
 fn help_shows_every_flag_its_variable_and_default() {
     let out = run(&["--help"], &[]);
     assert!(out.status.success());
@@ -133,6 +182,17 @@ fn help_shows_every_flag_its_variable_and_default() {
         "MESHMARK_LOG_LEVEL",
         "--node-name",
         "NODE_NAME",
+        "--kubelet ",
+        "MESHMARK_KUBELET",
+        "https://$NODE_IP:10250",
+        "--kubelet-token",
+        "MESHMARK_KUBELET_TOKEN",
+        "serviceaccount/token",
+        "--kubelet-ca",
+        "MESHMARK_KUBELET_CA",
+        "serviceaccount/ca.crt",
+        "--kubelet-insecure-skip-verify",
+        "MESHMARK_KUBELET_INSECURE_SKIP_VERIFY",
         "/metrics",
         "/readyz",
     ] {

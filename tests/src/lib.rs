@@ -13,7 +13,8 @@
 //!   processes together from a test;
 //! - [`http`]: a minimal loopback HTTP client for the endpoints of `run` and Prometheus;
 //!   [`exposition`] reads `/metrics` back into samples; [`daemon`] runs the agent's `run` (or
-//!   Prometheus) as a child with its output in a log;
+//!   Prometheus) as a child with its output in a log, and scratch directories;
+//! - [`kubelet`]: a kubelet serving a recorded pod list over real TLS on loopback;
 //! - [`pidspace`]: `kernel.pid_max` raised for a test, and processes placed at chosen ids;
 //! - [`lookup`], [`check`], [`procfs`], [`netns`], [`cgroup`]: finding a process in a snapshot,
 //!   comparing numbers with their error printed, reading the kernel's counters, a throw-away
@@ -26,6 +27,7 @@ pub mod daemon;
 pub mod exposition;
 pub mod gate;
 pub mod http;
+pub mod kubelet;
 pub mod lab;
 pub mod lookup;
 pub mod meshlab;

@@ -173,7 +173,9 @@ fn daemonset_asks_for_exactly_what_it_needs() {
         })
         .collect();
     assert_eq!(env.get("NODE_NAME"), Some(&"spec.nodeName"));
+    // The kubelet, its token and its CA: the agent's defaults in a pod.
     assert_eq!(env.get("NODE_IP"), Some(&"status.hostIP"));
+    assert_eq!(pod["automountServiceAccountToken"], true);
     // Tolerates every taint: an entry with no key and operator Exists.
     assert!(
         array_at(&pod["tolerations"], "tolerations")

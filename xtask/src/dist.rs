@@ -47,8 +47,24 @@ pub fn run(ws: &Workspace, args: &DistArgs) -> Result<()> {
     Ok(())
 }
 
+/// The C compiler cc-rs looks for when it builds C for the musl target (ring's cryptography).
+pub const MUSL_GCC: &str = "x86_64-linux-musl-gcc";
+
+/// Fails early, with the fix, where the musl C compiler is missing: cargo would fail deep inside
+/// ring's build script instead.
+pub fn require_musl_gcc() -> Result<()> {
+    if which(MUSL_GCC).is_none() {
+        bail!(
+            "{MUSL_GCC} is not installed; the static build compiles C (ring, the TLS library's \
+             cryptography) with it: as root run `cargo xtask setup` or `apt-get install musl-tools`"
+        );
+    }
+    Ok(())
+}
+
 /// Builds the agent for musl, checks that it is static and copies it to `dist`.
 fn static_binary(ws: &Workspace, dist: &Path) -> Result<PathBuf> {
+    require_musl_gcc()?;
     let start = Instant::now();
     exec::run(
         "static build",

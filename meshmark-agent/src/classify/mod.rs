@@ -130,7 +130,8 @@ impl Classifier {
 /// Derives pod UID and container id from each process's cgroup path and sets its role and rule.
 ///
 /// `score --input` runs it on a saved profile, where only the recorded identity (comm, exe,
-/// cgroup) is there, never the command line, so `cmdline` rules do not match on re-scoring.
+/// cgroup, container name) is there, never the command line, so `cmdline` rules do not match on
+/// re-scoring.
 /// Ids already recorded are kept where the cgroup path does not name them.
 /// `cmdline_of` gives a live process's arguments for `cmdline` rules; they are matched, never
 /// stored.
@@ -156,7 +157,7 @@ pub fn classify_snapshot(
             exe: process.exe.as_deref(),
             cgroup: process.cgroup.as_deref(),
             cmdline: cmdline.as_deref(),
-            container_name: None,
+            container_name: process.container_name.as_deref(),
             pod_uid: process.pod_uid.as_deref(),
         });
         process.role = Some(classification.role);
@@ -319,6 +320,44 @@ mod tests {
             Some(CONTAINER)
         );
         assert_eq!(snapshot.processes[3].container_id, None);
+    }
+
+    #[test]
+    fn container_names_fire_the_container_presets() {
+        let in_container = |pid: u32, comm: &str, container: Option<&str>| ProcessSample {
+            pid,
+            comm: comm.into(),
+            cgroup: Some(format!("{POD}/cri-containerd-{CONTAINER}.scope")),
+            container_name: container.map(Into::into),
+            ..ProcessSample::default()
+        };
+        let mut snapshot = Snapshot {
+            processes: vec![
+                // Istio's sidecar runs pilot-agent and envoy, but anything in it is mesh.
+                in_container(10, "sleep", Some("istio-proxy")),
+                in_container(11, "sleep", Some("linkerd-proxy")),
+                in_container(12, "sleep", Some("productpage")),
+                in_container(13, "sleep", None),
+            ],
+            ..Snapshot::default()
+        };
+        classify_snapshot(&Classifier::new(vec![], true, None), &mut snapshot, &|_| {
+            None
+        });
+        let got: Vec<_> = snapshot
+            .processes
+            .iter()
+            .map(|p| (p.role.unwrap(), p.rule.as_deref().unwrap()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (Role::Proxy, "preset:istio/sidecar"),
+                (Role::Proxy, "preset:linkerd/proxy"),
+                (Role::App, POD_DEFAULT_RULE),
+                (Role::App, POD_DEFAULT_RULE),
+            ]
+        );
     }
 
     #[test]

@@ -210,11 +210,15 @@ fn window_gauges(out: &mut Builder, report: &Report) {
     out.family(
         "meshmark_pod_score",
         MetricType::Gauge,
-        "MeshMark of each pod with an application process in the latest window, 0-100; namespace and pod are empty until pod metadata is read.",
+        "MeshMark of each pod with an application process in the latest window, 0-100; namespace and pod are empty where the kubelet's pod list could not be read.",
     );
     for pod in &report.pods {
         out.series(
-            &[("namespace", ""), ("pod", ""), ("pod_uid", &pod.pod_uid)],
+            &[
+                ("namespace", pod.namespace.as_deref().unwrap_or("")),
+                ("pod", pod.pod_name.as_deref().unwrap_or("")),
+                ("pod_uid", &pod.pod_uid),
+            ],
             Value::Float(pod.meshmark.score),
         );
     }

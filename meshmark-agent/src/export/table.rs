@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use crate::{
-    model::{display_score, MeshMark, RoleSums},
+    model::{display_score, MeshMark, PodMeshMark, RoleSums},
     report::Report,
     role::Role,
     snapshot::{ProcessSample, Snapshot},
@@ -20,24 +20,52 @@ pub fn render(report: &Report) -> String {
     out.push('\n');
     meshmark(&mut out, "node", &report.meshmark);
     roles(&mut out, &report.meshmark, snapshot);
-    if !report.pods.is_empty() {
-        let _ = writeln!(out, "\n{:<38} {:>8}  CLASSES", "POD", "MESHMARK");
-        for pod in &report.pods {
-            let _ = writeln!(
-                out,
-                "{:<38} {:>8}  {}",
-                pod.pod_uid,
-                display_score(pod.meshmark.score),
-                class_list(&pod.meshmark)
-            );
-        }
-    }
+    pods(&mut out, &report.pods);
     out.push('\n');
     processes(&mut out, snapshot);
     for (reason, count) in &snapshot.dropped {
         let _ = writeln!(out, "dropped: {count} x {reason}");
     }
     out
+}
+
+/// Pod scores by UID, with namespace and name in front where the kubelet gave them.
+fn pods(out: &mut String, pods: &[PodMeshMark]) {
+    if pods.is_empty() {
+        return;
+    }
+    let named: Vec<Option<String>> = pods
+        .iter()
+        .map(|pod| pod_label(pod.namespace.as_deref(), pod.pod_name.as_deref()))
+        .collect();
+    let width = named.iter().flatten().map(|l| l.chars().count()).max();
+    out.push('\n');
+    if let Some(width) = width {
+        let _ = write!(out, "{:<width$} ", "POD");
+    }
+    let _ = writeln!(
+        out,
+        "{:<38} {:>8}  CLASSES",
+        if width.is_some() { "UID" } else { "POD" },
+        "MESHMARK"
+    );
+    for (pod, label) in pods.iter().zip(&named) {
+        if let Some(width) = width {
+            let _ = write!(out, "{:<width$} ", label.as_deref().unwrap_or("-"));
+        }
+        let _ = writeln!(
+            out,
+            "{:<38} {:>8}  {}",
+            pod.pod_uid,
+            display_score(pod.meshmark.score),
+            class_list(&pod.meshmark)
+        );
+    }
+}
+
+/// `namespace/pod`, where the pod is named.
+fn pod_label(namespace: Option<&str>, pod: Option<&str>) -> Option<String> {
+    Some(format!("{}/{}", namespace.unwrap_or("-"), pod?))
 }
 
 fn header(out: &mut String, snapshot: &Snapshot) {
@@ -173,15 +201,61 @@ fn processes(out: &mut String, snapshot: &Snapshot) {
         .into_iter()
         .map(|i| &snapshot.processes[i])
         .collect();
+    let shown = &busy[..busy.len().min(TOP)];
+    let rule = |p: &ProcessSample| {
+        format!(
+            "{}{}",
+            p.rule.as_deref().unwrap_or("-"),
+            if p.exited { " (exited)" } else { "" }
+        )
+    };
+    // Pod and container names, in two more columns, where the kubelet gave any.
+    let named = shown.iter().any(|p| p.pod_name.is_some());
+    let rule_width = if named {
+        shown
+            .iter()
+            .map(|p| rule(p).chars().count())
+            .max()
+            .unwrap_or(0)
+    } else {
+        0
+    };
+    let pod_of = |p: &ProcessSample| {
+        pod_label(p.namespace.as_deref(), p.pod_name.as_deref()).unwrap_or_else(|| "-".into())
+    };
+    let pod_width = shown
+        .iter()
+        .map(|p| pod_of(p).chars().count())
+        .max()
+        .unwrap_or(0);
+    let names = |pod: &str, container: &str| {
+        if named {
+            format!("  {pod:<pod_width$}  {container}")
+        } else {
+            String::new()
+        }
+    };
     let _ = writeln!(
         out,
-        "{:>7}  {:<16} {:<7} {:>9} {:>6} {:>9} {:>7} {:>7} {:>9} {:>9} {:>9}  RULE",
-        "PID", "COMM", "ROLE", "CPU ms", "CPU%", "SYSCALLS", "p50", "p99", "TX", "RX", "LOOPBACK"
+        "{:>7}  {:<16} {:<7} {:>9} {:>6} {:>9} {:>7} {:>7} {:>9} {:>9} {:>9}  {:<rule_width$}{}",
+        "PID",
+        "COMM",
+        "ROLE",
+        "CPU ms",
+        "CPU%",
+        "SYSCALLS",
+        "p50",
+        "p99",
+        "TX",
+        "RX",
+        "LOOPBACK",
+        "RULE",
+        names("POD", "CONTAINER").trim_end()
     );
-    for p in busy.iter().take(TOP) {
+    for p in shown {
         let _ = writeln!(
             out,
-            "{:>7}  {:<16} {:<7} {:>9.1} {:>6.1} {:>9} {:>7} {:>7} {:>9} {:>9} {:>9}  {}{}",
+            "{:>7}  {:<16} {:<7} {:>9.1} {:>6.1} {:>9} {:>7} {:>7} {:>9} {:>9} {:>9}  {:<rule_width$}{}",
             p.pid,
             truncate(&p.comm, 16),
             p.role.map_or("-", Role::as_str),
@@ -193,8 +267,8 @@ fn processes(out: &mut String, snapshot: &Snapshot) {
             bytes(p.net.tx_bytes),
             bytes(p.net.rx_bytes),
             bytes(p.net.loopback()),
-            p.rule.as_deref().unwrap_or("-"),
-            if p.exited { " (exited)" } else { "" },
+            rule(p),
+            names(&pod_of(p), p.container_name.as_deref().unwrap_or("-")).trim_end(),
         );
     }
     if let Some(more) = busy.len().checked_sub(TOP).filter(|&more| more > 0) {
@@ -272,6 +346,106 @@ pub fn bytes(n: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const UID: &str = "7f3c1a52-9d0e-4b8a-a1c6-2e5d8f9b0c41";
+
+    /// A pod with an application and an Envoy sidecar, named or not, and a node process.
+    fn report(named: bool) -> Report {
+        let cgroup = format!(
+            "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{}.slice/cri-containerd-{}.scope",
+            UID.replace('-', "_"),
+            "a".repeat(64)
+        );
+        let process = |pid: u32, comm: &str, container: &str, cpu_ns: u64| ProcessSample {
+            pid,
+            comm: comm.into(),
+            cpu_ns,
+            cgroup: Some(cgroup.clone()),
+            namespace: named.then(|| "bookinfo".into()),
+            pod_name: named.then(|| "productpage-v1-6b746f74dc-x7k2p".into()),
+            container_name: named.then(|| container.into()),
+            ..ProcessSample::default()
+        };
+        let snapshot = Snapshot {
+            window: crate::snapshot::Window {
+                duration_ns: 1_000_000_000,
+                ..Default::default()
+            },
+            ncpu: 1,
+            processes: vec![
+                process(10, "python3", "productpage", 300_000_000),
+                process(11, "envoy", "istio-proxy", 200_000_000),
+                ProcessSample {
+                    pid: 12,
+                    comm: "kubelet".into(),
+                    cpu_ns: 100_000_000,
+                    ..ProcessSample::default()
+                },
+            ],
+            ..Snapshot::default()
+        };
+        let config = crate::config::Config::default();
+        crate::report::build_report(snapshot, &config.classifier(None), &config.model, &|_| None)
+            .unwrap()
+    }
+
+    #[test]
+    fn pods_and_processes_show_their_names_where_the_kubelet_gave_them() {
+        let text = render(&report(true));
+        let line = |start: &str| {
+            text.lines()
+                .find(|l| l.trim_start().starts_with(start))
+                .unwrap_or_else(|| panic!("no line starting {start:?}:\n{text}"))
+                .to_owned()
+        };
+        let pods = line("POD ");
+        assert!(
+            pods.contains(" UID ") && pods.contains("MESHMARK"),
+            "{pods}"
+        );
+        let pod = line("bookinfo/productpage-v1-6b746f74dc-x7k2p ");
+        assert!(pod.contains(UID), "{pod}");
+        let header = line("PID ");
+        let pod_column = "bookinfo/productpage-v1-6b746f74dc-x7k2p".len();
+        assert!(
+            header.ends_with(&format!("{:<pod_column$}  CONTAINER", "POD")),
+            "{header}"
+        );
+        let sidecar = line("11 ");
+        // The container's name, not the program, decides: Istio's sidecar.
+        assert!(sidecar.contains("preset:istio/sidecar"), "{sidecar}");
+        assert!(
+            sidecar.ends_with("bookinfo/productpage-v1-6b746f74dc-x7k2p  istio-proxy"),
+            "{sidecar}"
+        );
+        // Rules are padded to the longest, so the names line up behind them.
+        let node = line("12 ");
+        let rule = "default:node-process";
+        let after_rule = node.find(rule).unwrap() + rule.len() + 2;
+        assert_eq!(&node[after_rule..after_rule + 2], "- ", "{node}");
+        assert_eq!(
+            Some(after_rule),
+            sidecar.find("bookinfo"),
+            "{node}\n{sidecar}"
+        );
+    }
+
+    #[test]
+    fn without_names_the_tables_are_as_before() {
+        let text = render(&report(false));
+        assert!(!text.contains("CONTAINER"), "{text}");
+        let pods = text.lines().find(|l| l.starts_with("POD")).unwrap();
+        assert!(
+            pods.starts_with(&format!("{:<38} {:>8}  CLASSES", "POD", "MESHMARK")),
+            "{pods}"
+        );
+        assert!(text.lines().any(|l| l.starts_with(UID)), "{text}");
+        let header = text
+            .lines()
+            .find(|l| l.trim_start().starts_with("PID"))
+            .unwrap();
+        assert!(header.ends_with("LOOPBACK  RULE"), "{header}");
+    }
 
     #[test]
     fn human_units() {

@@ -1,4 +1,5 @@
-//! Identity of processes from /proc and cgroup v2: names, executables, cgroup paths, memory.
+//! Identity of processes from /proc and cgroup v2: names, executables, cgroup paths, memory;
+//! and from the kubelet, the namespace, pod and container names of processes in pods.
 //! Reads are best effort: a process may exit between being measured and being looked up.
 
 #![warn(clippy::arithmetic_side_effects)]
@@ -6,6 +7,9 @@
 pub mod cgroup;
 pub mod cgroup_ids;
 pub mod cgroup_ns;
+pub mod kubelet;
+pub mod pod_list;
+pub mod pod_metadata;
 pub mod proc_cache;
 
 use std::fs;

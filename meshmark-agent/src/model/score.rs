@@ -61,6 +61,12 @@ pub enum Note {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PodMeshMark {
     pub pod_uid: String,
+    /// The pod's namespace and name, where its processes carry them (pod metadata from the
+    /// kubelet); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_name: Option<String>,
     pub meshmark: MeshMark,
 }
 
@@ -95,9 +101,14 @@ pub fn score_pods(
     Ok(pods
         .into_iter()
         .filter(|(_, members)| members.iter().any(|i| i.role == Role::App))
-        .map(|(pod_uid, members)| PodMeshMark {
-            pod_uid: pod_uid.to_owned(),
-            meshmark: score_scope(members, ctx, opts),
+        .map(|(pod_uid, members)| {
+            let named = members.iter().find(|i| i.sample.pod_name.is_some());
+            PodMeshMark {
+                pod_uid: pod_uid.to_owned(),
+                namespace: named.and_then(|i| i.sample.namespace.clone()),
+                pod_name: named.and_then(|i| i.sample.pod_name.clone()),
+                meshmark: score_scope(members, ctx, opts),
+            }
         })
         .collect())
 }

@@ -76,6 +76,44 @@ fn a_written_profile_reads_back_unchanged() {
 }
 
 #[test]
+fn pod_names_read_back_and_name_the_sidecar_when_scored_again() {
+    let named = |pid: u32, comm: &str, container: &str| {
+        let mut p = process(pid, comm, 1_000);
+        p.namespace = Some("bookinfo".into());
+        p.pod_name = Some("productpage-v1-6b746f74dc-x7k2p".into());
+        p.container_name = Some(container.into());
+        p
+    };
+    let written = snapshot(vec![
+        named(10, "python3", "productpage"),
+        named(11, "sleep", "istio-proxy"),
+    ]);
+    let text = serde_json::to_string(&written).unwrap();
+    assert!(text.contains(r#""container_name":"istio-proxy""#), "{text}");
+    let read = parse_profile(&text).unwrap();
+    assert_eq!(read, written);
+
+    let classifier = Classifier::new(Vec::new(), true, None);
+    let report = build_report(read, &classifier, &ModelOptions::default(), &|_| None).unwrap();
+    let sidecar = &report.snapshot.processes[1];
+    assert_eq!(
+        (sidecar.role, sidecar.rule.as_deref()),
+        (Some(Role::Proxy), Some("preset:istio/sidecar"))
+    );
+    let pod = &report.pods[0];
+    assert_eq!(
+        (pod.namespace.as_deref(), pod.pod_name.as_deref()),
+        (Some("bookinfo"), Some("productpage-v1-6b746f74dc-x7k2p"))
+    );
+
+    // Without pod metadata the fields are absent, as in profiles written before they existed.
+    let plain = serde_json::to_value(snapshot(vec![process(10, "python3", 1)])).unwrap();
+    for field in ["namespace", "pod_name", "container_name"] {
+        assert!(plain["processes"][0].get(field).is_none(), "{field}");
+    }
+}
+
+#[test]
 fn the_largest_counters_score_exactly() {
     // One process may hold u64::MAX of everything: nothing adds it to anything that overflows.
     let mut app = process(10, "app", u64::MAX);

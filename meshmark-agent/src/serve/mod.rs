@@ -41,8 +41,9 @@ const DRAIN_LIMIT: Duration = Duration::from_millis(500);
 /// How long the window loop may take to stop and detach the programs after a signal.
 const DETACH_LIMIT: Duration = Duration::from_millis(1_200);
 
-/// Turns a measured window into a scored report (classification and model).
-pub type Scorer = Box<dyn Fn(Snapshot) -> Result<Report> + Send>;
+/// Turns a measured window into a scored report (pod names, classification and model); it may
+/// keep state between windows (the kubelet's pod list).
+pub type Scorer = Box<dyn FnMut(Snapshot) -> Result<Report> + Send>;
 
 /// What `run` needs, already validated.
 pub struct RunOptions {
@@ -221,7 +222,7 @@ fn observed_part(window: Duration, duty_cycle: f64) -> Option<Duration> {
 }
 
 /// `score`, with the report's node renamed to `name` when one is given.
-fn named(score: Scorer, name: Option<String>) -> Scorer {
+fn named(mut score: Scorer, name: Option<String>) -> Scorer {
     match name {
         None => score,
         Some(name) => Box::new(move |snapshot| {

@@ -63,7 +63,7 @@ impl WindowLoop {
                         return;
                     }
                 };
-                run(profiler, schedule, &score, &shared, &stopped);
+                run(profiler, schedule, score, &shared, &stopped);
             })
             .context("starting the window thread")?;
         match started.recv() {
@@ -98,7 +98,7 @@ impl WindowLoop {
 fn run(
     mut profiler: Profiler,
     schedule: Schedule,
-    score: &Scorer,
+    mut score: Scorer,
     shared: &Shared,
     stopped: &mpsc::Receiver<()>,
 ) {
@@ -134,7 +134,7 @@ fn run(
             break;
         }
         let began = Instant::now();
-        match profiler.end_window().and_then(score) {
+        match profiler.end_window().and_then(&mut score) {
             Ok(report) => {
                 totals.fold(&report);
                 let programs = if schedule.program_stats {

@@ -16,6 +16,7 @@ pub struct Binaries {
 
 /// Builds both in release mode and checks that they are static.
 pub fn build(ws: &Workspace) -> Result<Binaries> {
+    crate::dist::require_musl_gcc()?;
     let start = Instant::now();
     let mut cargo = ws.cargo();
     cargo

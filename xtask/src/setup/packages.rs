@@ -1,7 +1,7 @@
 //! Debian packages that the tests and benchmarks call: tools that set up their scenarios and
-//! peers whose numbers they compare against. Installed with apt-get when running as root;
-//! otherwise set-up says what is missing and how to install it, and carries on (builds do not
-//! need them).
+//! peers whose numbers they compare against, and the musl C compiler of the static builds.
+//! Installed with apt-get when running as root; otherwise set-up says what is missing and how to
+//! install it, and carries on (the host's own builds do not need them).
 
 use std::{collections::HashSet, process::Command};
 
@@ -26,6 +26,9 @@ const PACKAGES: &[&str] = &[
     "runc",         // podman's runtime here: crun refuses hybrid cgroups
     "prometheus",   // promtool (rules, dashboard, /metrics); the server in serve.rs
     "python3-venv", // the project-local venv for kubernetes-validate (setup/python.rs)
+    // musl-gcc for the static (musl) builds of `cargo xtask dist` and the kernel matrix: ring,
+    // the TLS library's cryptography (the kubelet client), compiles C and assembly.
+    "musl-tools",
     // The kernel matrix (`cargo xtask kernels`): boots Debian's cloud kernels under emulation,
     // with busybox as the guest's shell and tools.
     "qemu-system-x86",

@@ -7,7 +7,7 @@ use super::svg::{self, Bar};
 use super::{document, escape, figure, pointer, Show};
 use crate::{
     export::{smp, table},
-    model::{Class, MeshMark},
+    model::{Class, MeshMark, PodMeshMark},
     report::Report,
     role::Role,
     snapshot::LatencyBucket,
@@ -112,7 +112,7 @@ pub fn render_profile(report: &Report) -> String {
             .iter()
             .enumerate()
             .map(|(i, pod)| Bar {
-                label: short_uid(&pod.pod_uid),
+                label: pod_bar_label(pod),
                 value: pod.meshmark.score,
                 pointer: pointer(&["pods", &i.to_string(), "meshmark", "score"]),
                 text: Show::Score.text(pod.meshmark.score),
@@ -141,7 +141,8 @@ pub fn render_profile(report: &Report) -> String {
                 .collect();
             let _ = writeln!(
                 b,
-                "<tr><td><code>{}</code></td><td>{}</td><td class=\"text\">{}</td><td class=\"text\">{}</td></tr>",
+                "<tr><td>{}<code>{}</code></td><td>{}</td><td class=\"text\">{}</td><td class=\"text\">{}</td></tr>",
+                pod_label(pod).map(|label| format!("{}<br>", escape(&label))).unwrap_or_default(),
                 escape(&pod.pod_uid),
                 figure(&format!("{base}/score"), Some(pod.meshmark.score), Show::Score),
                 classes.join(", "),
@@ -321,8 +322,30 @@ fn bucket_index(bucket: &LatencyBucket) -> u32 {
     }
 }
 
-fn short_uid(uid: &str) -> String {
-    uid.chars().take(13).collect()
+/// `namespace/pod` where the kubelet named the pod, for the pod table.
+fn pod_label(pod: &PodMeshMark) -> Option<String> {
+    Some(format!(
+        "{}/{}",
+        pod.namespace.as_deref()?,
+        pod.pod_name.as_deref()?
+    ))
+}
+
+/// Characters of a bar's label that fit the chart's label column.
+const BAR_LABEL_CHARS: usize = 24;
+
+/// A pod's bar: its name where the kubelet gave one, else the start of its UID, cut to fit
+/// the label column (the table below has it whole, with the namespace).
+fn pod_bar_label(pod: &PodMeshMark) -> String {
+    let Some(name) = pod.pod_name.as_deref() else {
+        // A UID's first one and a half groups tell pods apart.
+        return pod.pod_uid.chars().take(13).collect();
+    };
+    if name.chars().count() <= BAR_LABEL_CHARS {
+        return name.to_owned();
+    }
+    let cut: String = name.chars().take(BAR_LABEL_CHARS - 1).collect();
+    format!("{cut}\u{2026}")
 }
 
 /// Bars of every MUE with data, in class order.
@@ -482,6 +505,34 @@ mod tests {
         let fields = crate::export::unit_cost_fields(&Default::default());
         let fields: Vec<&str> = fields.keys().map(String::as_str).collect();
         assert_eq!(shown, fields, "every unit cost is shown, and only those");
+    }
+
+    #[test]
+    fn pods_are_labelled_by_name_where_known_and_cut_to_fit() {
+        let pod = |namespace: Option<&str>, name: Option<&str>| PodMeshMark {
+            pod_uid: "7f3c1a52-9d0e-4b8a-a1c6-2e5d8f9b0c41".into(),
+            namespace: namespace.map(Into::into),
+            pod_name: name.map(Into::into),
+            meshmark: MeshMark {
+                score: 100.0,
+                classes: Default::default(),
+                excluded: Vec::new(),
+                unit_costs: Default::default(),
+                note: None,
+                sums: Default::default(),
+            },
+        };
+        let named = pod(Some("bookinfo"), Some("productpage-v1-6b746f74dc-x7k2p"));
+        assert_eq!(
+            pod_label(&named).as_deref(),
+            Some("bookinfo/productpage-v1-6b746f74dc-x7k2p")
+        );
+        assert_eq!(pod_bar_label(&named), "productpage-v1-6b746f74\u{2026}");
+        assert_eq!(pod_bar_label(&named).chars().count(), BAR_LABEL_CHARS);
+        assert_eq!(pod_bar_label(&pod(Some("ns"), Some("web-1"))), "web-1");
+        let unnamed = pod(None, None);
+        assert_eq!(pod_label(&unnamed), None);
+        assert_eq!(pod_bar_label(&unnamed), "7f3c1a52-9d0e");
     }
 
     #[test]

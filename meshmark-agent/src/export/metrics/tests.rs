@@ -116,6 +116,37 @@ fn snapshot(with_pod_b: bool, dropped: u64) -> Snapshot {
     }
 }
 
+/// Pod B named as the kubelet's pod list names it; pod A left with its UID alone.
+#[test]
+fn pod_series_carry_the_names_the_kubelet_gave() {
+    let mut window = snapshot(true, 0);
+    for process in window.processes.iter_mut().filter(|p| p.pid >= 200) {
+        process.namespace = Some("shop".into());
+        process.pod_name = Some("web-5f86686c4d-9xq2z".into());
+    }
+    let report = scored(window);
+    let (samples, _) = parse(&render(inputs(Some(report.clone()), &Totals::default(), 0)));
+    let pod_b = report.pods.iter().find(|p| p.pod_uid == POD_B).unwrap();
+    assert_eq!(
+        value(
+            &samples,
+            "meshmark_pod_score",
+            &[
+                ("pod_uid", POD_B),
+                ("namespace", "shop"),
+                ("pod", "web-5f86686c4d-9xq2z")
+            ]
+        ),
+        pod_b.meshmark.score
+    );
+    assert!(find(
+        &samples,
+        "meshmark_pod_score",
+        &[("pod_uid", POD_A), ("namespace", ""), ("pod", "")]
+    )
+    .is_some());
+}
+
 fn scored(snapshot: Snapshot) -> Arc<Report> {
     let config = Config::default();
     Arc::new(build_report(snapshot, &config.classifier(None), &config.model, &|_| None).unwrap())
