@@ -2,8 +2,8 @@
 //! attached, with `meshmark-agent profile` (every syscall timed), and with a bpftrace script
 //! collecting the same signals (per-process CPU from `sched_switch`, a syscall latency
 //! histogram, socket bytes). The observers take turns round by round on one lab, so a noisy
-//! moment hits them all; each figure is a ratio to "nothing attached" within its round, given
-//! as the median with the lowest and highest round.
+//! moment hits them all, each round starting with the next observer; each figure is a ratio to
+//! "nothing attached" within its round, given as the median with the lowest and highest round.
 
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
@@ -17,6 +17,9 @@ use super::{Agent, Lab, LabOptions, Mesh, WINDOW_MARGIN};
 /// The bpftrace program collecting what meshmark collects, the way people write it: hash maps
 /// keyed by pid and tid, `hist()` for latency. One file for this bench and the storm's.
 pub const BPFTRACE_SCRIPT: &str = include_str!("../../../bench/meshmark-equivalent.bt");
+
+/// Time between an observer attaching and the load starting.
+const SETTLE: Duration = Duration::from_secs(1);
 
 /// Who watches the lab while it is loaded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,7 +61,8 @@ pub struct Sample {
     pub parts_cpu_ns_per_request: f64,
 }
 
-/// Per round, one sample per observer in [`Observer::ALL`] order.
+/// Per round, one sample per observer in [`Observer::ALL`] order (whatever order they took
+/// their turns in).
 pub struct BenchResult {
     pub rounds: Vec<Vec<Sample>>,
     pub pods: usize,
@@ -82,19 +86,30 @@ pub fn run(options: &LabOptions, rounds: usize) -> Result<BenchResult> {
     };
     for round in 1..=rounds {
         eprintln!("lab bench: round {round} of {rounds}");
-        let mut samples = Vec::new();
-        for observer in Observer::ALL {
+        // Each round starts with the next observer, so that a drift within a round (the
+        // neighbour's load, the parts warming up) is not always charged to the same one.
+        let mut samples = [None; Observer::ALL.len()];
+        for turn in 0..Observer::ALL.len() {
+            let index = (turn + round) % Observer::ALL.len();
+            let observer = Observer::ALL[index];
             let watching = Watching::start(observer, options, &config, &script)?;
+            // What an observer does once, just after attaching (the agent's first reading of
+            // the node, bpftrace's map setup), is not what it costs while it watches.
+            std::thread::sleep(SETTLE);
             let cpu_before = lab.parts_cpu_ns();
             let loads = lab.load(options.duration)?;
             let cpu = lab.parts_cpu_ns().saturating_sub(cpu_before);
             watching.stop()?;
             let requests: u64 = loads.iter().map(|w| w.requests).sum();
-            samples.push(Sample {
+            samples[index] = Some(Sample {
                 requests_per_second: loads.iter().map(|w| w.requests_per_second).sum(),
                 parts_cpu_ns_per_request: cpu as f64 / requests.max(1) as f64,
             });
         }
+        let samples = samples
+            .into_iter()
+            .map(|s| s.expect("every observer took its turn"))
+            .collect();
         result.rounds.push(samples);
     }
     drop(lab);
