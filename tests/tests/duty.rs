@@ -120,6 +120,7 @@ fn a_quarter_of_a_window_scaled_up_gives_the_rate_of_a_whole_one() {
         ("syscalls", a.syscalls.count, b.syscalls.count),
     ] {
         let ratio = rate(&quarter, scaled) / rate(&whole, exact);
+        eprintln!("duty cycle: {what}: scaled rate / whole rate = {ratio:.3}");
         // A steady exchange on a shared 2-CPU machine varies by some tens of percent from one
         // second to the next; a missing or doubled scaling is off by 4x.
         assert!(

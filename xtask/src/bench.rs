@@ -113,7 +113,7 @@ impl Watching {
                     .context("starting bpftrace (is it installed? cargo xtask setup)")?;
                 let mut stdout = BufReader::new(child.stdout.take().context("bpftrace stdout")?);
                 let mut line = String::new();
-                while !line.starts_with("Attaching") {
+                while !line.starts_with("meshmark-equivalent: attached") {
                     line.clear();
                     if stdout.read_line(&mut line)? == 0 {
                         bail!("bpftrace ended before attaching: {}", child.wait()?);
