@@ -108,8 +108,10 @@ fn prometheus_scrapes_run_and_sigterm_detaches_everything() {
     // said so in the JSON and the metrics.
     let observed = profile["sampled"]["observed_ns"].as_f64().expect("sampled")
         / profile["window"]["duration_ns"].as_f64().unwrap();
+    // About a tenth: late wake-ups on a loaded machine stretch the observed part, and late cuts
+    // the window, by some milliseconds; everything observed would be 1.
     assert!(
-        (0.09..0.12).contains(&observed),
+        (0.05..0.25).contains(&observed),
         "observed share {observed}"
     );
     assert!(
@@ -321,8 +323,13 @@ fn a_gone_pods_series_leave_the_metrics() {
     eprintln!(
         "check the pod's series gone: removed after window {removed_at}, gone at window {gone_at}"
     );
+    // As the soak counts it (tests/tests/soak.rs): when a scrape shows window W, W + 1 may
+    // already be cut but not published, so the window in progress at the removal is at latest
+    // W + 2; it holds the pod's last activity, and the next may hold a final flush that landed
+    // after its drain (docs/how-it-measures.md, Windows). The first window without the pod is
+    // then at latest W + 4.
     assert!(
-        gone_at <= removed_at + 2,
+        gone_at <= removed_at + 4,
         "gone {} windows after removal",
         gone_at - removed_at
     );
