@@ -84,7 +84,6 @@ pub struct Probe {
     pub syscall_sample_every: u32,
     /// The hook each signal uses on this kernel.
     pub hooks: ChosenHooks,
-    aya_btf: aya::Btf,
 }
 
 /// One attachment of a program; dropping it detaches.
@@ -154,7 +153,6 @@ impl Probe {
             thread_slots,
             syscall_sample_every,
             hooks: chosen,
-            aya_btf,
         })
     }
 
@@ -190,7 +188,7 @@ impl Probe {
             .set(0, epoch, 0)
             .context("setting the syscall epoch")?;
         for program in self.sampled_programs.clone() {
-            let link = attach(&mut self.ebpf, &self.aya_btf, program)
+            let link = attach(&mut self.ebpf, program)
                 .with_context(|| format!("attaching {} again", program.name))?;
             self.sampled_links.push(link);
         }
@@ -294,7 +292,8 @@ fn attach_first(
         let (mut tried, mut attached) = (Vec::new(), Vec::new());
         let outcome = programs.iter().try_for_each(|program| {
             tried.push(program.name);
-            attached.push((*program, attach(ebpf, aya_btf, program)?));
+            load(ebpf, aya_btf, program)?;
+            attached.push((*program, attach(ebpf, program)?));
             Ok::<_, anyhow::Error>(())
         });
         match outcome {
@@ -315,57 +314,67 @@ fn attach_first(
     .into())
 }
 
-/// Loads `program` if it is not yet, and attaches it.
-fn attach(ebpf: &mut Ebpf, btf: &aya::Btf, program: &Program) -> Result<Link> {
+/// Loads `program` unless it already is (a kprobe program serves several functions).
+fn load(ebpf: &mut Ebpf, btf: &aya::Btf, program: &Program) -> Result<()> {
     let name = program.name;
     let found = ebpf
         .program_mut(name)
         .with_context(|| format!("program {name} missing from the eBPF object"))?;
+    let refused = || format!("the kernel refused program {name} ({})", program.point);
     match program.point {
         HookPoint::Tracepoint { name: point, .. } => {
             let loaded: &mut BtfTracePoint = found
                 .try_into()
                 .with_context(|| format!("program {name} is not a BTF tracepoint"))?;
             if loaded.fd().is_err() {
-                loaded.load(point, btf).with_context(|| {
-                    format!("the kernel refused program {name} ({})", program.point)
-                })?;
+                loaded.load(point, btf).with_context(refused)?;
             }
-            let id = loaded
-                .attach()
-                .with_context(|| format!("attaching {name} ({})", program.point))?;
-            Ok(Link::Tracepoint(loaded.take_link(id)?))
         }
         HookPoint::FExit { function } => {
             let loaded: &mut FExit = found
                 .try_into()
                 .with_context(|| format!("program {name} is not an fexit program"))?;
             if loaded.fd().is_err() {
-                loaded.load(function, btf).with_context(|| {
-                    format!("the kernel refused program {name} ({})", program.point)
-                })?;
+                loaded.load(function, btf).with_context(refused)?;
             }
-            let id = loaded
-                .attach()
-                .with_context(|| format!("attaching {name} ({})", program.point))?;
-            Ok(Link::FExit(loaded.take_link(id)?))
         }
-        HookPoint::KProbe { function } | HookPoint::KRetProbe { function } => {
+        HookPoint::KProbe { .. } | HookPoint::KRetProbe { .. } => {
             let loaded: &mut KProbe = found
                 .try_into()
                 .with_context(|| format!("program {name} is not a kprobe"))?;
-            // One program serves several functions: it is loaded at its first.
             if loaded.fd().is_err() {
-                loaded
-                    .load()
-                    .with_context(|| format!("the kernel refused program {name}"))?;
+                loaded.load().with_context(refused)?;
             }
-            let id = loaded
-                .attach(function, 0)
-                .with_context(|| format!("attaching {name} ({})", program.point))?;
-            Ok(Link::KProbe(loaded.take_link(id)?))
         }
     }
+    Ok(())
+}
+
+/// Attaches a loaded `program` at its hook point; the kernel's BTF is not needed again, so
+/// the duty cycle re-attaches without keeping it.
+fn attach(ebpf: &mut Ebpf, program: &Program) -> Result<Link> {
+    let name = program.name;
+    let found = ebpf
+        .program_mut(name)
+        .with_context(|| format!("program {name} missing from the eBPF object"))?;
+    let attaching = || format!("attaching {name} ({})", program.point);
+    Ok(match program.point {
+        HookPoint::Tracepoint { .. } => {
+            let loaded: &mut BtfTracePoint = found.try_into()?;
+            let id = loaded.attach().with_context(attaching)?;
+            Link::Tracepoint(loaded.take_link(id)?)
+        }
+        HookPoint::FExit { .. } => {
+            let loaded: &mut FExit = found.try_into()?;
+            let id = loaded.attach().with_context(attaching)?;
+            Link::FExit(loaded.take_link(id)?)
+        }
+        HookPoint::KProbe { function } | HookPoint::KRetProbe { function } => {
+            let loaded: &mut KProbe = found.try_into()?;
+            let id = loaded.attach(function, 0).with_context(attaching)?;
+            Link::KProbe(loaded.take_link(id)?)
+        }
+    })
 }
 
 /// Detaches and unloads `name`, whatever its type; used to back out of a refused alternative.
