@@ -8,12 +8,14 @@ use anyhow::{Context as _, Result};
 
 use super::{binaries::Binaries, cpio::Archive, expect::Run};
 
-/// Where busybox lives in the host (Debian's busybox-static).
+/// Where busybox lives in the host (Debian's busybox-static): the host architecture's guests use
+/// it, the others one downloaded for them (`download::busybox`).
 pub const BUSYBOX: &str = "/bin/busybox";
 
 /// The busybox applets `/init` calls, linked in `/bin`.
 const APPLETS: &[&str] = &[
     "sh", "mount", "ip", "hostname", "grep", "sleep", "cat", "uname", "dmesg", "tail", "poweroff",
+    "rm", "wget", "awk",
 ];
 
 /// What each workload is, for the checks.
@@ -71,8 +73,16 @@ pub const WORKLOADS: &[Workload] = &[
     },
 ];
 
-/// `/init` that runs one profile window of `window` per run, each around all the workloads,
-/// waiting at most `ready` for the agent to start each.
+/// `run`'s windows in the guest: short, so that a few of them (each attaching the duty-cycled
+/// programs again) fit in little emulated time.
+pub const SERVE_WINDOW: Duration = Duration::from_secs(4);
+/// How many windows `run` scores before the guest reads the last one: the third needs the
+/// sampled programs attached a third time.
+pub const SERVE_WINDOWS: u32 = 3;
+
+/// `/init` that runs, per run, one profile window of `window` around all the workloads, waiting
+/// at most `ready` for the agent to start it, then `run` for [`SERVE_WINDOWS`] windows with the
+/// same hooks, waiting at most `ready` more than they take.
 pub fn init_script(runs: &[Run], window: Duration, ready: Duration) -> String {
     let workloads: Vec<String> = WORKLOADS
         .iter()
@@ -80,15 +90,25 @@ pub fn init_script(runs: &[Run], window: Duration, ready: Duration) -> String {
         .collect();
     let runs: Vec<String> = runs
         .iter()
-        .map(|run| match run.force {
-            None => format!("profile_window {}", run.name),
-            Some(hook) => format!("profile_window {} --hook {hook}", run.name),
+        .map(|run| {
+            let hook = run.force.map_or(String::new(), |h| format!(" --hook {h}"));
+            format!(
+                "profile_window {name}{hook}\nserve_windows {name}{hook}",
+                name = run.name
+            )
         })
         .collect();
+    let serve_limit = SERVE_WINDOW * (SERVE_WINDOWS + 1) + ready;
     include_str!("init.sh")
         .replace("@DURATION@", &format!("{}s", window.as_secs()))
         .replace("@READY_TENTHS@", &(ready.as_millis() / 100).to_string())
         .replace("@WORKLOADS@", &workloads.join("\n"))
+        .replace("@SERVE_WINDOW@", &format!("{}s", SERVE_WINDOW.as_secs()))
+        .replace("@SERVE_WINDOWS@", &SERVE_WINDOWS.to_string())
+        .replace(
+            "@SERVE_LIMIT_TENTHS@",
+            &(serve_limit.as_millis() / 100).to_string(),
+        )
         .replace("@RUNS@", &runs.join("\n"))
 }
 
@@ -101,7 +121,7 @@ pub fn write_initramfs(out: &Path, init: &str, binaries: &Binaries) -> Result<()
         archive.dir(dir);
     }
     archive.char_device("dev/console", 0o600, 5, 1);
-    archive.file("bin/busybox", 0o755, &read(Path::new(BUSYBOX))?);
+    archive.file("bin/busybox", 0o755, &read(&binaries.busybox)?);
     for applet in APPLETS {
         archive.symlink(&format!("bin/{applet}"), "busybox");
     }
@@ -131,9 +151,13 @@ mod tests {
         }
         assert!(init.contains(
             "\nprofile_window chosen\n\
+             serve_windows chosen\n\
              profile_window fexit --hook socket_bytes=fexit\n\
-             profile_window kretprobe --hook socket_bytes=kretprobe\n"
+             serve_windows fexit --hook socket_bytes=fexit\n\
+             profile_window kretprobe --hook socket_bytes=kretprobe\n\
+             serve_windows kretprobe --hook socket_bytes=kretprobe\n"
         ));
+        assert!(init.contains("--window 4s --duty-cycle 50%"));
     }
 
     #[test]
