@@ -435,6 +435,25 @@ mod tests {
     }
 
     #[test]
+    fn the_daemonset_selects_every_architecture_the_image_has() {
+        let manifest = include_str!("../../deploy/kubernetes/20-daemonset.yaml");
+        let after_key = manifest
+            .split("key: kubernetes.io/arch")
+            .nth(1)
+            .expect("the DaemonSet selects nodes by kubernetes.io/arch");
+        let values = after_key
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("values: "))
+            .expect("a values line after the key");
+        let wanted: Vec<String> = PLATFORMS
+            .iter()
+            .map(|p| format!("\"{}\"", p.oci_arch))
+            .collect();
+        assert_eq!(values, format!("[{}]", wanted.join(", ")));
+        assert!(manifest.contains(&format!("image: {IMAGE_NAME}:{VERSION}")));
+    }
+
+    #[test]
     fn rejects_what_is_not_elf() {
         assert!(interpreter(b"#!/bin/sh\n").is_err());
         assert!(interpreter(&[0u8; 64]).is_err());

@@ -80,6 +80,12 @@ pub const SERVE_WINDOW: Duration = Duration::from_secs(4);
 /// sampled programs attached a third time.
 pub const SERVE_WINDOWS: u32 = 3;
 
+/// The longest the guest waits for `run` to score its windows: one window more than they take,
+/// plus what the agent may take to start.
+pub fn serve_limit(ready: Duration) -> Duration {
+    SERVE_WINDOW * (SERVE_WINDOWS + 1) + ready
+}
+
 /// `/init` that runs, per run, one profile window of `window` around all the workloads, waiting
 /// at most `ready` for the agent to start it, then `run` for [`SERVE_WINDOWS`] windows with the
 /// same hooks, waiting at most `ready` more than they take.
@@ -98,7 +104,7 @@ pub fn init_script(runs: &[Run], window: Duration, ready: Duration) -> String {
             )
         })
         .collect();
-    let serve_limit = SERVE_WINDOW * (SERVE_WINDOWS + 1) + ready;
+    let serve_limit = serve_limit(ready);
     include_str!("init.sh")
         .replace("@DURATION@", &format!("{}s", window.as_secs()))
         .replace("@READY_TENTHS@", &(ready.as_millis() / 100).to_string())

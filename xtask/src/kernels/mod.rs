@@ -40,8 +40,8 @@ const WINDOW: Duration = Duration::from_secs(20);
 /// Longest wait for the agent to load its programs and start a window (BTF parsing and the
 /// verifier are slow under emulation: 1 to 13 s measured).
 const READY_LIMIT: Duration = Duration::from_secs(120);
-/// Boot, shutdown and the console's output on top of the above per window, before QEMU is
-/// killed.
+/// Boot, shutdown and the console's output on top of the above per window (and `run`'s windows
+/// after it, `guest::serve_limit`), before QEMU is killed.
 const BOOT_MARGIN: Duration = Duration::from_secs(60);
 
 /// `cargo xtask kernels`: set-up, then the matrix alone.
@@ -191,7 +191,7 @@ fn one_kernel(
         WINDOW.as_secs()
     );
     let runs = u32::try_from(series.runs.len())?;
-    let deadline = BOOT_MARGIN + (WINDOW + READY_LIMIT) * runs;
+    let deadline = BOOT_MARGIN + (WINDOW + READY_LIMIT + guest::serve_limit(READY_LIMIT)) * runs;
     let machine = qemu::machine(series.platform);
     let boot = qemu::boot(machine, &kernel.vmlinuz, initramfs, log, deadline)?;
     let guest = console::parse(&boot.console);
