@@ -76,6 +76,8 @@ pub const WORKLOADS: &[Workload] = &[
 /// `run`'s windows in the guest: short, so that a few of them (each attaching the duty-cycled
 /// programs again) fit in little emulated time.
 pub const SERVE_WINDOW: Duration = Duration::from_secs(4);
+/// The share of each of those windows the sampled programs are attached for.
+pub const SERVE_DUTY: f64 = 0.5;
 /// How many windows `run` scores before the guest reads the last one: the third needs the
 /// sampled programs attached a third time.
 pub const SERVE_WINDOWS: u32 = 3;
@@ -111,6 +113,7 @@ pub fn init_script(runs: &[Run], window: Duration, ready: Duration) -> String {
         .replace("@WORKLOADS@", &workloads.join("\n"))
         .replace("@SERVE_WINDOW@", &format!("{}s", SERVE_WINDOW.as_secs()))
         .replace("@SERVE_WINDOWS@", &SERVE_WINDOWS.to_string())
+        .replace("@SERVE_DUTY@", &format!("{}%", SERVE_DUTY * 100.0))
         .replace(
             "@SERVE_LIMIT_TENTHS@",
             &(serve_limit.as_millis() / 100).to_string(),

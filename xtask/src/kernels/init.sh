@@ -76,7 +76,7 @@ profile_window() {
 }
 
 # `run` named $1 (the agent given the rest of the arguments) for @SERVE_WINDOWS@ windows of
-# @SERVE_WINDOW@ at a 50% duty cycle, beside a sleeper that makes syscalls all along; polling
+# @SERVE_WINDOW@ at a @SERVE_DUTY@ duty cycle, beside a sleeper that makes syscalls all along; polling
 # /metrics meanwhile moves the agent's own socket bytes. Then the last window's JSON.
 serve_windows() {
     marker "serve $1"
@@ -84,7 +84,7 @@ serve_windows() {
     /bin/mm-workload sleep --count 1000000 --ms 2 >/dev/null &
     sleeper=$!
     : >/tmp/serve.err
-    /bin/meshmark-agent run --listen 127.0.0.1:9477 --window @SERVE_WINDOW@ --duty-cycle 50% \
+    /bin/meshmark-agent run --listen 127.0.0.1:9477 --window @SERVE_WINDOW@ --duty-cycle @SERVE_DUTY@ \
         "$@" 2>/tmp/serve.err &
     agent=$!
     tenths=0
