@@ -356,8 +356,8 @@ fn mib(bytes: u64) -> String {
 
 const PT_INTERP: u32 = 3;
 
-/// The `e_machine` of a 64-bit little-endian ELF file: 62 for x86-64, 183 for AArch64.
-pub fn elf_machine(elf: &[u8]) -> Result<u16> {
+/// Refuses what is not a 64-bit little-endian ELF file, the only kind read here.
+fn elf64le(elf: &[u8]) -> Result<()> {
     ensure!(
         elf.len() >= 64 && elf[..4] == *b"\x7fELF",
         "not an ELF file"
@@ -366,20 +366,19 @@ pub fn elf_machine(elf: &[u8]) -> Result<u16> {
         elf[4] == 2 && elf[5] == 1,
         "not a 64-bit little-endian ELF file"
     );
+    Ok(())
+}
+
+/// The `e_machine` of a 64-bit little-endian ELF file: 62 for x86-64, 183 for AArch64.
+pub fn elf_machine(elf: &[u8]) -> Result<u16> {
+    elf64le(elf)?;
     Ok(u16::from_le_bytes([elf[0x12], elf[0x13]]))
 }
 
 /// The program interpreter (dynamic loader) a 64-bit little-endian ELF file asks for, if any.
 /// A static or static-pie executable has none.
 pub fn interpreter(elf: &[u8]) -> Result<Option<String>> {
-    ensure!(
-        elf.len() >= 64 && elf[..4] == *b"\x7fELF",
-        "not an ELF file"
-    );
-    ensure!(
-        elf[4] == 2 && elf[5] == 1,
-        "not a 64-bit little-endian ELF file"
-    );
+    elf64le(elf)?;
     let u16_at = |at: usize| u16::from_le_bytes([elf[at], elf[at + 1]]) as usize;
     let u64_at = |at: usize| -> Result<usize> {
         let bytes = elf.get(at..at + 8).context("ELF file cut short")?;

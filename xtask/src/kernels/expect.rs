@@ -55,6 +55,38 @@ pub struct Series {
     pub runs: &'static [Run],
 }
 
+/// 6.12's windows, the same on both architectures: the tracepoints by choice, then fexit and
+/// the kprobes forced.
+const RUNS_6_12: &[Run] = &[
+    Run {
+        name: "chosen",
+        force: None,
+        hooks: Hooks {
+            cpu: "sched_switch/4",
+            socket_bytes: "tracepoint",
+            process_exit: "sched_process_exit/1",
+        },
+    },
+    Run {
+        name: "fexit",
+        force: Some("socket_bytes=fexit"),
+        hooks: Hooks {
+            cpu: "sched_switch/4",
+            socket_bytes: "fexit",
+            process_exit: "sched_process_exit/1",
+        },
+    },
+    Run {
+        name: "kretprobe",
+        force: Some("socket_bytes=kretprobe"),
+        hooks: Hooks {
+            cpu: "sched_switch/4",
+            socket_bytes: "kretprobe",
+            process_exit: "sched_process_exit/1",
+        },
+    },
+];
+
 pub const MATRIX: &[Series] = &[
     Series {
         name: "6.1",
@@ -87,35 +119,7 @@ pub const MATRIX: &[Series] = &[
         platform: &X86_64,
         prefix: "linux-image-6.12.",
         suffix: "+deb12-cloud-amd64-unsigned",
-        runs: &[
-            Run {
-                name: "chosen",
-                force: None,
-                hooks: Hooks {
-                    cpu: "sched_switch/4",
-                    socket_bytes: "tracepoint",
-                    process_exit: "sched_process_exit/1",
-                },
-            },
-            Run {
-                name: "fexit",
-                force: Some("socket_bytes=fexit"),
-                hooks: Hooks {
-                    cpu: "sched_switch/4",
-                    socket_bytes: "fexit",
-                    process_exit: "sched_process_exit/1",
-                },
-            },
-            Run {
-                name: "kretprobe",
-                force: Some("socket_bytes=kretprobe"),
-                hooks: Hooks {
-                    cpu: "sched_switch/4",
-                    socket_bytes: "kretprobe",
-                    process_exit: "sched_process_exit/1",
-                },
-            },
-        ],
+        runs: RUNS_6_12,
     },
     // Debian's arm64 6.1 refuses fexit (524), so its own choice is the kprobe fallback.
     Series {
@@ -138,35 +142,7 @@ pub const MATRIX: &[Series] = &[
         platform: &AARCH64,
         prefix: "linux-image-6.12.",
         suffix: "+deb12-cloud-arm64-unsigned",
-        runs: &[
-            Run {
-                name: "chosen",
-                force: None,
-                hooks: Hooks {
-                    cpu: "sched_switch/4",
-                    socket_bytes: "tracepoint",
-                    process_exit: "sched_process_exit/1",
-                },
-            },
-            Run {
-                name: "fexit",
-                force: Some("socket_bytes=fexit"),
-                hooks: Hooks {
-                    cpu: "sched_switch/4",
-                    socket_bytes: "fexit",
-                    process_exit: "sched_process_exit/1",
-                },
-            },
-            Run {
-                name: "kretprobe",
-                force: Some("socket_bytes=kretprobe"),
-                hooks: Hooks {
-                    cpu: "sched_switch/4",
-                    socket_bytes: "kretprobe",
-                    process_exit: "sched_process_exit/1",
-                },
-            },
-        ],
+        runs: RUNS_6_12,
     },
 ];
 
