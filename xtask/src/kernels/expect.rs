@@ -55,6 +55,17 @@ pub struct Series {
     pub runs: &'static [Run],
 }
 
+/// Socket bytes forced through the kprobes, which every kernel of the matrix has.
+const FORCED_KRETPROBE: Run = Run {
+    name: "kretprobe",
+    force: Some("socket_bytes=kretprobe"),
+    hooks: Hooks {
+        cpu: "sched_switch/4",
+        socket_bytes: "kretprobe",
+        process_exit: "sched_process_exit/1",
+    },
+};
+
 /// 6.12's windows, the same on both architectures: the tracepoints by choice, then fexit and
 /// the kprobes forced.
 const RUNS_6_12: &[Run] = &[
@@ -76,15 +87,7 @@ const RUNS_6_12: &[Run] = &[
             process_exit: "sched_process_exit/1",
         },
     },
-    Run {
-        name: "kretprobe",
-        force: Some("socket_bytes=kretprobe"),
-        hooks: Hooks {
-            cpu: "sched_switch/4",
-            socket_bytes: "kretprobe",
-            process_exit: "sched_process_exit/1",
-        },
-    },
+    FORCED_KRETPROBE,
 ];
 
 pub const MATRIX: &[Series] = &[
@@ -103,15 +106,7 @@ pub const MATRIX: &[Series] = &[
                     process_exit: "sched_process_exit/1",
                 },
             },
-            Run {
-                name: "kretprobe",
-                force: Some("socket_bytes=kretprobe"),
-                hooks: Hooks {
-                    cpu: "sched_switch/4",
-                    socket_bytes: "kretprobe",
-                    process_exit: "sched_process_exit/1",
-                },
-            },
+            FORCED_KRETPROBE,
         ],
     },
     Series {
