@@ -55,6 +55,11 @@ pub fn amd64_image_archive(ws: &Workspace) -> PathBuf {
     ws.target_dir().join("dist").join(AMD64_ARCHIVE)
 }
 
+/// Where `cargo xtask dist` leaves the image index over every platform.
+pub fn multiarch_image_archive(ws: &Workspace) -> PathBuf {
+    ws.target_dir().join("dist").join(MULTIARCH_ARCHIVE)
+}
+
 /// The file name of the static binary for `platform` in `dist/`.
 pub fn binary_name(platform: &Platform) -> String {
     format!("meshmark-agent-{}", platform.arch)
@@ -74,7 +79,7 @@ pub fn run(ws: &Workspace, args: &DistArgs) -> Result<()> {
         binaries.push((*platform, binary));
     }
     if !args.no_image {
-        for archive in images(ws, &dist, &binaries)? {
+        for archive in images(ws, &binaries)? {
             println!("{}", archive.display());
         }
     }
@@ -201,7 +206,7 @@ impl Drop for Podman {
 
 /// Builds one scratch image per architecture around its binary and writes the multi-arch and
 /// the amd64 archives.
-fn images(ws: &Workspace, dist: &Path, binaries: &[(&Platform, PathBuf)]) -> Result<Vec<PathBuf>> {
+fn images(ws: &Workspace, binaries: &[(&Platform, PathBuf)]) -> Result<Vec<PathBuf>> {
     let start = Instant::now();
     let podman = Podman::new(ws)?;
     let name = format!("{IMAGE_NAME}:{VERSION}");
@@ -231,7 +236,7 @@ fn images(ws: &Workspace, dist: &Path, binaries: &[(&Platform, PathBuf)]) -> Res
     }
 
     let amd64 = amd64_image_archive(ws);
-    let multiarch = dist.join(MULTIARCH_ARCHIVE);
+    let multiarch = multiarch_image_archive(ws);
     for archive in [&amd64, &multiarch] {
         let _ = fs::remove_file(archive);
     }

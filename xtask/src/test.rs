@@ -25,6 +25,7 @@ pub fn run(ws: &Workspace, args: &[OsString]) -> Result<()> {
     };
     let agent = ws.target_dir().join("debug/meshmark-agent");
     let image = crate::dist::amd64_image_archive(ws);
+    let multiarch = crate::dist::multiarch_image_archive(ws);
 
     let mut unit = cargo(ws, "test --workspace --exclude meshmark-ebpf --exclude");
     unit.arg(END_TO_END);
@@ -35,7 +36,8 @@ pub fn run(ws: &Workspace, args: &[OsString]) -> Result<()> {
             .arg("--")
             .args(harness_args)
             .env("MESHMARK_AGENT_BIN", &agent)
-            .env("MESHMARK_IMAGE_ARCHIVE", &image);
+            .env("MESHMARK_IMAGE_ARCHIVE", &image)
+            .env("MESHMARK_MULTIARCH_ARCHIVE", &multiarch);
     }
     end_to_end.arg("--test-threads=1");
 
