@@ -191,7 +191,8 @@ fn one_kernel(
         WINDOW.as_secs()
     );
     let runs = u32::try_from(series.runs.len())?;
-    let deadline = BOOT_MARGIN + (WINDOW + READY_LIMIT + guest::serve_limit(READY_LIMIT)) * runs;
+    // One serving, after the window without forced hooks.
+    let deadline = BOOT_MARGIN + (WINDOW + READY_LIMIT) * runs + guest::serve_limit(READY_LIMIT);
     let machine = qemu::machine(series.platform);
     let boot = qemu::boot(machine, &kernel.vmlinuz, initramfs, log, deadline)?;
     let guest = console::parse(&boot.console);
