@@ -217,14 +217,7 @@ fn multiarch_archive() -> Option<PathBuf> {
         Some(path) => PathBuf::from(path),
         None => image_archive_path().with_file_name("meshmark-image-multiarch.tar"),
     };
-    if path.is_file() {
-        Some(path)
-    } else {
-        skip(&format!(
-            "no multi-architecture image archive at {} (cargo xtask dist builds it)",
-            path.display()
-        ))
-    }
+    built("multi-architecture image archive", path)
 }
 
 /// `podman run` of `image` with the DaemonSet's pod settings and `capabilities`.
@@ -340,12 +333,16 @@ fn image_archive_path() -> PathBuf {
 }
 
 fn image_archive() -> Option<PathBuf> {
-    let path = image_archive_path();
+    built("image archive", image_archive_path())
+}
+
+/// `path` if `cargo xtask dist` left it there, else a loud skip.
+fn built(what: &str, path: PathBuf) -> Option<PathBuf> {
     if path.is_file() {
         Some(path)
     } else {
         skip(&format!(
-            "no image archive at {} (cargo xtask dist builds it)",
+            "no {what} at {} (cargo xtask dist builds it)",
             path.display()
         ))
     }
