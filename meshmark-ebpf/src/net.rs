@@ -11,16 +11,19 @@
 //!   another (unix seqpacket goes through the dgram functions, which it calls once), so nothing
 //!   is counted twice. Not `sock_sendmsg`: since late 2023 userspace sends reach
 //!   `__sock_sendmsg` and bypass it.
-//! - kprobe and kretprobe on the same functions, where fexit is refused (arm64 before 6.0): the
-//!   kretprobe sees only the return value, so the kprobe parks the socket and flags in the
+//! - kprobe and kretprobe on the same functions, where fexit is refused (Debian's arm64 6.1: its
+//!   ftrace has no direct calls, error 524 at attach): the kretprobe sees only the return value, so the kprobe parks the socket and flags in the
 //!   thread's slot for it (no hash map).
 //!
 //! Semantics either way: positive returns only (errors and end of stream move nothing), and
 //! `MSG_PEEK` receives are not counted (the bytes stay queued and are read again).
 //!
 //! # Minimum kernel
-//! 6.3 for the tracepoints; 5.5 for fexit (x86-64; arm64 has fexit from 6.0); kprobes on any
-//! kernel built with them.
+//! 6.3 for the tracepoints; 5.5 for fexit on x86-64, and on arm64 a kernel whose ftrace has
+//! direct calls (Debian's arm64 6.12 has them, its 6.1 does not); kprobes on any kernel built with
+//! them. The kprobe reads its arguments from the architecture's registers: aya-build compiles
+//! this crate with `bpf_target_arch` set to the agent's target, and aya-ebpf maps argument n to
+//! that architecture's register (x86-64 rdi, rsi, ...; arm64 x0 to x7).
 
 use aya_ebpf::{
     helpers::bpf_get_current_pid_tgid,

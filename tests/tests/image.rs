@@ -8,8 +8,12 @@
 //! readOnlyRootFilesystem, `no-new-privileges` for allowPrivilegeEscalation: false, and
 //! `seccomp=unconfined` for Unconfined (or podman's default profile for RuntimeDefault).
 //!
-//! Needs root and BPF (gated like the other BPF tests), podman with runc, and the image archive
-//! (`<target>/dist/meshmark-image.tar`, or `MESHMARK_IMAGE_ARCHIVE`). Podman runs with runc (crun
+//! The multi-architecture archive holds, under the DaemonSet's image name, an image per
+//! platform, each with the agent built for that platform's architecture.
+//!
+//! Needs root and BPF (gated like the other BPF tests), podman with runc, and the image archives
+//! (`<target>/dist/meshmark-image.tar`, or `MESHMARK_IMAGE_ARCHIVE`; beside it
+//! `meshmark-image-multiarch.tar`, or `MESHMARK_MULTIARCH_ARCHIVE`). Podman runs with runc (crun
 //! refuses hybrid cgroups) and a containers.conf with `default_ulimits = []` (some VMs refuse
 //! raising RLIMIT_NOFILE), which changes nothing the agent relies on.
 
@@ -122,6 +126,100 @@ fn image_profiles_with_exactly_the_daemonsets_privileges() {
     }
 }
 
+/// Each platform of the index, pulled alone into a private storage: an image of that
+/// architecture whose `/meshmark-agent` is an ELF executable for it (copied out of a container
+/// that is created, never started, so nothing is emulated).
+#[test]
+fn multiarch_archive_gives_each_platform_its_own_binary() {
+    let Some(podman) = require_program("podman", "podman") else {
+        return;
+    };
+    let Some(venv) = require_venv() else { return };
+    let Some(archive) = multiarch_archive() else {
+        return;
+    };
+    let image = str_at(
+        &manifest(&venv, "DaemonSet")["spec"]["template"]["spec"]["containers"][0]["image"],
+        "image",
+    )
+    .to_owned();
+    let store = std::env::temp_dir().join(format!("meshmark-multiarch-{}", std::process::id()));
+    let _cleanup = RemoveOnDrop(store.clone());
+    let conf = ContainersConf::new();
+    let podman = |args: &[&str]| -> Output {
+        podman_cmd(&podman, &conf)
+            .arg("--root")
+            .arg(store.join("storage"))
+            .arg("--runroot")
+            .arg(store.join("run"))
+            .args(["--storage-driver", "vfs"])
+            .args(args)
+            .output()
+            .expect("running podman")
+    };
+    let source = format!("oci-archive:{}", archive.display());
+    // (architecture, ELF e_machine): EM_X86_64, EM_AARCH64.
+    for (arch, machine) in [("amd64", 62u16), ("arm64", 183)] {
+        let pulled = podman(&["pull", "--quiet", "--arch", arch, &source]);
+        assert!(pulled.status.success(), "pull {arch}: {}", text(&pulled));
+        let id = String::from_utf8_lossy(&pulled.stdout).trim().to_owned();
+        let inspected = podman(&["image", "inspect", "--format", "{{.Architecture}}", &id]);
+        assert_eq!(
+            String::from_utf8_lossy(&inspected.stdout).trim(),
+            arch,
+            "{}",
+            text(&inspected)
+        );
+        let names = podman(&["image", "inspect", "--format", "{{.RepoTags}}", &id]);
+        assert!(
+            String::from_utf8_lossy(&names.stdout).contains(&image),
+            "the {arch} image is named {image}, the DaemonSet's image: {}",
+            text(&names)
+        );
+        let created = podman(&["create", "--arch", arch, &id]);
+        assert!(
+            created.status.success(),
+            "create {arch}: {}",
+            text(&created)
+        );
+        let container = String::from_utf8_lossy(&created.stdout).trim().to_owned();
+        let binary = store.join(format!("meshmark-agent-{arch}"));
+        let copied = podman(&[
+            "cp",
+            &format!("{container}:/meshmark-agent"),
+            binary.to_str().expect("UTF-8 temp path"),
+        ]);
+        assert!(copied.status.success(), "cp {arch}: {}", text(&copied));
+        let elf = std::fs::read(&binary).expect("reading the copied binary");
+        assert_eq!(&elf[..4], b"\x7fELF", "{arch}: not an ELF file");
+        assert_eq!(
+            u16::from_le_bytes([elf[0x12], elf[0x13]]),
+            machine,
+            "{arch}: the image's /meshmark-agent is for another architecture"
+        );
+        let removed = podman(&["rm", &container]);
+        assert!(removed.status.success(), "rm {arch}: {}", text(&removed));
+    }
+}
+
+/// Removes a folder when dropped: the private podman storage, which holds no mounts once its
+/// containers are removed (vfs layers are plain folders).
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn multiarch_archive() -> Option<PathBuf> {
+    let path = match std::env::var_os("MESHMARK_MULTIARCH_ARCHIVE") {
+        Some(path) => PathBuf::from(path),
+        None => image_archive_path().with_file_name("meshmark-image-multiarch.tar"),
+    };
+    built("multi-architecture image archive", path)
+}
+
 /// `podman run` of `image` with the DaemonSet's pod settings and `capabilities`.
 fn run_profile(
     podman: &Path,
@@ -223,20 +321,28 @@ impl Drop for ContainersConf {
     }
 }
 
-fn image_archive() -> Option<PathBuf> {
-    let path = match std::env::var_os("MESHMARK_IMAGE_ARCHIVE") {
+fn image_archive_path() -> PathBuf {
+    match std::env::var_os("MESHMARK_IMAGE_ARCHIVE") {
         Some(path) => PathBuf::from(path),
         None => {
             let target = std::env::var_os("CARGO_TARGET_DIR")
                 .map_or_else(|| repo().join("target"), |dir| repo().join(dir));
             target.join("dist/meshmark-image.tar")
         }
-    };
+    }
+}
+
+fn image_archive() -> Option<PathBuf> {
+    built("image archive", image_archive_path())
+}
+
+/// `path` if `cargo xtask dist` left it there, else a loud skip.
+fn built(what: &str, path: PathBuf) -> Option<PathBuf> {
     if path.is_file() {
         Some(path)
     } else {
         skip(&format!(
-            "no image archive at {} (cargo xtask dist builds it)",
+            "no {what} at {} (cargo xtask dist builds it)",
             path.display()
         ))
     }

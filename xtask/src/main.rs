@@ -15,6 +15,7 @@ mod exec;
 mod kernels;
 mod lab;
 mod live;
+mod platform;
 mod run;
 mod setup;
 mod test;
@@ -43,8 +44,9 @@ enum Command {
     Setup,
     /// Set up, then build the workspace in release mode; prints the agent binary's path.
     Build,
-    /// Set up, then build the static (musl) agent and its scratch OCI image into
-    /// `target/dist/`: `meshmark-agent` and `meshmark-image.tar`.
+    /// Set up, then build the static (musl) agents for x86_64 and aarch64 and their scratch OCI
+    /// images into `target/dist/`: `meshmark-agent-x86_64`, `meshmark-agent-aarch64`,
+    /// `meshmark-image-multiarch.tar` (both, one name) and `meshmark-image.tar` (amd64 alone).
     Dist(dist::DistArgs),
     /// Set up, then check formatting, run clippy (userspace and eBPF) and all tests.
     Test {
@@ -54,8 +56,9 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<OsString>,
     },
-    /// Set up, then boot Debian's 6.1 and 6.12 cloud kernels under QEMU and check the static
-    /// agent inside each (the last step of `test`); console logs go to target/kernel-matrix/.
+    /// Set up, then boot Debian's 6.1 and 6.12 cloud kernels for x86_64 and arm64 under QEMU and
+    /// check the static agent inside each (the last step of `test`); console logs go to
+    /// target/kernel-matrix/.
     Kernels,
     /// Set up, build, then measure what meshmark costs: the syscall storm against the empty and
     /// clock-only program pairs and bpftrace, each program's time per event, memory, churn and

@@ -24,7 +24,8 @@ pub fn run(ws: &Workspace, args: &[OsString]) -> Result<()> {
         None => (args, &[][..]),
     };
     let agent = ws.target_dir().join("debug/meshmark-agent");
-    let image = ws.target_dir().join("dist/meshmark-image.tar");
+    let image = crate::dist::amd64_image_archive(ws);
+    let multiarch = crate::dist::multiarch_image_archive(ws);
 
     let mut unit = cargo(ws, "test --workspace --exclude meshmark-ebpf --exclude");
     unit.arg(END_TO_END);
@@ -35,7 +36,8 @@ pub fn run(ws: &Workspace, args: &[OsString]) -> Result<()> {
             .arg("--")
             .args(harness_args)
             .env("MESHMARK_AGENT_BIN", &agent)
-            .env("MESHMARK_IMAGE_ARCHIVE", &image);
+            .env("MESHMARK_IMAGE_ARCHIVE", &image)
+            .env("MESHMARK_MULTIARCH_ARCHIVE", &multiarch);
     }
     end_to_end.arg("--test-threads=1");
 
@@ -66,7 +68,10 @@ pub fn run(ws: &Workspace, args: &[OsString]) -> Result<()> {
     // The matrix takes minutes and ignores test filters: a filtered run is someone iterating.
     if cargo_args.is_empty() {
         let step_start = Instant::now();
-        eprintln!("test: kernel matrix: the agent under QEMU on Debian's 6.1 and 6.12 kernels");
+        eprintln!(
+            "test: kernel matrix: the agent under QEMU on Debian's 6.1 and 6.12 kernels, \
+             x86_64 and arm64"
+        );
         kernels::matrix(ws).context("test step `kernel matrix` failed")?;
         eprintln!(
             "test: kernel matrix: ok ({})",

@@ -6,7 +6,7 @@ use std::{
     mem::size_of,
     os::fd::{AsFd as _, AsRawFd as _},
     ptr::NonNull,
-    sync::atomic::{compiler_fence, Ordering},
+    sync::atomic::{fence, Ordering},
 };
 
 use anyhow::{bail, Result};
@@ -86,15 +86,16 @@ impl ThreadTable {
 /// # Safety
 /// `slot` must point into the live mapping.
 unsafe fn read_slot(slot: *const ThreadSlot, index: usize) -> Option<ClaimReading> {
-    // Volatile reads in program order: on x86 loads are not reordered with other loads, and
-    // the kernel writes the sequence odd, then the slot, then the sequence even.
+    // Volatile reads with acquire fences between them: the kernel writes the sequence odd, then
+    // the slot, then the sequence even. On x86 loads are not reordered with other loads and the
+    // fences cost nothing; arm64 reorders loads, and there they are real barriers.
     let seq_before = std::ptr::read_volatile(std::ptr::addr_of!((*slot).claim_seq));
     if seq_before % 2 == 1 {
         return None;
     }
-    compiler_fence(Ordering::Acquire);
+    fence(Ordering::Acquire);
     let copy: ThreadSlot = std::ptr::read_volatile(slot);
-    compiler_fence(Ordering::Acquire);
+    fence(Ordering::Acquire);
     let seq_after = std::ptr::read_volatile(std::ptr::addr_of!((*slot).claim_seq));
     if copy.tid == 0 || seq_after != seq_before {
         return None;

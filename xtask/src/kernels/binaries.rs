@@ -1,53 +1,49 @@
 //! The guest's two programs, built static for musl so that the initramfs needs no libraries:
 //! meshmark-agent (whose build script embeds the eBPF object, as for the host) and mm-workload.
 
-use std::{fs, path::Path, path::PathBuf, time::Instant};
+use std::{fs, path::Path, path::PathBuf};
 
-use anyhow::{ensure, Context as _, Result};
+use anyhow::{Context as _, Result};
 
-use crate::{exec, workspace::Workspace};
-
-pub const TARGET: &str = "x86_64-unknown-linux-musl";
+use crate::{platform::Platform, workspace::Workspace};
 
 pub struct Binaries {
     pub agent: PathBuf,
     pub workload: PathBuf,
+    /// The guest's shell and tools, static, for the same architecture.
+    pub busybox: PathBuf,
 }
 
-/// Builds both in release mode and checks that they are static.
-pub fn build(ws: &Workspace) -> Result<Binaries> {
-    crate::dist::require_musl_gcc()?;
-    let start = Instant::now();
-    let mut cargo = ws.cargo();
-    cargo
-        .args(["build", "--release", "--target", TARGET])
-        .args(["--package", "meshmark-agent", "--bin", "meshmark-agent"])
-        .args(["--package", "meshmark-tests", "--bin", "mm-workload"]);
-    exec::run(
-        &format!("building the guest's static binaries ({TARGET})"),
-        &mut cargo,
+/// Builds both for `platform` in release mode and checks that they are static and for it; finds
+/// the architecture's busybox.
+pub fn build(ws: &Workspace, platform: &Platform) -> Result<Binaries> {
+    let dir = crate::dist::static_build(
+        ws,
+        platform,
+        &[
+            "--package",
+            "meshmark-agent",
+            "--bin",
+            "meshmark-agent",
+            "--package",
+            "meshmark-tests",
+            "--bin",
+            "mm-workload",
+        ],
+        &["meshmark-agent", "mm-workload"],
     )?;
-    let dir = ws.target_dir().join(TARGET).join("release");
-    let binaries = Binaries {
+    let busybox = super::download::busybox(ws, platform)?;
+    let elf = fs::read(&busybox).with_context(|| format!("reading {}", busybox.display()))?;
+    crate::dist::check_static_for(&elf, platform)
+        .with_context(|| format!("{} (busybox of the guest)", busybox.display()))?;
+    Ok(Binaries {
         agent: dir.join("meshmark-agent"),
         workload: dir.join("mm-workload"),
-    };
-    for bin in [&binaries.agent, &binaries.workload] {
-        ensure!(
-            !has_interpreter(bin)?,
-            "{} asks for a dynamic loader: the guest has none",
-            bin.display()
-        );
-    }
-    eprintln!(
-        "kernels: static binaries in {} ({})",
-        dir.display(),
-        exec::secs(start.elapsed())
-    );
-    Ok(binaries)
+        busybox,
+    })
 }
 
-/// Whether an x86-64 ELF file has a `PT_INTERP` program header, i.e. is dynamically linked.
+/// Whether a 64-bit ELF file has a `PT_INTERP` program header, i.e. is dynamically linked.
 pub fn has_interpreter(path: &Path) -> Result<bool> {
     let elf = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let interpreter =

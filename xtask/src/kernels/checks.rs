@@ -1,7 +1,10 @@
 //! The checks of one kernel, from what its guest printed: the agent ran and wrote a profile
 //! (so every program loaded and attached), chose the expected hook per signal, counted socket
 //! bytes exactly per process, direction and peer kind (as tests/tests/net.rs does on the host),
-//! counted syscalls exactly, saw plausible CPU time, and lost nothing.
+//! counted syscalls exactly, saw plausible CPU time, and lost nothing; then that `run`, with the
+//! hooks the kernel chooses, scored its duty-cycled windows with the sampled programs attached again in each:
+//! the last window observed part of itself and saw a sleeper's syscalls and the agent's
+//! own socket bytes (the guest polling its /metrics).
 //!
 //! The JSON types below are the few fields read here, mirrored from `meshmark_tests::truth` and
 //! `meshmark_agent::snapshot` (the xtask cannot depend on those crates: it sets up what builds
@@ -12,9 +15,9 @@ use std::{collections::BTreeMap, time::Duration};
 use serde::{de::DeserializeOwned, Deserialize};
 
 use super::{
-    console::{Guest, Window},
+    console::{Guest, Serve, Window},
     expect::{Hooks, Run},
-    guest::{Kind, WORKLOADS},
+    guest::{Kind, SERVE_WINDOWS, WORKLOADS},
 };
 
 /// CPU time the profile may show for the burner, as a fraction of what it measured of itself.
@@ -56,11 +59,27 @@ struct Profile {
     dropped: BTreeMap<String, u64>,
     /// Absent from agents older than issue 8.
     hooks: Option<serde_json::Value>,
+    /// Present when signals were observed for part of the window (`run`'s duty cycle).
+    sampled: Option<Sampled>,
+    window: Option<WindowSpan>,
+}
+
+#[derive(Deserialize, Debug)]
+struct Sampled {
+    signals: Vec<String>,
+    observed_ns: u64,
+}
+
+#[derive(Deserialize)]
+struct WindowSpan {
+    duration_ns: u64,
 }
 
 #[derive(Deserialize)]
 struct Process {
     pid: u32,
+    #[serde(default)]
+    comm: String,
     cpu_ns: u64,
     net: Net,
     syscalls: Syscalls,
@@ -141,6 +160,12 @@ pub fn run(guest: &Guest, runs: &[Run], window: Duration) -> Checks {
         for mut check in check_window(output, &run.hooks, window).0 {
             check.what = format!("{}: {}", run.name, check.what);
             checks.0.push(check);
+        }
+        if run.force.is_none() {
+            for mut check in check_serve(output.serve.as_ref(), &run.hooks).0 {
+                check.what = format!("{} run: {}", run.name, check.what);
+                checks.0.push(check);
+            }
         }
     }
     checks
@@ -275,6 +300,95 @@ fn check_window(guest: &Window, hooks: &Hooks, window: Duration) -> Checks {
             ),
         );
     }
+    checks
+}
+
+/// The checks of `run`'s duty-cycled windows after a profile window.
+fn check_serve(serve: Option<&Serve>, hooks: &Hooks) -> Checks {
+    let mut checks = Checks::default();
+    let Some(serve) = serve else {
+        checks.add("started", false, "the guest never started serving");
+        return checks;
+    };
+    let notes = if serve.notes.is_empty() {
+        String::new()
+    } else {
+        format!("; notes: {:?}", serve.notes)
+    };
+    checks.add(
+        format!("{SERVE_WINDOWS} windows scored"),
+        serve.windows.is_some_and(|n| n >= SERVE_WINDOWS),
+        format!(
+            "meshmark_windows_total {:?}; its stderr: {}{notes}",
+            serve.windows,
+            serve.agent_stderr.join(" | ")
+        ),
+    );
+    checks.add(
+        "agent exited 0 on SIGTERM",
+        serve.agent_status == Some(0),
+        format!("exit status {:?}", serve.agent_status),
+    );
+    let node = serve.node.as_deref().map(str::trim).unwrap_or("");
+    let report = match serde_json::from_str::<Profile>(node) {
+        Ok(report) => report,
+        Err(error) => {
+            checks.add(
+                "the last window's report",
+                false,
+                format!("/api/v1/node gave no report ({error}): {node:.200}"),
+            );
+            return checks;
+        }
+    };
+    check_hooks(&mut checks, report.hooks.as_ref(), hooks);
+    checks.add(
+        "nothing dropped",
+        report.dropped.is_empty(),
+        format!("dropped: {:?}", report.dropped),
+    );
+    // Not how long: under emulation attaching kprobes takes seconds, which count as observed,
+    // and the window loop falls behind and stretches windows.
+    let duration = report.window.as_ref().map_or(0, |w| w.duration_ns);
+    match &report.sampled {
+        Some(sampled) => checks.add(
+            "observed for part of the window",
+            sampled.signals == ["syscalls", "socket_bytes"]
+                && sampled.observed_ns > 0
+                && sampled.observed_ns < duration,
+            format!(
+                "{:?} observed {} ns of a {duration} ns window",
+                sampled.signals, sampled.observed_ns
+            ),
+        ),
+        None => checks.add(
+            "observed for part of the window",
+            false,
+            "the report has no `sampled`: the window was not duty-cycled",
+        ),
+    }
+    // Seen only if the programs came back after the first windows' detaches.
+    let sleeper = serve
+        .sleeper
+        .and_then(|pid| report.processes.iter().find(|p| p.pid == pid));
+    checks.add(
+        "syscalls seen after re-attaching",
+        sleeper.is_some_and(|p| p.syscalls.count > 0),
+        format!(
+            "the sleeper (pid {:?}) made {:?} syscalls in the last window",
+            serve.sleeper,
+            sleeper.map(|p| p.syscalls.count)
+        ),
+    );
+    let agent = report.processes.iter().find(|p| p.comm == "meshmark-agent");
+    checks.add(
+        "socket bytes seen after re-attaching",
+        agent.is_some_and(|p| p.net.loopback_tx_bytes > 0),
+        format!(
+            "the agent answered /metrics polls; its loopback tx bytes in the last window: {:?}",
+            agent.map(|p| p.net.loopback_tx_bytes)
+        ),
+    );
     checks
 }
 
@@ -444,6 +558,7 @@ mod tests {
             workloads_done_at: Some(16.0),
             agent_status: Some(0),
             truths,
+            serve: Some(passing_serve()),
             ..Window::default()
         };
         let guest = Guest {
@@ -452,6 +567,52 @@ mod tests {
             ..Guest::default()
         };
         (guest, profile)
+    }
+
+    /// `run` after it: three windows, the last half observed, with the sleeper's syscalls and
+    /// the agent's bytes.
+    fn passing_serve() -> Serve {
+        let mut agent = process(30, [900, 300, 0, 0], 40, 1);
+        agent["comm"] = json!("meshmark-agent");
+        let node = json!({
+            "schema": "meshmark.profile/v1",
+            "window": {"duration_ns": 4_000_000_000u64},
+            "sampled": {"signals": ["syscalls", "socket_bytes"], "observed_ns": 2_000_000_000u64},
+            "hooks": {"cpu": "sched_switch/4", "socket_bytes": "fexit",
+                      "process_exit": "sched_process_exit/1"},
+            "processes": [process(31, [0, 0, 0, 0], 700, 1), agent],
+        });
+        Serve {
+            windows: Some(3),
+            node: Some(node.to_string()),
+            agent_status: Some(0),
+            sleeper: Some(31),
+            ..Serve::default()
+        }
+    }
+
+    #[test]
+    fn a_run_that_never_attached_again_is_named() {
+        let (mut guest, profile) = passing_guest();
+        let serve = guest.windows[0].1.serve.as_mut().unwrap();
+        let mut node: serde_json::Value =
+            serde_json::from_str(serve.node.as_deref().unwrap()).unwrap();
+        node["processes"][0]["syscalls"]["count"] = json!(0);
+        node["processes"][1]["net"]["loopback_tx_bytes"] = json!(0);
+        node["sampled"]["observed_ns"] = json!(4_000_000_000u64);
+        serve.node = Some(node.to_string());
+        serve.windows = Some(2);
+        let found = failures(&mut guest, &profile);
+        let expected = [
+            "chosen run: 3 windows scored",
+            "chosen run: observed for part of the window",
+            "chosen run: syscalls seen after re-attaching",
+            "chosen run: socket bytes seen after re-attaching",
+        ];
+        assert_eq!(found.len(), expected.len(), "{found:#?}");
+        for (found, expected) in found.iter().zip(expected) {
+            assert!(found.starts_with(expected), "{found} vs {expected}");
+        }
     }
 
     fn failures(guest: &mut Guest, profile: &serde_json::Value) -> Vec<String> {

@@ -29,6 +29,22 @@ pub struct Window {
     pub profile: Option<String>,
     /// `note ...` markers: things init found wrong along the way.
     pub notes: Vec<String>,
+    /// `run`'s windows with the same hooks (init.sh's `serve_windows`), if they started.
+    pub serve: Option<Serve>,
+}
+
+/// `run` serving duty-cycled windows, after a profile window.
+#[derive(Debug, Default)]
+pub struct Serve {
+    /// `meshmark_windows_total` when the guest stopped waiting.
+    pub windows: Option<u32>,
+    /// /api/v1/node then: the last window's JSON.
+    pub node: Option<String>,
+    pub agent_status: Option<i32>,
+    /// The pid of the process that made syscalls all along.
+    pub sleeper: Option<u32>,
+    pub agent_stderr: Vec<String>,
+    pub notes: Vec<String>,
 }
 
 /// Everything the guest printed between markers.
@@ -61,6 +77,11 @@ impl Guest {
         }
         &mut self.windows.last_mut().expect("one window at least").1
     }
+
+    /// The serving after the current window, once its `serve` marker came.
+    fn serving(&mut self) -> Option<&mut Serve> {
+        self.current().serve.as_mut()
+    }
 }
 
 enum Section {
@@ -68,6 +89,7 @@ enum Section {
     Truth(String),
     Stderr,
     Profile,
+    Node,
 }
 
 pub fn parse(console: &str) -> Guest {
@@ -93,7 +115,17 @@ pub fn parse(console: &str) -> Guest {
                     truth.line = Some(line.trim().to_owned());
                 }
             }
-            Section::Stderr => guest.current().agent_stderr.push(line.to_owned()),
+            Section::Stderr => match guest.serving() {
+                Some(serve) => serve.agent_stderr.push(line.to_owned()),
+                None => guest.current().agent_stderr.push(line.to_owned()),
+            },
+            Section::Node => {
+                if let Some(serve) = guest.serving() {
+                    let node = serve.node.get_or_insert_with(String::new);
+                    node.push_str(line);
+                    node.push('\n');
+                }
+            }
             Section::Profile => {
                 let profile = guest.current().profile.get_or_insert_with(String::new);
                 profile.push_str(line);
@@ -143,8 +175,32 @@ fn read_marker(guest: &mut Guest, marker: &str) -> Section {
             guest.current().profile.get_or_insert_with(String::new);
             return Section::Profile;
         }
+        "serve" => guest.current().serve = Some(Serve::default()),
+        "serve-windows" => {
+            if let Some(serve) = guest.serving() {
+                serve.windows = rest.split_whitespace().next().and_then(|s| s.parse().ok());
+            }
+        }
+        "serve-node" => {
+            if let Some(serve) = guest.serving() {
+                serve.node.get_or_insert_with(String::new);
+                return Section::Node;
+            }
+        }
+        "serve-agent-status" => {
+            if let Some(serve) = guest.serving() {
+                let words: Vec<&str> = rest.split_whitespace().collect();
+                if let [status, "sleeper", pid] = words[..] {
+                    serve.agent_status = status.parse().ok();
+                    serve.sleeper = pid.parse().ok();
+                }
+            }
+        }
         "note" if guest.windows.is_empty() => guest.notes.push(rest.to_owned()),
-        "note" => guest.current().notes.push(rest.to_owned()),
+        "note" => match guest.serving() {
+            Some(serve) => serve.notes.push(rest.to_owned()),
+            None => guest.current().notes.push(rest.to_owned()),
+        },
         "end" => guest.ended = true,
         _ => {}
     }
@@ -194,6 +250,16 @@ meshmark-agent: profiling for 30s
 }
 
 === meshmark-profile-end ===
+=== meshmark-serve chosen ===
+=== meshmark-serve-windows 3 at 60.00 ===
+=== meshmark-serve-node ===
+{\"schema\": \"meshmark.profile/v1\"}
+
+=== meshmark-serve-node-end ===
+=== meshmark-serve-agent-status 0 sleeper 77 ===
+=== meshmark-agent-stderr ===
+INFO first window scored; ready
+=== meshmark-agent-stderr-end ===
 === meshmark-run kretprobe ===
 === meshmark-note the agent exited before it started profiling ===
 === meshmark-agent-ready at 50.00 ===
@@ -231,6 +297,14 @@ meshmark-agent: profiling for 30s
         assert_eq!(chosen.truths["burn"].status, Some(1));
         assert_eq!(chosen.notes, ["bpffs not mounted"]);
         assert_eq!(chosen.agent_stderr, ["meshmark-agent: profiling for 30s"]);
+        let serve = chosen.serve.as_ref().unwrap();
+        assert_eq!(
+            (serve.windows, serve.agent_status, serve.sleeper),
+            (Some(3), Some(0), Some(77))
+        );
+        assert_eq!(serve.agent_stderr, ["INFO first window scored; ready"]);
+        let node: serde_json::Value = serde_json::from_str(serve.node.as_deref().unwrap()).unwrap();
+        assert_eq!(node["schema"], "meshmark.profile/v1");
         let profile: serde_json::Value =
             serde_json::from_str(chosen.profile.as_deref().unwrap()).unwrap();
         assert_eq!(profile["schema"], "meshmark.profile/v1");
@@ -239,6 +313,7 @@ meshmark-agent: profiling for 30s
         assert_eq!(kretprobe.agent_status, Some(1));
         assert_eq!(kretprobe.profile.as_deref().map(str::trim), Some(""));
         assert!(kretprobe.truths.is_empty());
+        assert!(kretprobe.serve.is_none());
         assert_eq!(
             kretprobe.notes,
             ["the agent exited before it started profiling"]

@@ -3,6 +3,9 @@
 //! vmlinuz (with the build config beside it, for reference) kept in
 //! `<repo>/.cache/kernels/<package>/`. A cached package is used without any download; when apt
 //! knows no package of a series even after `apt-get update`, the newest cached one is used.
+//! A foreign architecture's guest also needs that architecture's static busybox
+//! (`busybox-static:<arch>`, which cannot be installed beside the host's), fetched the same way
+//! into `<repo>/.cache/busybox/<arch>/`.
 
 use std::{
     fs,
@@ -13,7 +16,7 @@ use std::{
 use anyhow::{bail, Context as _, Result};
 
 use super::expect::Series;
-use crate::{exec, workspace::Workspace};
+use crate::{exec, platform::Platform, workspace::Workspace};
 
 /// A kernel ready to boot.
 pub struct Kernel {
@@ -45,14 +48,14 @@ pub fn ensure(ws: &Workspace, series: &Series) -> Result<Kernel> {
     if vmlinuz.is_file() {
         eprintln!(
             "kernels: {}: {package} (cached in {})",
-            series.name,
+            series.label(),
             dir.display()
         );
         return Ok(Kernel { package, vmlinuz });
     }
     eprintln!(
         "kernels: {}: {package}: downloading into {}",
-        series.name,
+        series.label(),
         dir.display()
     );
     download(&dir, &package)?;
@@ -66,7 +69,7 @@ fn newest_known(series: &Series) -> Result<Option<String>> {
     }
     eprintln!(
         "kernels: {}: apt knows no {}; running apt-get update",
-        series.name,
+        series.label(),
         series.search_pattern()
     );
     if let Err(error) = exec::run("apt-get update", Command::new("apt-get").arg("update")) {
@@ -105,22 +108,7 @@ fn newest_cached(root: &Path, series: &Series) -> Result<Option<String>> {
 /// written last (renamed into place), so a broken download never looks cached.
 fn download(dir: &Path, package: &str) -> Result<()> {
     let work = dir.join("download");
-    if work.exists() {
-        fs::remove_dir_all(&work).with_context(|| format!("removing {}", work.display()))?;
-    }
-    fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
-    exec::run(
-        &format!("apt-get download {package}"),
-        Command::new("apt-get")
-            .args(["download", package])
-            .current_dir(&work),
-    )?;
-    let deb = only_deb(&work)?;
-    let tree = work.join("tree");
-    exec::run(
-        &format!("unpacking {}", deb.display()),
-        Command::new("dpkg").arg("-x").arg(&deb).arg(&tree),
-    )?;
+    let tree = fetch_deb(&work, package)?;
     let boot = tree.join("boot");
     let mut vmlinuz = None;
     for entry in fs::read_dir(&boot).with_context(|| format!("reading {}", boot.display()))? {
@@ -134,11 +122,64 @@ fn download(dir: &Path, package: &str) -> Result<()> {
         }
     }
     let vmlinuz = vmlinuz.with_context(|| format!("{package} has no boot/vmlinuz-*"))?;
-    let partial = dir.join("vmlinuz.partial");
-    fs::copy(&vmlinuz, &partial).with_context(|| format!("copying {}", vmlinuz.display()))?;
-    fs::rename(&partial, dir.join("vmlinuz"))?;
+    place(&vmlinuz, &dir.join("vmlinuz"))?;
     fs::remove_dir_all(&work).with_context(|| format!("removing {}", work.display()))?;
     Ok(())
+}
+
+/// The static busybox for `platform`'s guest: the host's own for the host's architecture, else
+/// Debian's `busybox-static` of that architecture, downloaded once into the cache.
+pub fn busybox(ws: &Workspace, platform: &Platform) -> Result<PathBuf> {
+    if platform.arch == std::env::consts::ARCH {
+        return Ok(PathBuf::from(super::guest::BUSYBOX));
+    }
+    let dir = ws.root.join(".cache/busybox").join(platform.oci_arch);
+    let busybox = dir.join("busybox");
+    if busybox.is_file() {
+        return Ok(busybox);
+    }
+    let package = format!("busybox-static:{}", platform.oci_arch);
+    eprintln!("kernels: {package}: downloading into {}", dir.display());
+    let work = dir.join("download");
+    let tree = fetch_deb(&work, &package).with_context(|| {
+        format!(
+            "apt knows {package} only with the {} architecture added: as root run `cargo xtask \
+             setup` (or `dpkg --add-architecture {} && apt-get update`)",
+            platform.oci_arch, platform.oci_arch
+        )
+    })?;
+    place(&tree.join("bin/busybox"), &busybox)?;
+    fs::remove_dir_all(&work).with_context(|| format!("removing {}", work.display()))?;
+    Ok(busybox)
+}
+
+/// `apt-get download` of one package into a fresh `work` folder, unpacked into `work/tree`.
+fn fetch_deb(work: &Path, package: &str) -> Result<PathBuf> {
+    if work.exists() {
+        fs::remove_dir_all(work).with_context(|| format!("removing {}", work.display()))?;
+    }
+    fs::create_dir_all(work).with_context(|| format!("creating {}", work.display()))?;
+    exec::run(
+        &format!("apt-get download {package}"),
+        Command::new("apt-get")
+            .args(["download", package])
+            .current_dir(work),
+    )?;
+    let deb = only_deb(work)?;
+    let tree = work.join("tree");
+    exec::run(
+        &format!("unpacking {}", deb.display()),
+        Command::new("dpkg").arg("-x").arg(&deb).arg(&tree),
+    )?;
+    Ok(tree)
+}
+
+/// Copies `from` to `to` through a temporary name, so a half-written file never looks cached.
+fn place(from: &Path, to: &Path) -> Result<()> {
+    let mut partial = to.as_os_str().to_owned();
+    partial.push(".partial");
+    fs::copy(from, &partial).with_context(|| format!("copying {}", from.display()))?;
+    fs::rename(&partial, to).with_context(|| format!("placing {}", to.display()))
 }
 
 fn only_deb(dir: &Path) -> Result<PathBuf> {

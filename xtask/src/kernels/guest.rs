@@ -8,12 +8,14 @@ use anyhow::{Context as _, Result};
 
 use super::{binaries::Binaries, cpio::Archive, expect::Run};
 
-/// Where busybox lives in the host (Debian's busybox-static).
+/// Where busybox lives in the host (Debian's busybox-static): the host architecture's guests use
+/// it, the others one downloaded for them (`download::busybox`).
 pub const BUSYBOX: &str = "/bin/busybox";
 
 /// The busybox applets `/init` calls, linked in `/bin`.
 const APPLETS: &[&str] = &[
     "sh", "mount", "ip", "hostname", "grep", "sleep", "cat", "uname", "dmesg", "tail", "poweroff",
+    "rm", "wget", "awk",
 ];
 
 /// What each workload is, for the checks.
@@ -71,8 +73,24 @@ pub const WORKLOADS: &[Workload] = &[
     },
 ];
 
-/// `/init` that runs one profile window of `window` per run, each around all the workloads,
-/// waiting at most `ready` for the agent to start each.
+/// `run`'s windows in the guest: short, so that a few of them (each attaching the duty-cycled
+/// programs again) fit in little emulated time.
+pub const SERVE_WINDOW: Duration = Duration::from_secs(4);
+/// The share of each of those windows the sampled programs are attached for.
+pub const SERVE_DUTY: f64 = 0.5;
+/// How many windows `run` scores before the guest reads the last one: the third needs the
+/// sampled programs attached a third time.
+pub const SERVE_WINDOWS: u32 = 3;
+
+/// The longest the guest waits for `run` to score its windows: one window more than they take,
+/// plus what the agent may take to start.
+pub fn serve_limit(ready: Duration) -> Duration {
+    SERVE_WINDOW * (SERVE_WINDOWS + 1) + ready
+}
+
+/// `/init` that runs, per run, one profile window of `window` around all the workloads, waiting
+/// at most `ready` for the agent to start it; after the window without forced hooks, `run` for
+/// [`SERVE_WINDOWS`] windows, waiting at most `ready` more than they take.
 pub fn init_script(runs: &[Run], window: Duration, ready: Duration) -> String {
     let workloads: Vec<String> = WORKLOADS
         .iter()
@@ -81,14 +99,27 @@ pub fn init_script(runs: &[Run], window: Duration, ready: Duration) -> String {
     let runs: Vec<String> = runs
         .iter()
         .map(|run| match run.force {
-            None => format!("profile_window {}", run.name),
+            // `run` as on a node, with the hooks the kernel chooses; forced hooks only profile
+            // (each serving costs the matrix 15 to 70 s under emulation).
+            None => format!(
+                "profile_window {name}\nserve_windows {name}",
+                name = run.name
+            ),
             Some(hook) => format!("profile_window {} --hook {hook}", run.name),
         })
         .collect();
+    let serve_limit = serve_limit(ready);
     include_str!("init.sh")
         .replace("@DURATION@", &format!("{}s", window.as_secs()))
         .replace("@READY_TENTHS@", &(ready.as_millis() / 100).to_string())
         .replace("@WORKLOADS@", &workloads.join("\n"))
+        .replace("@SERVE_WINDOW@", &format!("{}s", SERVE_WINDOW.as_secs()))
+        .replace("@SERVE_WINDOWS@", &SERVE_WINDOWS.to_string())
+        .replace("@SERVE_DUTY@", &format!("{}%", SERVE_DUTY * 100.0))
+        .replace(
+            "@SERVE_LIMIT_TENTHS@",
+            &(serve_limit.as_millis() / 100).to_string(),
+        )
         .replace("@RUNS@", &runs.join("\n"))
 }
 
@@ -101,7 +132,7 @@ pub fn write_initramfs(out: &Path, init: &str, binaries: &Binaries) -> Result<()
         archive.dir(dir);
     }
     archive.char_device("dev/console", 0o600, 5, 1);
-    archive.file("bin/busybox", 0o755, &read(Path::new(BUSYBOX))?);
+    archive.file("bin/busybox", 0o755, &read(&binaries.busybox)?);
     for applet in APPLETS {
         archive.symlink(&format!("bin/{applet}"), "busybox");
     }
@@ -131,9 +162,11 @@ mod tests {
         }
         assert!(init.contains(
             "\nprofile_window chosen\n\
+             serve_windows chosen\n\
              profile_window fexit --hook socket_bytes=fexit\n\
              profile_window kretprobe --hook socket_bytes=kretprobe\n"
         ));
+        assert!(init.contains("--window 4s --duty-cycle 50%"));
     }
 
     #[test]

@@ -1,8 +1,9 @@
 #!/bin/sh
 # /init of the kernel matrix's guest; xtask/src/kernels/guest.rs fills in the fields in capitals.
 # Mounts what the agent reads, then for each run starts one profile window, runs the workloads
-# inside it, and prints everything the host checks between `=== meshmark-... ===` markers on the
-# console; then powers off. Nothing here may wait forever: the host kills QEMU after a deadline
+# inside it, then serves a few duty-cycled windows with `run` (the sampled programs detached and
+# attached again in each), and prints everything the host checks between `=== meshmark-... ===`
+# markers on the console; then powers off. Nothing here may wait forever: the host kills QEMU after a deadline
 # anyway, but a clear marker beats a timeout.
 export PATH=/bin
 
@@ -72,6 +73,49 @@ profile_window() {
     cat /tmp/profile.json 2>/dev/null
     echo
     marker "profile-end"
+}
+
+# `run` named $1 (the agent given the rest of the arguments) for @SERVE_WINDOWS@ windows of
+# @SERVE_WINDOW@ at a @SERVE_DUTY@ duty cycle, beside a sleeper that makes syscalls all along; polling
+# /metrics meanwhile moves the agent's own socket bytes. Then the last window's JSON.
+serve_windows() {
+    marker "serve $1"
+    shift
+    /bin/mm-workload sleep --count 1000000 --ms 2 >/dev/null &
+    sleeper=$!
+    : >/tmp/serve.err
+    /bin/meshmark-agent run --listen 127.0.0.1:9477 --window @SERVE_WINDOW@ --duty-cycle @SERVE_DUTY@ \
+        "$@" 2>/tmp/serve.err &
+    agent=$!
+    tenths=0
+    windows=0
+    while [ "${windows:-0}" -lt @SERVE_WINDOWS@ ]; do
+        if ! kill -0 "$agent" 2>/dev/null; then
+            marker "note the agent exited while serving"
+            break
+        fi
+        if [ "$tenths" -ge @SERVE_LIMIT_TENTHS@ ]; then
+            marker "note the agent did not score @SERVE_WINDOWS@ windows within @SERVE_LIMIT_TENTHS@ tenths of a second"
+            break
+        fi
+        sleep 0.5
+        tenths=$((tenths + 5))
+        windows=$(wget -q -O - http://127.0.0.1:9477/metrics 2>/dev/null |
+            awk '/^meshmark_windows_total/ { print $2 }')
+    done
+    marker "serve-windows ${windows:-0} at $(uptime_s)"
+    marker "serve-node"
+    wget -q -O - http://127.0.0.1:9477/api/v1/node 2>/dev/null
+    echo
+    marker "serve-node-end"
+    kill "$agent" 2>/dev/null
+    wait "$agent"
+    marker "serve-agent-status $? sleeper $sleeper"
+    kill "$sleeper" 2>/dev/null
+    wait "$sleeper" 2>/dev/null
+    marker "agent-stderr"
+    tail -n 20 /tmp/serve.err
+    marker "agent-stderr-end"
 }
 
 @RUNS@

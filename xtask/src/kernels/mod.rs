@@ -1,9 +1,11 @@
 //! `cargo xtask kernels`, also the last step of `cargo xtask test`: the kernel matrix. Boots each
-//! Debian cloud kernel of [`expect::MATRIX`] under QEMU with an initramfs holding the static
-//! agent and workloads, runs profile windows around the workloads in the guest (one with the hooks
+//! Debian cloud kernel of [`expect::MATRIX`], x86_64 and arm64, under QEMU with an initramfs
+//! holding the static agent and workloads built for its architecture, runs profile windows around the workloads in the guest (one with the hooks
 //! the agent chooses, then one per forced socket-byte fallback), and checks each profile against
 //! the workloads' ground truth and the expected hooks, from the serial console. Each console is
-//! kept in `<target>/kernel-matrix/<package>.console.log`.
+//! kept in `<target>/kernel-matrix/<package>.console.log`. The architectures run side by side
+//! (one QEMU each, their kernels one after another): the matrix then takes about as long as its
+//! slower architecture.
 //!
 //! Parts: `download` (kernels from apt, cached), `binaries` (static musl builds), `guest` and
 //! `cpio` (the init script and initramfs), `qemu` (booting, the console), `console` (reading
@@ -30,7 +32,7 @@ use std::{
 
 use anyhow::{bail, Context as _, Result};
 
-use crate::{exec, setup, workspace::Workspace};
+use crate::{exec, platform::PLATFORMS, setup, workspace::Workspace};
 
 /// Each profile window in the guest. Under TCG the workloads took 4.0 to 6.5 s with the other
 /// engineers' builds running: three times that leaves room for a busier host.
@@ -38,8 +40,8 @@ const WINDOW: Duration = Duration::from_secs(20);
 /// Longest wait for the agent to load its programs and start a window (BTF parsing and the
 /// verifier are slow under emulation: 1 to 13 s measured).
 const READY_LIMIT: Duration = Duration::from_secs(120);
-/// Boot, shutdown and the console's output on top of the above per window, before QEMU is
-/// killed.
+/// Boot, shutdown and the console's output on top of the above per window (and `run`'s windows
+/// after it, `guest::serve_limit`), before QEMU is killed.
 const BOOT_MARGIN: Duration = Duration::from_secs(60);
 
 /// `cargo xtask kernels`: set-up, then the matrix alone.
@@ -50,7 +52,7 @@ pub fn run(ws: &Workspace) -> Result<()> {
 
 /// One kernel's outcome, for the summary.
 struct Outcome {
-    series: &'static str,
+    series: String,
     package: String,
     result: Result<Timing, String>,
 }
@@ -83,9 +85,9 @@ pub fn matrix(ws: &Workspace) -> Result<()> {
             Err(error) => {
                 skip(
                     required,
-                    &format!("kernel {}: no kernel to boot: {error:#}", series.name),
+                    &format!("kernel {}: no kernel to boot: {error:#}", series.label()),
                 )?;
-                skipped.push(series.name);
+                skipped.push(series.label());
             }
         }
     }
@@ -93,20 +95,49 @@ pub fn matrix(ws: &Workspace) -> Result<()> {
         return Ok(());
     }
 
-    let binaries = binaries::build(ws)?;
-    let mut outcomes = Vec::new();
-    for (series, kernel) in kernels {
-        let initramfs = out_dir.join(format!("{}.initramfs.cpio", kernel.package));
-        let init = guest::init_script(series.runs, WINDOW, READY_LIMIT);
-        guest::write_initramfs(&initramfs, &init, &binaries)?;
-        let log = out_dir.join(format!("{}.console.log", kernel.package));
-        let result = one_kernel(series, &kernel, &initramfs, &log)?;
-        outcomes.push(Outcome {
-            series: series.name,
-            package: kernel.package,
-            result,
-        });
+    // Builds take the cargo lock one at a time; the guests then run one architecture per thread.
+    let mut lanes = Vec::new();
+    for platform in PLATFORMS {
+        let mine: Vec<_> = kernels
+            .iter()
+            .filter(|(series, _)| series.platform.arch == platform.arch)
+            .collect();
+        if !mine.is_empty() {
+            lanes.push((binaries::build(ws, platform)?, mine));
+        }
     }
+    let mut outcomes = Vec::new();
+    std::thread::scope(|scope| -> Result<()> {
+        let handles: Vec<_> = lanes
+            .iter()
+            .map(|(binaries, mine)| {
+                let out_dir = &out_dir;
+                scope.spawn(move || -> Result<Vec<Outcome>> {
+                    let mut outcomes = Vec::new();
+                    for (series, kernel) in mine {
+                        let initramfs = out_dir.join(format!("{}.initramfs.cpio", kernel.package));
+                        let init = guest::init_script(series.runs, WINDOW, READY_LIMIT);
+                        guest::write_initramfs(&initramfs, &init, binaries)?;
+                        let log = out_dir.join(format!("{}.console.log", kernel.package));
+                        let result = one_kernel(series, kernel, &initramfs, &log)?;
+                        outcomes.push(Outcome {
+                            series: series.label(),
+                            package: kernel.package.clone(),
+                            result,
+                        });
+                    }
+                    Ok(outcomes)
+                })
+            })
+            .collect();
+        for handle in handles {
+            let lane = handle
+                .join()
+                .map_err(|_| anyhow::anyhow!("a kernel-matrix thread panicked"))??;
+            outcomes.extend(lane);
+        }
+        Ok(())
+    })?;
 
     eprintln!("kernels: summary");
     for o in &outcomes {
@@ -135,7 +166,7 @@ pub fn matrix(ws: &Workspace) -> Result<()> {
     let failed: Vec<&str> = outcomes
         .iter()
         .filter(|o| o.result.is_err())
-        .map(|o| o.series)
+        .map(|o| o.series.as_str())
         .collect();
     if !failed.is_empty() {
         bail!("the kernel matrix failed on {}", failed.join(", "));
@@ -152,7 +183,7 @@ fn one_kernel(
 ) -> Result<Result<Timing, String>> {
     eprintln!(
         "kernels: {}: booting {} under QEMU (TCG) with {} ({} MiB), {} profile windows of {} s...",
-        series.name,
+        series.label(),
         kernel.package,
         initramfs.display(),
         fs::metadata(initramfs)?.len() >> 20,
@@ -160,15 +191,19 @@ fn one_kernel(
         WINDOW.as_secs()
     );
     let runs = u32::try_from(series.runs.len())?;
-    let deadline = BOOT_MARGIN + (WINDOW + READY_LIMIT) * runs;
-    let boot = qemu::boot(&kernel.vmlinuz, initramfs, log, deadline)?;
+    // One serving, after the window without forced hooks.
+    let deadline = BOOT_MARGIN + (WINDOW + READY_LIMIT) * runs + guest::serve_limit(READY_LIMIT);
+    let machine = qemu::machine(series.platform);
+    let boot = qemu::boot(machine, &kernel.vmlinuz, initramfs, log, deadline)?;
     let guest = console::parse(&boot.console);
     let checks = checks::run(&guest, series.runs, WINDOW);
     for c in &checks.0 {
         let verdict = if c.passed { "ok  " } else { "FAIL" };
         eprintln!(
             "kernels: {} {verdict} {}: {}",
-            series.name, c.what, c.detail
+            series.label(),
+            c.what,
+            c.detail
         );
     }
     let timing = Timing {
@@ -202,7 +237,7 @@ fn one_kernel(
     }
     eprintln!(
         "kernels: {}: {} (guest {}): userspace after {}, all done in {}{clock}{}",
-        series.name,
+        series.label(),
         kernel.package,
         guest.release.as_deref().unwrap_or("never reached /init"),
         timing.to_userspace.map_or("-".into(), exec::secs),
@@ -222,7 +257,7 @@ fn one_kernel(
     }
     eprintln!(
         "kernels: FAILED on kernel {} ({}): {} of {} checks; the full console log is {}",
-        series.name,
+        series.label(),
         kernel.package,
         failed.len(),
         checks.0.len(),
@@ -240,14 +275,20 @@ fn one_kernel(
     )))
 }
 
-/// QEMU and a static busybox, or why not.
+/// QEMU for each architecture of the matrix and the host's static busybox, or why not.
 fn missing_tools() -> Option<String> {
-    if Command::new(qemu::QEMU).arg("--version").output().is_err() {
-        return Some(format!(
-            "{} is not installed (Debian package qemu-system-x86; `cargo xtask setup` installs it \
-             as root)",
-            qemu::QEMU
-        ));
+    for platform in PLATFORMS {
+        let machine = qemu::machine(platform);
+        if Command::new(machine.qemu)
+            .arg("--version")
+            .output()
+            .is_err()
+        {
+            return Some(format!(
+                "{} is not installed (Debian package {}; `cargo xtask setup` installs it as root)",
+                machine.qemu, machine.package
+            ));
+        }
     }
     let busybox = Path::new(guest::BUSYBOX);
     match binaries::has_interpreter(busybox) {

@@ -14,7 +14,42 @@ use std::{
 
 use anyhow::{Context as _, Result};
 
-pub const QEMU: &str = "qemu-system-x86_64";
+use crate::platform::Platform;
+
+/// How QEMU emulates one architecture's machine.
+pub struct Machine {
+    pub qemu: &'static str,
+    /// The Debian package that has `qemu`.
+    pub package: &'static str,
+    /// The machine and CPU.
+    args: &'static [&'static str],
+    /// The serial console's device in the guest.
+    console: &'static str,
+}
+
+pub const X86_64: Machine = Machine {
+    qemu: "qemu-system-x86_64",
+    package: "qemu-system-x86",
+    args: &["-cpu", "max"],
+    console: "ttyS0",
+};
+
+/// `virt` with every CPU feature TCG has; Debian's arm64 vmlinuz is already an Image, which
+/// `-kernel` boots as it is.
+pub const AARCH64: Machine = Machine {
+    qemu: "qemu-system-aarch64",
+    package: "qemu-system-arm",
+    args: &["-M", "virt", "-cpu", "max"],
+    console: "ttyAMA0",
+};
+
+/// The machine of `platform`'s kernels.
+pub fn machine(platform: &Platform) -> &'static Machine {
+    match platform.arch {
+        "aarch64" => &AARCH64,
+        _ => &X86_64,
+    }
+}
 
 /// The console line that tells the guest's userspace is running (see init.sh); firmware escapes
 /// may precede it on its line.
@@ -32,9 +67,17 @@ pub struct Boot {
     pub timed_out: bool,
 }
 
-pub fn boot(vmlinuz: &Path, initramfs: &Path, log: &Path, deadline: Duration) -> Result<Boot> {
-    let mut cmd = Command::new(QEMU);
-    cmd.args(["-accel", "tcg", "-cpu", "max", "-smp", "2", "-m", "1G"])
+pub fn boot(
+    machine: &Machine,
+    vmlinuz: &Path,
+    initramfs: &Path,
+    log: &Path,
+    deadline: Duration,
+) -> Result<Boot> {
+    let mut cmd = Command::new(machine.qemu);
+    cmd.args(["-accel", "tcg"])
+        .args(machine.args)
+        .args(["-smp", "2", "-m", "1G"])
         .args(["-nographic", "-no-reboot"])
         .arg("-kernel")
         .arg(vmlinuz)
@@ -42,7 +85,8 @@ pub fn boot(vmlinuz: &Path, initramfs: &Path, log: &Path, deadline: Duration) ->
         .arg(initramfs)
         // loglevel=3: only kernel errors interleave with the results on the console; init
         // prints the tail of dmesg at the end. panic=-1 reboots at once, which -no-reboot ends.
-        .args(["-append", "console=ttyS0 panic=-1 loglevel=3"])
+        .arg("-append")
+        .arg(format!("console={} panic=-1 loglevel=3", machine.console))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());

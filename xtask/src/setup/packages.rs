@@ -29,19 +29,30 @@ const PACKAGES: &[&str] = &[
     // musl-gcc for the static (musl) builds of `cargo xtask dist` and the kernel matrix: ring,
     // the TLS library's cryptography (the kubelet client), compiles C and assembly.
     "musl-tools",
+    // The same for the aarch64 cross build: Debian has no aarch64 musl compiler, and Rust's musl
+    // target brings its own libc, so the GNU cross compiler compiles ring and links
+    // (xtask/src/platform.rs).
+    "gcc-aarch64-linux-gnu",
+    "libc6-dev-arm64-cross",
     // The kernel matrix (`cargo xtask kernels`): boots Debian's cloud kernels under emulation,
-    // with busybox as the guest's shell and tools.
+    // with busybox as the guest's shell and tools (the arm64 guests' busybox is downloaded).
     "qemu-system-x86",
+    "qemu-system-arm",
     "busybox-static",
 ];
+
+/// Architectures apt must know besides the host's: the kernel matrix downloads arm64 kernels
+/// and busybox (`apt-get download`, never installed).
+const FOREIGN_ARCHITECTURES: &[&str] = &["arm64"];
 
 /// Debian's policy hook: while it exits 101, installing a package starts none of its services
 /// (nginx and haproxy would otherwise listen on port 80 of the machine).
 const POLICY_RC_D: &str = "/usr/sbin/policy-rc.d";
 
 pub fn ensure() -> Result<((), String)> {
+    let added = foreign_architectures()?;
     let absent = missing()?;
-    if absent.is_empty() {
+    if absent.is_empty() && added.is_empty() {
         return Ok(((), format!("{} present", PACKAGES.join(", "))));
     }
     let install = format!(
@@ -64,6 +75,9 @@ pub fn ensure() -> Result<((), String)> {
         cmd
     };
     exec::run("apt-get update", &mut apt(&["update"]))?;
+    if absent.is_empty() {
+        return Ok(((), format!("added the {} architecture", added.join(", "))));
+    }
     let mut args = vec!["install", "-y", "--no-install-recommends"];
     args.extend(&absent);
     let own_policy = !std::path::Path::new(POLICY_RC_D).exists();
@@ -90,6 +104,37 @@ pub fn ensure() -> Result<((), String)> {
         );
     }
     Ok(((), format!("installed {}", absent.join(", "))))
+}
+
+/// Adds the architectures of [`FOREIGN_ARCHITECTURES`] dpkg does not know yet (as root; else
+/// says how), and returns those it added: apt must then update its lists.
+fn foreign_architectures() -> Result<Vec<&'static str>> {
+    let known = exec::output(Command::new("dpkg").arg("--print-foreign-architectures"))?;
+    let known: HashSet<&str> = known.split_whitespace().collect();
+    let absent: Vec<&str> = FOREIGN_ARCHITECTURES
+        .iter()
+        .copied()
+        .filter(|arch| !known.contains(arch))
+        .collect();
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if absent.is_empty() || unsafe { libc::geteuid() } != 0 {
+        if !absent.is_empty() {
+            eprintln!(
+                "setup: apt does not know the {} architecture (the kernel matrix downloads arm64 \
+                 kernels); as root run: dpkg --add-architecture {}",
+                absent.join(", "),
+                absent.join(" && dpkg --add-architecture ")
+            );
+        }
+        return Ok(Vec::new());
+    }
+    for arch in &absent {
+        exec::run(
+            &format!("dpkg --add-architecture {arch}"),
+            Command::new("dpkg").args(["--add-architecture", arch]),
+        )?;
+    }
+    Ok(absent)
 }
 
 /// The packages dpkg does not report as installed.

@@ -47,10 +47,15 @@ const DEFAULT_COMPONENTS: &[Component] = &[
         name: "rustfmt",
         marker: "bin/rustfmt",
     },
-    // The kernel matrix's guest runs static musl builds of the agent and the workloads.
+    // `dist` ships, and the kernel matrix's guests run, static musl builds of the agent (and
+    // the workloads) for each architecture (xtask/src/platform.rs).
     Component {
         name: "rust-std-x86_64-unknown-linux-musl",
         marker: "lib/rustlib/x86_64-unknown-linux-musl/lib",
+    },
+    Component {
+        name: "rust-std-aarch64-unknown-linux-musl",
+        marker: "lib/rustlib/aarch64-unknown-linux-musl/lib",
     },
 ];
 
