@@ -173,6 +173,10 @@ fn inputs(report: Option<Arc<Report>>, totals: &Totals, runs: u64) -> Inputs {
             cpu_seconds: 0.25,
             resident_bytes: Some(20 * MIB),
         },
+        http: HttpCounters {
+            open: 3,
+            refused: vec![("idle_timeout", 7), ("unauthorized", 0)],
+        },
         version: "0.1.0",
     }
 }
