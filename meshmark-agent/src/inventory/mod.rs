@@ -202,6 +202,23 @@ mod tests {
     }
 
     #[test]
+    fn only_the_agents_own_shortage_is_counted_as_a_loss() {
+        use std::io::Error;
+        let _ = take_shortage_failures();
+        assert_eq!(counted(Ok::<_, Error>(5)), Some(5));
+        for gone in [libc::ENOENT, libc::ESRCH, libc::EACCES] {
+            assert_eq!(counted::<()>(Err(Error::from_raw_os_error(gone))), None);
+        }
+        for short in [libc::EMFILE, libc::ENFILE, libc::ENOMEM] {
+            assert_eq!(counted::<()>(Err(Error::from_raw_os_error(short))), None);
+        }
+        // Other tests of this binary read /proc at the same time; they only add successes or
+        // losses that are not shortages.
+        assert_eq!(take_shortage_failures(), 3);
+        assert_eq!(take_shortage_failures(), 0);
+    }
+
+    #[test]
     fn cmdline_splits_on_nul_and_drops_empty_arguments() {
         assert_eq!(
             parse_cmdline(b"envoy\0-c\0\0/etc/envoy.yaml\0"),
