@@ -236,13 +236,29 @@ fn a_bad_web_configuration_is_refused_with_status_2() {
         "tls_server_config:\n  cert_file: none.pem\n  key_file: none.pem\n",
     )
     .unwrap();
-    let output = Command::new(&agent_bin)
-        .args(["run", "--listen", "127.0.0.1:0"])
-        .env("MESHMARK_WEB_CONFIG", &file)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    let log = dir.path.join("agent.log");
+    let mut agent = Daemon::spawn(
+        "meshmark-agent run",
+        Command::new(&agent_bin)
+            .args(["run", "--listen", "127.0.0.1:0"])
+            .env("MESHMARK_WEB_CONFIG", &file),
+        &log,
+    );
+    // An agent that ignored the file would load its programs and serve: stopped here.
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = agent.try_wait() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "still running 30 s after start with a bad web configuration:\n{}",
+            agent.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let stderr = agent.log();
+    assert_eq!(status.code(), Some(2), "{stderr}");
     assert!(
         stderr.contains("web.yml")
             && stderr.contains("none.pem")
