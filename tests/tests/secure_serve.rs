@@ -98,7 +98,11 @@ fn prometheus_scrapes_over_tls_with_a_client_certificate_and_basic_auth() {
         "plain HTTP answered: {plain:?}"
     );
     // No client certificate: the handshake fails, nothing is served.
-    let refused = no_cert.get(address, "/healthz", Some(basic("prometheus:right horse").as_str()));
+    let refused = no_cert.get(
+        address,
+        "/healthz",
+        Some(basic("prometheus:right horse").as_str()),
+    );
     assert!(
         refused.is_err(),
         "served without a client certificate: {refused:?}"
@@ -126,7 +130,11 @@ fn prometheus_scrapes_over_tls_with_a_client_certificate_and_basic_auth() {
         assert_eq!(status, 401, "{wrong:?}");
     }
     let (status, head_and_body) = client
-        .get_raw(address, "/metrics", Some(basic("prometheus:right horse").as_str()))
+        .get_raw(
+            address,
+            "/metrics",
+            Some(basic("prometheus:right horse").as_str()),
+        )
         .unwrap();
     assert_eq!(status, 200);
     assert!(
@@ -202,7 +210,11 @@ fn prometheus_scrapes_over_tls_with_a_client_certificate_and_basic_auth() {
     );
 
     let (_, metrics) = client
-        .get(address, "/metrics", Some(basic("prometheus:right horse").as_str()))
+        .get(
+            address,
+            "/metrics",
+            Some(basic("prometheus:right horse").as_str()),
+        )
         .unwrap();
     let handshakes = refused_count(&metrics, "tls_handshake");
     let unauthorized = refused_count(&metrics, "unauthorized");

@@ -481,8 +481,11 @@ impl ClientCertVerifier for AnyClientCert {
 #[derive(Debug)]
 pub struct WebConfigSource {
     path: PathBuf,
-    cached: Mutex<(Vec<Stamp>, Result<Arc<WebConfig>, String>)>,
+    cached: Mutex<Cached>,
 }
+
+/// The stamps the configuration was read at, and what reading it gave.
+type Cached = (Vec<Stamp>, Result<Arc<WebConfig>, String>);
 
 /// What tells that a file changed: (inode, size, modification time); `None` if unreadable.
 type Stamp = Option<(u64, u64, std::time::SystemTime)>;

@@ -709,12 +709,15 @@ fn the_http_servers_counters_are_exposed_as_given() {
         "{text}"
     );
     assert!(
-        text.contains("meshmark_http_refused_total{node=\"test-node\",reason=\"idle_timeout\"} 7\n"),
+        text.contains(
+            "meshmark_http_refused_total{node=\"test-node\",reason=\"idle_timeout\"} 7\n"
+        ),
         "{text}"
     );
     assert!(
-        text.contains("meshmark_http_refused_total{node=\"test-node\",reason=\"unauthorized\"} 0\n"),
+        text.contains(
+            "meshmark_http_refused_total{node=\"test-node\",reason=\"unauthorized\"} 0\n"
+        ),
         "{text}"
     );
 }
-

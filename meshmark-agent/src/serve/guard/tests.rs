@@ -170,7 +170,10 @@ async fn a_head_over_the_limit_is_answered_431_and_counted() {
     )
     .await;
     // The answer may be lost to the reset of a socket closed with unread bytes.
-    assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 431"), "{answer}");
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 431"),
+        "{answer}"
+    );
     assert!(eventually(|| refused(&stats, Refusal::HeadTooLarge) == 1).await);
 }
 
