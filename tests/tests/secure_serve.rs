@@ -22,9 +22,9 @@ use meshmark_tests::daemon::{Daemon, TempDir};
 use meshmark_tests::gate::{require_agent_bin, require_bpf};
 use meshmark_tests::http::{free_port, get};
 use meshmark_tests::kubelet::TestCa;
+use meshmark_tests::prometheus::Prometheus;
 use meshmark_tests::window::ProfiledWindow;
 use rustls::pki_types::{pem::PemObject as _, CertificateDer, PrivateKeyDer, ServerName};
-use serde_json::Value;
 
 const READY_LIMIT: Duration = Duration::from_secs(90);
 const QUERY_LIMIT: Duration = Duration::from_secs(60);
@@ -146,8 +146,6 @@ fn prometheus_scrapes_over_tls_with_a_client_certificate_and_basic_auth() {
     eprintln!("check wrong credentials 401, right ones 200, health open");
 
     // A real Prometheus: one job with the right credentials, one with a wrong password.
-    let prom_port = free_port();
-    let prom: SocketAddr = format!("127.0.0.1:{prom_port}").parse().unwrap();
     let job = |name: &str, password: &str| {
         format!(
             "  - job_name: {name}\n    scheme: https\n    scrape_timeout: 1s\n    \
@@ -159,39 +157,28 @@ fn prometheus_scrapes_over_tls_with_a_client_certificate_and_basic_auth() {
             client_key_file.display()
         )
     };
-    let config = file(
-        "prometheus.yml",
+    let mut prometheus = Prometheus::start(
+        &dir.path,
         &format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n{}{}",
+            "{}{}",
             job("meshmark-tls", "right horse"),
             job("meshmark-wrong", "wrong")
         ),
     );
-    let mut prometheus = Daemon::spawn(
-        "prometheus",
-        Command::new("prometheus")
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path.join("tsdb").display()
-            ))
-            .arg(format!("--web.listen-address={prom}")),
-        &dir.path.join("prometheus.log"),
-    );
     let started = Instant::now();
     let (up, wrong_up) = loop {
-        prometheus.assert_running();
+        prometheus.daemon.assert_running();
         agent.assert_running();
-        let up = query(prom, "up{job=\"meshmark-tls\"}");
-        let wrong = query(prom, "up{job=\"meshmark-wrong\"}");
-        let score = query(prom, "meshmark_score{job=\"meshmark-tls\"}");
+        let up = prometheus.query("up{job=\"meshmark-tls\"}");
+        let wrong = prometheus.query("up{job=\"meshmark-wrong\"}");
+        let score = prometheus.query("meshmark_score{job=\"meshmark-tls\"}");
         if let (Some(up), Some(wrong), Some(_)) = (up, wrong, score) {
             break (up, wrong);
         }
         assert!(
             started.elapsed() < QUERY_LIMIT,
             "Prometheus has no meshmark_score over TLS after {QUERY_LIMIT:?}\n{}\n{}",
-            prometheus.log(),
+            prometheus.daemon.log(),
             agent.log()
         );
         std::thread::sleep(Duration::from_millis(250));
@@ -232,7 +219,7 @@ fn prometheus_scrapes_over_tls_with_a_client_certificate_and_basic_auth() {
         .terminate(Duration::from_secs(2))
         .expect("exit after SIGTERM");
     assert_eq!(status.code(), Some(0));
-    prometheus.terminate(Duration::from_secs(10));
+    prometheus.daemon.terminate(Duration::from_secs(10));
 }
 
 /// A bad web configuration stops `run` before anything loads, with status 2 and the reason.
@@ -502,26 +489,6 @@ fn refused_count(text: &str, reason: &str) -> u64 {
         .unwrap_or(0)
 }
 
-fn query(prometheus: SocketAddr, expr: &str) -> Option<Value> {
-    let encoded: String = expr
-        .bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect();
-    let response = get(
-        prometheus,
-        &format!("/api/v1/query?query={encoded}"),
-        Duration::from_secs(5),
-    )
-    .ok()?;
-    let answer: Value = serde_json::from_str(&response.body).ok()?;
-    let result = &answer["data"]["result"];
-    (answer["status"] == "success" && result.as_array().is_some_and(|r| !r.is_empty()))
-        .then(|| result.clone())
-}
-
 /// An HTTPS client trusting one CA, with or without a client certificate.
 struct TlsClient {
     config: Arc<rustls::ClientConfig>,
@@ -695,27 +662,7 @@ impl MemoryCgroup {
 
     /// The child moves itself in between fork and exec.
     fn enter_on_spawn(&self, command: &mut Command) {
-        use std::os::unix::ffi::OsStrExt as _;
-        use std::os::unix::process::CommandExt as _;
-        let procs =
-            std::ffi::CString::new(self.dir.join("cgroup.procs").as_os_str().as_bytes()).unwrap();
-        // SAFETY: open, write and close between fork and exec, on memory made before the fork.
-        unsafe {
-            command.pre_exec(move || {
-                let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
-                if fd < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                let written = libc::write(fd, b"0".as_ptr().cast(), 1);
-                let error = std::io::Error::last_os_error();
-                libc::close(fd);
-                if written == 1 {
-                    Ok(())
-                } else {
-                    Err(error)
-                }
-            });
-        }
+        meshmark_tests::cgroup::enter_on_spawn(command, &self.dir);
     }
 
     fn read(&self, file: &str) -> String {
