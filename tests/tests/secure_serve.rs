@@ -363,7 +363,10 @@ fn abuse_leaves_the_agent_up_bounded_and_counting() {
         rss >> 20
     );
     assert_eq!(oom_kills, 0, "OOM kills in the agent's cgroup");
-    assert!(peak < MEMORY_LIMIT, "{peak}");
+    // Far below the limit, not just under it: the server holds at most its connection cap of
+    // 64 KiB heads (and the agent ran at 49 MiB here). Without the cap, 10 s of this flood
+    // alone took an agent to 210 MiB.
+    assert!(peak < MEMORY_LIMIT / 2, "peak {} MiB", peak >> 20);
 
     let reasons = ["header_timeout", "evicted", "head_too_large"];
     let counts: Vec<(&str, u64)> = reasons
