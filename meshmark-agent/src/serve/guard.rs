@@ -489,9 +489,10 @@ async fn answer(
             } else {
                 stats.refuse(
                     Refusal::Unauthorized,
+                    // The path is the client's: quoted, and cut to a bounded length.
                     &format_args!(
-                        "refused a request to {}: no valid basic authentication",
-                        request.uri().path()
+                        "refused a request to {:?}: no valid basic authentication",
+                        request.uri().path().chars().take(80).collect::<String>()
                     ),
                 );
                 let mut response = Response::new(Body::from("Unauthorized\n"));
