@@ -256,3 +256,42 @@ fn throttle_lets_one_through_and_counts_the_rest() {
     *throttle.last.lock().unwrap() = Some(Instant::now() - LOG_EVERY);
     assert_eq!(throttle.allow(), Some(2));
 }
+
+#[test]
+fn docs_explain_every_refusal_reason() {
+    let docs = include_str!("../../../../docs/metrics.md");
+    for reason in Refusal::ALL {
+        assert!(
+            docs.contains(&format!("| `{}` |", reason.as_str())),
+            "docs/metrics.md does not explain reason {}",
+            reason.as_str()
+        );
+    }
+}
+
+#[test]
+fn the_cap_leaves_room_for_the_agents_own_descriptors() {
+    let mut rlimit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the rlimit it is given.
+    assert_eq!(
+        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rlimit) },
+        0
+    );
+    let room = usize::try_from(rlimit.rlim_cur.saturating_sub(256).max(1)).unwrap();
+    let asked = Limits {
+        max_connections: usize::MAX,
+        ..limits()
+    };
+    assert_eq!(crate::serve::fit_to_open_files(asked).max_connections, room);
+    let small = Limits {
+        max_connections: 3,
+        ..limits()
+    };
+    assert_eq!(
+        crate::serve::fit_to_open_files(small).max_connections,
+        3.min(room)
+    );
+}
