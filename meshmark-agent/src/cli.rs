@@ -157,9 +157,87 @@ pub struct RunArgs {
     #[arg(long, env = "MESHMARK_BPF_STATS")]
     pub bpf_stats: bool,
     #[command(flatten)]
+    pub serving: ServingArgs,
+    #[command(flatten)]
     pub kernel: KernelArgs,
     #[command(flatten)]
     pub kubelet: KubeletArgs,
+}
+
+/// How `run` serves: TLS and authentication, and the limits that keep the endpoint up under
+/// abuse (docs/configuration.md#serving).
+#[derive(clap::Args, Debug)]
+pub struct ServingArgs {
+    /// TLS, basic authentication and response headers, in the Prometheus exporter-toolkit's
+    /// web configuration format (node_exporter's --web.config.file); read again when it
+    /// changes. /healthz and /readyz never ask for a password.
+    #[arg(long, env = "MESHMARK_WEB_CONFIG", value_name = "FILE")]
+    pub web_config: Option<PathBuf>,
+    /// Also serve /healthz and /readyz, and nothing else, in plain HTTP on this address: for
+    /// the kubelet's probes when the web configuration requires client certificates.
+    #[arg(long, env = "MESHMARK_HEALTH_LISTEN", value_name = "ADDR", value_parser = parse_listen)]
+    pub health_listen: Option<SocketAddr>,
+    /// Most connections open at once; at the cap a new one replaces the one waiting longest.
+    /// Lowered to what the open-file limit leaves room for.
+    #[arg(long, env = "MESHMARK_MAX_CONNECTIONS", value_name = "N",
+          default_value_t = serve::DEFAULT_MAX_CONNECTIONS,
+          value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    pub max_connections: u32,
+    /// Longest a client may take to send a request's head (and its TLS handshake) from its
+    /// first byte.
+    #[arg(long, env = "MESHMARK_HEADER_TIMEOUT", value_name = "DUR",
+          default_value = "10s", value_parser = parse_timeout)]
+    pub header_timeout: Duration,
+    /// Longest a connection may stay open without a request.
+    #[arg(long, env = "MESHMARK_IDLE_TIMEOUT", value_name = "DUR",
+          default_value = "60s", value_parser = parse_timeout)]
+    pub idle_timeout: Duration,
+    /// Largest request head (request line and headers) in bytes, 8192 to 1048576; larger ones
+    /// are answered 431.
+    #[arg(long, env = "MESHMARK_MAX_HEADER_BYTES", value_name = "BYTES",
+          default_value_t = 65_536,
+          value_parser = clap::value_parser!(u32).range(8_192..=1_048_576))]
+    pub max_header_bytes: u32,
+}
+
+/// A timeout of the HTTP server: at least 100 ms, at most an hour.
+fn parse_timeout(text: &str) -> Result<Duration, String> {
+    let timeout = parse_duration(text)?;
+    if !(Duration::from_millis(100)..=Duration::from_secs(3_600)).contains(&timeout) {
+        return Err(format!(
+            "a timeout of {} is out of range; use 100ms to 1h, such as 10s",
+            humantime::format_duration(timeout)
+        ));
+    }
+    Ok(timeout)
+}
+
+impl ServingArgs {
+    /// The web configuration, checked now: a bad file stops `run` before anything loads.
+    fn web_config(&self) -> Result<Option<std::sync::Arc<serve::web_config::WebConfigSource>>> {
+        self.web_config
+            .as_deref()
+            .map(|path| {
+                serve::web_config::WebConfigSource::open(path)
+                    .map(std::sync::Arc::new)
+                    .map_err(|why| {
+                        BadInput(format!(
+                            "{why}\n(--web-config or MESHMARK_WEB_CONFIG; the format is in docs/configuration.md#serving)"
+                        ))
+                        .into()
+                    })
+            })
+            .transpose()
+    }
+
+    fn limits(&self) -> serve::guard::Limits {
+        serve::guard::Limits {
+            max_connections: usize::try_from(self.max_connections).unwrap_or(usize::MAX),
+            header_timeout: self.header_timeout,
+            idle_timeout: self.idle_timeout,
+            max_header_bytes: usize::try_from(self.max_header_bytes).unwrap_or(usize::MAX),
+        }
+    }
 }
 
 fn parse_listen(text: &str) -> Result<SocketAddr, String> {
@@ -417,10 +495,26 @@ async fn run_continuously(args: RunArgs) -> Result<()> {
             args.listen
         ))
     })?;
+    let health_listener = args
+        .serving
+        .health_listen
+        .map(|address| {
+            std::net::TcpListener::bind(address).map_err(|e| {
+                BadInput(format!(
+                    "cannot listen on {address}: {e}; choose a free address and port with \
+                     --health-listen (or MESHMARK_HEALTH_LISTEN)"
+                ))
+            })
+        })
+        .transpose()?;
+    let web = args.serving.web_config()?;
     serve::init_logging(args.log_level);
     let pods = pod_metadata(&args.kubelet)?;
     serve::run(serve::RunOptions {
         listener,
+        health_listener,
+        web,
+        limits: serve::fit_to_open_files(args.serving.limits()),
         window,
         node_name: args.node_name,
         profiler: ProfilerOptions {

@@ -114,27 +114,7 @@ impl Container {
     /// Starts `command` inside this container: the child moves itself into the cgroup between
     /// fork and exec, so everything it runs, its exec included, happens in the pod.
     pub fn spawn(&self, command: &mut Command) -> Child {
-        let procs = self.dir.join("cgroup.procs");
-        let path = CString::new(procs.as_os_str().as_bytes()).expect("a path without NUL");
-        // SAFETY: between fork and exec the closure only makes raw syscalls (open, write,
-        // close) on memory prepared before the fork; it allocates nothing.
-        unsafe {
-            command.pre_exec(move || {
-                let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
-                if fd < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                // "0" moves the writing process itself.
-                let written = libc::write(fd, b"0".as_ptr().cast(), 1);
-                let error = std::io::Error::last_os_error();
-                libc::close(fd);
-                if written == 1 {
-                    Ok(())
-                } else {
-                    Err(error)
-                }
-            });
-        }
+        enter_on_spawn(command, &self.dir);
         command
             .spawn()
             .unwrap_or_else(|err| panic!("starting {command:?} in {}: {err}", self.dir.display()))
@@ -230,6 +210,32 @@ fn random_hex(bytes: usize) -> String {
         std::io::Error::last_os_error()
     );
     buf.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Makes the child of `command` move itself into the cgroup `dir` between fork and exec, so that
+/// everything it runs, its exec included, happens there.
+pub fn enter_on_spawn(command: &mut Command, dir: &Path) {
+    let procs = dir.join("cgroup.procs");
+    let path = CString::new(procs.as_os_str().as_bytes()).expect("a path without NUL");
+    // SAFETY: between fork and exec the closure only makes raw syscalls (open, write, close)
+    // on memory prepared before the fork; it allocates nothing.
+    unsafe {
+        command.pre_exec(move || {
+            let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+            if fd < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // "0" moves the writing process itself.
+            let written = libc::write(fd, b"0".as_ptr().cast(), 1);
+            let error = std::io::Error::last_os_error();
+            libc::close(fd);
+            if written == 1 {
+                Ok(())
+            } else {
+                Err(error)
+            }
+        });
+    }
 }
 
 #[cfg(test)]

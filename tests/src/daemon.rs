@@ -51,6 +51,13 @@ impl Daemon {
         }
     }
 
+    /// Its exit status if it has ended, without waiting.
+    pub fn try_wait(&mut self) -> Option<ExitStatus> {
+        let status = self.child.try_wait().expect("waiting on a child")?;
+        self.reaped = true;
+        Some(status)
+    }
+
     /// SIGTERM, then waits up to `limit`; the exit status, or `None` if it was still running.
     pub fn terminate(&mut self, limit: Duration) -> Option<ExitStatus> {
         let pid = libc::pid_t::try_from(self.child.id()).expect("a pid fits in pid_t");

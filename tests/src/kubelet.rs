@@ -49,6 +49,27 @@ impl TestCa {
         std::fs::write(path, self.pem()).unwrap();
     }
 
+    /// A serving certificate for `names` and its key, both in PEM, as a web configuration's
+    /// cert_file and key_file hold them.
+    pub fn serving_pem(&self, names: &[&str]) -> (String, String) {
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        self.signed_pem(CertificateParams::new(names).unwrap(), "test server")
+    }
+
+    /// A client certificate (for TLS client authentication) and its key, in PEM.
+    pub fn client_pem(&self, name: &str) -> (String, String) {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        self.signed_pem(params, name)
+    }
+
+    fn signed_pem(&self, mut params: CertificateParams, name: &str) -> (String, String) {
+        params.distinguished_name.push(DnType::CommonName, name);
+        let key = KeyPair::generate().unwrap();
+        let certificate = params.signed_by(&key, &*self.issuer).unwrap();
+        (certificate.pem(), key.serialize_pem())
+    }
+
     /// A serving certificate for `names` (IP addresses or host names) and its key.
     fn serving(&self, names: &[&str]) -> (CertificateDer<'static>, PrivateKeyDer<'static>) {
         let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();

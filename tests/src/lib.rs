@@ -13,7 +13,8 @@
 //!   processes together from a test;
 //! - [`http`]: a minimal loopback HTTP client for the endpoints of `run` and Prometheus;
 //!   [`exposition`] reads `/metrics` back into samples; [`daemon`] runs the agent's `run` (or
-//!   Prometheus) as a child with its output in a log, and scratch directories;
+//!   Prometheus) as a child with its output in a log, and scratch directories; [`prometheus`]
+//!   starts a real Prometheus and queries it;
 //! - [`kubelet`]: a kubelet serving a recorded pod list over real TLS on loopback;
 //! - [`pidspace`]: `kernel.pid_max` raised for a test, and processes placed at chosen ids;
 //! - [`lookup`], [`check`], [`procfs`], [`netns`], [`cgroup`]: finding a process in a snapshot,
@@ -34,6 +35,7 @@ pub mod meshlab;
 pub mod netns;
 pub mod pidspace;
 pub mod procfs;
+pub mod prometheus;
 pub mod scenario;
 pub mod truth;
 pub mod window;

@@ -28,6 +28,7 @@ const HOST_MOUNTS: &[&str] = &["/sys/fs/cgroup"];
 /// Kubernetes versions whose schemas the manifests must pass.
 const KUBERNETES_VERSIONS: &[&str] = &["1.28.0", "1.37.0"];
 const PORT: u64 = 9477;
+const HEALTH_PORT: u64 = 9478;
 
 #[test]
 fn manifests_pass_strict_schema_validation() {
@@ -44,6 +45,7 @@ fn manifests_pass_strict_schema_validation() {
         "ClusterRoleBinding",
         "DaemonSet",
         "Namespace",
+        "NetworkPolicy",
         "Service",
         "ServiceAccount",
     ]
@@ -152,8 +154,23 @@ fn daemonset_asks_for_exactly_what_it_needs() {
     );
     assert_eq!(agent["livenessProbe"]["httpGet"]["path"], "/healthz");
     assert_eq!(agent["readinessProbe"]["httpGet"]["path"], "/readyz");
+    // The probes use the plain health listener, which no web configuration guards.
+    let health = &array_at(&agent["ports"], "ports")[1];
+    assert_eq!(
+        (&health["name"], &health["containerPort"]),
+        (&json!("health"), &json!(HEALTH_PORT))
+    );
+    let args: Vec<&str> = array_at(&agent["args"], "args")
+        .iter()
+        .map(|a| str_at(a, "arg"))
+        .collect();
+    assert!(
+        args.windows(2)
+            .any(|w| w == ["--health-listen", &format!("0.0.0.0:{HEALTH_PORT}")[..]]),
+        "{args:?}"
+    );
     for probe in ["livenessProbe", "readinessProbe"] {
-        assert_eq!(agent[probe]["httpGet"]["port"], "metrics", "{probe} port");
+        assert_eq!(agent[probe]["httpGet"]["port"], "health", "{probe} port");
     }
     for bound in ["requests", "limits"] {
         for resource in ["cpu", "memory"] {
@@ -326,6 +343,63 @@ fn service_and_service_monitor_reach_the_agents() {
             );
         }
     }
+}
+
+/// Only the monitoring namespace's Prometheus reaches the metrics port; the health port, which
+/// serves nothing but /healthz and /readyz, stays open for the kubelet's probes.
+#[test]
+fn network_policy_admits_only_the_monitoring_scrapers() {
+    let Some(venv) = require_venv() else { return };
+    let policy = manifest(&venv, "NetworkPolicy");
+    let ds = manifest(&venv, "DaemonSet");
+    assert_eq!(policy["metadata"]["namespace"], ds["metadata"]["namespace"]);
+    assert_subset(
+        &policy["spec"]["podSelector"]["matchLabels"],
+        &ds["spec"]["template"]["metadata"]["labels"],
+        "NetworkPolicy podSelector",
+    );
+    assert_eq!(policy["spec"]["policyTypes"], json!(["Ingress"]));
+    let rules = array_at(&policy["spec"]["ingress"], "ingress");
+    assert_eq!(rules.len(), 2, "{rules:?}");
+    let ports_of = |rule: &Value| -> Vec<String> {
+        array_at(&rule["ports"], "ports")
+            .iter()
+            .map(|p| str_at(&p["port"], "port").to_owned())
+            .collect()
+    };
+    let metrics = rules
+        .iter()
+        .find(|r| ports_of(r) == ["metrics"])
+        .expect("a rule for the metrics port");
+    let from = array_at(&metrics["from"], "from");
+    assert_eq!(from.len(), 1, "one peer: {from:?}");
+    assert_eq!(
+        from[0]["namespaceSelector"],
+        json!({"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}),
+        "only the monitoring namespace"
+    );
+    assert!(
+        from[0]["podSelector"]["matchLabels"].is_object(),
+        "only its Prometheus pods"
+    );
+    assert!(from[0].get("ipBlock").is_none());
+    let health = rules
+        .iter()
+        .find(|r| ports_of(r) == ["health"])
+        .expect("a rule for the health port");
+    assert!(health.get("from").is_none(), "probes come from the node");
+    let container_ports: Vec<&str> = array_at(
+        &ds["spec"]["template"]["spec"]["containers"][0]["ports"],
+        "ports",
+    )
+    .iter()
+    .map(|p| str_at(&p["name"], "port name"))
+    .collect();
+    assert_eq!(
+        container_ports,
+        ["metrics", "health"],
+        "the ports the rules name"
+    );
 }
 
 #[test]

@@ -10,6 +10,7 @@ use meshmark_tests::cgroup::Pod;
 use meshmark_tests::daemon::{Daemon, TempDir};
 use meshmark_tests::gate::{require_agent_bin, require_bpf, require_cgroup2};
 use meshmark_tests::http::{free_port, get};
+use meshmark_tests::prometheus::Prometheus;
 use meshmark_tests::window::ProfiledWindow;
 use serde_json::Value;
 
@@ -145,40 +146,24 @@ fn prometheus_scrapes_run_and_sigterm_detaches_everything() {
     );
 
     // A real Prometheus scrapes it every second.
-    let prom_port = free_port();
-    let prom_addr = format!("127.0.0.1:{prom_port}").parse().unwrap();
-    let config = dir.path.join("prometheus.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
-             scrape_configs:\n  - job_name: meshmark\n    scrape_timeout: 1s\n    \
+    let mut prometheus = Prometheus::start(
+        &dir.path,
+        &format!(
+            "  - job_name: meshmark\n    scrape_timeout: 1s\n    \
              static_configs:\n      - targets: ['127.0.0.1:{agent_port}']\n"
         ),
-    )
-    .unwrap();
-    let mut prometheus = Daemon::spawn(
-        "prometheus",
-        Command::new("prometheus")
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path.join("tsdb").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}")),
-        &dir.path.join("prometheus.log"),
     );
     let started = Instant::now();
     let series = loop {
-        prometheus.assert_running();
+        prometheus.daemon.assert_running();
         agent.assert_running();
-        if let Some(series) = query(prom_addr, "meshmark_score") {
+        if let Some(series) = prometheus.query("meshmark_score") {
             break series;
         }
         assert!(
             started.elapsed() < QUERY_LIMIT,
             "Prometheus has no meshmark_score after {QUERY_LIMIT:?}\n{}",
-            prometheus.log()
+            prometheus.daemon.log()
         );
         std::thread::sleep(Duration::from_millis(250));
     };
@@ -191,7 +176,9 @@ fn prometheus_scrapes_run_and_sigterm_detaches_everything() {
     assert_eq!(sample["metric"]["job"], "meshmark");
     let scraped: f64 = sample["value"][1].as_str().unwrap().parse().unwrap();
     assert!((0.0..=100.0).contains(&scraped), "{scraped}");
-    let up = query(prom_addr, "up{job=\"meshmark\"}").expect("up of the meshmark job");
+    let up = prometheus
+        .query("up{job=\"meshmark\"}")
+        .expect("up of the meshmark job");
     assert_eq!(up[0]["value"][1], "1", "Prometheus's scrapes succeed: {up}");
 
     // SIGTERM: exit 0 within 2 s, nothing answered afterwards, no program left behind.
@@ -230,7 +217,7 @@ fn prometheus_scrapes_run_and_sigterm_detaches_everything() {
         released.elapsed()
     );
 
-    let stopped = prometheus.terminate(Duration::from_secs(10));
+    let stopped = prometheus.daemon.terminate(Duration::from_secs(10));
     assert!(stopped.is_some(), "Prometheus did not stop on SIGTERM");
 }
 
@@ -412,30 +399,6 @@ fn window_precedence_is_flag_environment_file_default() {
         15_000,
         "a file without window leaves run's default"
     );
-}
-
-/// Prometheus's instant query result, when it has at least one series.
-fn query(prometheus: std::net::SocketAddr, expr: &str) -> Option<Value> {
-    let encoded: String = expr
-        .bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect();
-    let response = get(
-        prometheus,
-        &format!("/api/v1/query?query={encoded}"),
-        HTTP_TIMEOUT,
-    )
-    .ok()?;
-    if response.status != 200 {
-        return None;
-    }
-    let answer: Value = serde_json::from_str(&response.body).ok()?;
-    let result = &answer["data"]["result"];
-    (answer["status"] == "success" && result.as_array().is_some_and(|r| !r.is_empty()))
-        .then(|| result.clone())
 }
 
 /// `promtool check metrics` on a scrape of the real agent.

@@ -57,6 +57,8 @@ pub struct Profiler {
     hooks: BTreeMap<String, String>,
     sampling: Sampling,
     proc_cache: inventory::proc_cache::ProcCache,
+    /// Times the duty-cycled programs could not be attached again since the previous window.
+    attach_failures: u64,
 }
 
 /// How long the duty-cycled signals were attached in the current window.
@@ -109,6 +111,7 @@ impl Profiler {
             syscall_sample_every,
             hooks,
             proc_cache: Default::default(),
+            attach_failures: 0,
             sampling: Sampling {
                 signals: Probe::sampled_signals(ProgramSet::Profiler),
                 attached_since: None,
@@ -142,7 +145,10 @@ impl Profiler {
     /// Attaches the duty-cycled signals again.
     pub fn resume_sampled(&mut self) -> Result<()> {
         if self.sampling.attached_since.is_none() {
-            self._probe.resume_sampled()?;
+            // Counted in the window's `dropped`: its sampled signals saw less than planned.
+            self._probe
+                .resume_sampled()
+                .inspect_err(|_| self.attach_failures = self.attach_failures.saturating_add(1))?;
             // Observed from when the last attach returned (attaching takes under a millisecond).
             self.sampling.attached_since = Some(Instant::now());
         }
@@ -247,6 +253,15 @@ impl Profiler {
         let (mut dropped, stats) = self.counter_deltas()?;
         if unknown > 0 {
             dropped.insert("unknown_event".into(), unknown);
+        }
+        // The agent's own losses, next to the kernel's.
+        let attach_failures = std::mem::take(&mut self.attach_failures);
+        if attach_failures > 0 {
+            dropped.insert("sampled_attach_failed".into(), attach_failures);
+        }
+        let unreadable = inventory::take_shortage_failures();
+        if unreadable > 0 {
+            dropped.insert("proc_read_failed".into(), unreadable);
         }
         Ok(KernelWindow {
             end,

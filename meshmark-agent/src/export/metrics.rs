@@ -34,6 +34,16 @@ pub struct AgentUsage {
     pub resident_bytes: Option<u64>,
 }
 
+/// The HTTP server's own counters (`run`), read at the scrape.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HttpCounters {
+    /// Connections open now, on every listener.
+    pub open: u64,
+    /// Connections and requests refused or cut since the agent started, by reason; every
+    /// reason present from the start.
+    pub refused: Vec<(&'static str, u64)>,
+}
+
 /// Everything one exposition is made from.
 #[derive(Clone, Debug)]
 pub struct Inputs {
@@ -45,6 +55,7 @@ pub struct Inputs {
     /// Cumulative run statistics of every attached program, read at the end of the window.
     pub programs: Vec<ProgramStats>,
     pub agent: AgentUsage,
+    pub http: HttpCounters,
     /// This agent's version, for `meshmark_build_info`.
     pub version: &'static str,
 }
@@ -137,6 +148,7 @@ pub fn families(inputs: &Inputs) -> Vec<Family> {
     counters(&mut out, &inputs.totals);
     programs(&mut out, &inputs.programs);
     agent(&mut out, inputs);
+    http(&mut out, &inputs.http);
     out.families.retain(|f| !f.series.is_empty());
     out.families
 }
@@ -420,6 +432,23 @@ fn agent(out: &mut Builder, inputs: &Inputs) {
         "The agent's version; always 1.",
     )
     .series(&[("version", inputs.version)], Value::Int(1));
+}
+
+fn http(out: &mut Builder, http: &HttpCounters) {
+    out.family(
+        "meshmark_http_connections",
+        MetricType::Gauge,
+        "Connections open to the agent's HTTP server now.",
+    )
+    .series(&[], Value::Int(http.open));
+    out.family(
+        "meshmark_http_refused",
+        MetricType::Counter,
+        "Connections and requests the agent's HTTP server refused or cut since it started, by reason (docs/metrics.md).",
+    );
+    for (reason, count) in &http.refused {
+        out.series(&[("reason", reason)], Value::Int(*count));
+    }
 }
 
 #[cfg(test)]

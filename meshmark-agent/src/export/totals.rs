@@ -75,14 +75,20 @@ impl Default for Totals {
 
 /// Every reason the kernel side and the collector can report a loss under, so that each
 /// `dropped` series exists at zero before its first loss (a counter that appears from nothing
-/// hides its first increase from `rate()`). `unknown_event` is the collector's own.
+/// hides its first increase from `rate()`). The collector's own: `unknown_event`,
+/// `sampled_attach_failed` (the duty cycle could not attach its programs again) and
+/// `proc_read_failed` (a /proc read failed for the agent's own lack of descriptors or memory).
 pub fn loss_reasons() -> impl Iterator<Item = &'static str> {
     use meshmark_common::counter;
     (0..counter::COUNT)
         .filter(|&i| counter::is_loss(i))
         .map(|i| counter::NAMES[i as usize])
-        .chain(std::iter::once("unknown_event"))
+        .chain(COLLECTOR_LOSSES)
 }
+
+/// The collector's own loss reasons (see [`loss_reasons`]).
+pub const COLLECTOR_LOSSES: [&str; 3] =
+    ["unknown_event", "sampled_attach_failed", "proc_read_failed"];
 
 impl Totals {
     /// Adds one scored window. Every process of the report counts under the role it was given;

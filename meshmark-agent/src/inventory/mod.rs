@@ -13,25 +13,52 @@ pub mod pod_metadata;
 pub mod proc_cache;
 
 use std::fs;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::snapshot::ProcessSample;
 
+/// /proc reads that failed because the agent itself ran short (of file descriptors or
+/// memory), not because the process was gone: each is a name, executable, cgroup or memory
+/// figure missing from a window, counted so that the loss shows (`proc_read_failed`).
+static SHORTAGE_FAILURES: AtomicU64 = AtomicU64::new(0);
+
+/// Reads that failed for the agent's own shortage since the previous call.
+pub fn take_shortage_failures() -> u64 {
+    SHORTAGE_FAILURES.swap(0, Ordering::Relaxed)
+}
+
+/// The value of a /proc read; a failure from the agent's own shortage (EMFILE, ENFILE,
+/// ENOMEM) is counted, one from a process that exited or hides is not.
+fn counted<T>(read: std::io::Result<T>) -> Option<T> {
+    match read {
+        Ok(value) => Some(value),
+        Err(err) => {
+            if matches!(
+                err.raw_os_error(),
+                Some(libc::EMFILE | libc::ENFILE | libc::ENOMEM)
+            ) {
+                SHORTAGE_FAILURES.fetch_add(1, Ordering::Relaxed);
+            }
+            None
+        }
+    }
+}
+
 /// `/proc/<pid>/comm` without its newline.
 pub fn comm(pid: u32) -> Option<String> {
-    let raw = fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+    let raw = counted(fs::read_to_string(format!("/proc/{pid}/comm")))?;
     Some(raw.trim_end_matches('\n').to_string())
 }
 
 /// Resolved `/proc/<pid>/exe` (absent for kernel threads and for processes we may not inspect).
 pub fn exe(pid: u32) -> Option<String> {
-    fs::read_link(format!("/proc/{pid}/exe"))
-        .ok()
+    counted(fs::read_link(format!("/proc/{pid}/exe")))
         .map(|path| path.to_string_lossy().into_owned())
 }
 
 /// The cgroup path that places the process (see [`cgroup::placement_path`]).
 pub fn cgroup_path(pid: u32) -> Option<String> {
-    let text = fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    let text = counted(fs::read_to_string(format!("/proc/{pid}/cgroup")))?;
     // Inside a private cgroup namespace (a container) the v2 path is relative to the agent's
     // own cgroup: rebase it, or pods would go unrecognised.
     if let (Some(v2), Some(root)) = (cgroup::cgroup_v2_path(&text), cgroup_ns::namespace_root()) {
@@ -47,7 +74,7 @@ pub fn cgroup_path(pid: u32) -> Option<String> {
 /// every pod process in every window). Absent for kernel threads, whose count is 0.
 pub fn rss_bytes(pid: u32) -> Option<u64> {
     parse_statm_rss(
-        &fs::read_to_string(format!("/proc/{pid}/statm")).ok()?,
+        &counted(fs::read_to_string(format!("/proc/{pid}/statm")))?,
         page_size(),
     )
 }
@@ -87,7 +114,7 @@ pub fn parse_cmdline(raw: &[u8]) -> Vec<String> {
 
 /// Every pid in /proc.
 pub fn proc_pids() -> Vec<u32> {
-    let Ok(entries) = fs::read_dir("/proc") else {
+    let Some(entries) = counted(fs::read_dir("/proc")) else {
         return Vec::new();
     };
     entries
@@ -172,6 +199,23 @@ mod tests {
         // reads may move it by a few pages.
         let (a, b) = (status.unwrap(), statm.unwrap());
         assert!(a.abs_diff(b) <= 64 * 4096, "status {a}, statm {b}");
+    }
+
+    #[test]
+    fn only_the_agents_own_shortage_is_counted_as_a_loss() {
+        use std::io::Error;
+        let _ = take_shortage_failures();
+        assert_eq!(counted(Ok::<_, Error>(5)), Some(5));
+        for gone in [libc::ENOENT, libc::ESRCH, libc::EACCES] {
+            assert_eq!(counted::<()>(Err(Error::from_raw_os_error(gone))), None);
+        }
+        for short in [libc::EMFILE, libc::ENFILE, libc::ENOMEM] {
+            assert_eq!(counted::<()>(Err(Error::from_raw_os_error(short))), None);
+        }
+        // Other tests of this binary read /proc at the same time; they only add successes or
+        // losses that are not shortages.
+        assert_eq!(take_shortage_failures(), 3);
+        assert_eq!(take_shortage_failures(), 0);
     }
 
     #[test]

@@ -18,12 +18,22 @@ use crate::export::{
 };
 
 pub fn router(shared: Arc<Shared>) -> Router {
-    Router::new()
+    health_routes()
         .route("/metrics", get(metrics_text))
         .route("/api/v1/node", get(node_json))
+        .with_state(shared)
+}
+
+/// Health and readiness only, for the plain probe listener (`--health-listen`).
+pub fn health_router(shared: Arc<Shared>) -> Router {
+    health_routes().with_state(shared)
+}
+
+/// The two paths the kubelet probes; never behind authentication.
+fn health_routes() -> Router<Arc<Shared>> {
+    Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
-        .with_state(shared)
 }
 
 async fn metrics_text(State(shared): State<Arc<Shared>>) -> Response {
@@ -37,6 +47,7 @@ async fn metrics_text(State(shared): State<Arc<Shared>>) -> Response {
         totals: latest.totals.clone(),
         programs: latest.programs.clone(),
         agent: agent_usage(),
+        http: shared.http.counters(),
         version: env!("CARGO_PKG_VERSION"),
     });
     ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text).into_response()

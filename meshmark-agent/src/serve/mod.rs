@@ -6,11 +6,12 @@
 //! (the signals). They meet in [`Shared`]: the latest report with the running totals, replaced
 //! whole at each window, so nothing here grows with time.
 
+pub mod guard;
 pub mod http;
 pub mod shutdown;
+pub mod web_config;
 pub mod windows;
 
-use std::future::IntoFuture as _;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -36,6 +37,43 @@ const MIN_OBSERVED: Duration = Duration::from_millis(10);
 /// Shortest window `run` accepts: scoring a window takes a few milliseconds per hundred
 /// processes, and shorter windows would spend the node's CPU on that.
 pub const MIN_WINDOW: Duration = Duration::from_millis(100);
+/// Connections `run` serves at once unless told otherwise: Prometheus (a pair, for high
+/// availability), the kubelet's probes and a few people need a handful; each may hold up to
+/// `--max-header-bytes` plus TLS buffers, so 256 bound the server's memory to some tens of MiB.
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 256;
+/// File descriptors kept free of connections for the agent's own work: the BPF programs, maps
+/// and links (the duty cycle attaches some again every window), /proc reads and the log.
+const RESERVED_FDS: u64 = 256;
+
+/// `limits` with the connection cap lowered to what the open-file limit (RLIMIT_NOFILE) leaves
+/// after [`RESERVED_FDS`], so that idle connections can never take the descriptors the window
+/// loop needs.
+pub fn fit_to_open_files(limits: guard::Limits) -> guard::Limits {
+    let mut rlimit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the rlimit it is given.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rlimit) } != 0 {
+        return limits;
+    }
+    let room = rlimit.rlim_cur.saturating_sub(RESERVED_FDS).max(1);
+    let max = usize::try_from(room).unwrap_or(usize::MAX);
+    if max < limits.max_connections {
+        warn!(
+            max_connections = max,
+            asked = limits.max_connections,
+            open_files = rlimit.rlim_cur,
+            "the open-file limit leaves room for fewer connections than --max-connections"
+        );
+        return guard::Limits {
+            max_connections: max,
+            ..limits
+        };
+    }
+    limits
+}
+
 /// How long the HTTP server may take to finish the requests in flight after a signal.
 const DRAIN_LIMIT: Duration = Duration::from_millis(500);
 /// How long the window loop may take to stop and detach the programs after a signal.
@@ -49,6 +87,12 @@ pub type Scorer = Box<dyn FnMut(Snapshot) -> Result<Report> + Send>;
 pub struct RunOptions {
     /// Bound before the programs load, so a taken port costs nothing.
     pub listener: std::net::TcpListener,
+    /// A second, plain-HTTP listener that serves only /healthz and /readyz, for the kubelet's
+    /// probes when the main one requires client certificates.
+    pub health_listener: Option<std::net::TcpListener>,
+    /// TLS and authentication of the main listener (`--web-config`).
+    pub web: Option<Arc<web_config::WebConfigSource>>,
+    pub limits: guard::Limits,
     pub window: Duration,
     /// The node's name for labels and the JSON, instead of the host name.
     pub node_name: Option<String>,
@@ -77,6 +121,8 @@ pub struct Shared {
     /// The node label before the first window names it.
     pub node: String,
     latest: Mutex<Arc<Published>>,
+    /// The HTTP server's counters.
+    pub http: Arc<guard::HttpStats>,
 }
 
 impl Shared {
@@ -84,6 +130,7 @@ impl Shared {
         Shared {
             node,
             latest: Mutex::new(Arc::new(Published::default())),
+            http: Arc::default(),
         }
     }
 
@@ -121,9 +168,11 @@ pub fn init_logging(level: LevelFilter) {
 pub async fn run(options: RunOptions) -> Result<()> {
     let mut signals = shutdown::Signals::install()?;
     let address = options.listener.local_addr()?;
-    options.listener.set_nonblocking(true)?;
-    let listener = tokio::net::TcpListener::from_std(options.listener)
-        .context("handing the listening socket to the runtime")?;
+    let listener = runtime_listener(options.listener)?;
+    let health = options
+        .health_listener
+        .map(|l| Ok::<_, anyhow::Error>((l.local_addr()?, runtime_listener(l)?)))
+        .transpose()?;
 
     // Run statistics stay on while this file descriptor is open (the kernel counts the time of
     // every program run only then: two clock reads per run).
@@ -168,24 +217,42 @@ pub async fn run(options: RunOptions) -> Result<()> {
         )
     })?;
     give_back_load_memory();
-    info!(%address, "attached; serving /metrics, /api/v1/node, /healthz, /readyz");
-
-    let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
-    let mut server = tokio::spawn(
-        axum::serve(listener, http::router(shared))
-            .with_graceful_shutdown(async {
-                let _ = drain_rx.await;
-            })
-            .into_future(),
+    info!(
+        %address,
+        tls = options.web.as_ref().is_some_and(|w| w.current().is_ok_and(|c| c.tls.is_some())),
+        basic_auth = options.web.as_ref().is_some_and(|w| w.current().is_ok_and(|c| !c.users.is_empty())),
+        max_connections = options.limits.max_connections,
+        "attached; serving /metrics, /api/v1/node, /healthz, /readyz"
     );
+
+    let (drain_tx, drain_rx) = tokio::sync::watch::channel(false);
+    let endpoint = guard::Endpoint {
+        router: http::router(shared.clone()),
+        limits: options.limits,
+        web: options.web,
+        stats: shared.http.clone(),
+    };
+    if let Some((health_address, health)) = health {
+        info!(address = %health_address, "serving /healthz and /readyz in plain HTTP");
+        let endpoint = guard::Endpoint {
+            router: http::health_router(shared.clone()),
+            limits: guard::Limits {
+                max_connections: HEALTH_CONNECTIONS,
+                ..options.limits
+            },
+            web: None,
+            stats: shared.http.clone(),
+        };
+        tokio::spawn(guard::serve(health, endpoint, drain_rx.clone()));
+    }
+    let mut server = tokio::spawn(guard::serve(listener, endpoint, drain_rx));
     let signal = tokio::select! {
         signal = signals.received() => signal,
         ended = &mut server => {
             // The server only ends by itself on a fatal error.
             windows.stop(DETACH_LIMIT);
             return Err(match ended {
-                Ok(Ok(())) => anyhow::anyhow!("the HTTP server stopped"),
-                Ok(Err(err)) => anyhow::Error::from(err).context("serving HTTP"),
+                Ok(()) => anyhow::anyhow!("the HTTP server stopped"),
                 Err(err) => anyhow::Error::from(err).context("the HTTP server task"),
             });
         }
@@ -193,7 +260,7 @@ pub async fn run(options: RunOptions) -> Result<()> {
     info!(signal, "stopping: no more scrapes, then detaching");
     // Graceful: no new connections; a request in flight is answered, then its connection
     // closes, and idle keep-alive connections close at once.
-    let _ = drain_tx.send(());
+    let _ = drain_tx.send(true);
     if tokio::time::timeout(DRAIN_LIMIT, &mut server)
         .await
         .is_err()
@@ -208,6 +275,15 @@ pub async fn run(options: RunOptions) -> Result<()> {
         warn!("the window loop did not stop in time; exiting, which detaches the programs");
     }
     Ok(())
+}
+
+/// Connections the plain health listener takes at once: the kubelet's probes need one or two.
+const HEALTH_CONNECTIONS: usize = 16;
+
+fn runtime_listener(listener: std::net::TcpListener) -> Result<tokio::net::TcpListener> {
+    listener.set_nonblocking(true)?;
+    tokio::net::TcpListener::from_std(listener)
+        .context("handing the listening socket to the runtime")
 }
 
 /// Loading parses the kernel's BTF (megabytes of type information) and frees it; glibc keeps

@@ -173,6 +173,10 @@ fn inputs(report: Option<Arc<Report>>, totals: &Totals, runs: u64) -> Inputs {
             cpu_seconds: 0.25,
             resident_bytes: Some(20 * MIB),
         },
+        http: HttpCounters {
+            open: 3,
+            refused: vec![("idle_timeout", 7), ("unauthorized", 0)],
+        },
         version: "0.1.0",
     }
 }
@@ -314,6 +318,12 @@ fn every_family_has_its_name_type_and_labels() {
         ("meshmark_agent_cpu_seconds_total", "counter", &["node"]),
         ("meshmark_agent_resident_memory_bytes", "gauge", &["node"]),
         ("meshmark_build_info", "gauge", &["node", "version"]),
+        ("meshmark_http_connections", "gauge", &["node"]),
+        (
+            "meshmark_http_refused_total",
+            "counter",
+            &["node", "reason"],
+        ),
     ];
     let declared: Vec<&str> = types.keys().map(String::as_str).collect();
     let mut wanted: Vec<&str> = expected.iter().map(|(n, _, _)| *n).collect();
@@ -689,4 +699,25 @@ fn every_metric_deploy_reads_is_exposed() {
             "deploy/ reads {name}, which /metrics lacks"
         );
     }
+}
+
+#[test]
+fn the_http_servers_counters_are_exposed_as_given() {
+    let text = render(inputs(None, &Totals::default(), 0));
+    assert!(
+        text.contains("meshmark_http_connections{node=\"test-node\"} 3\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "meshmark_http_refused_total{node=\"test-node\",reason=\"idle_timeout\"} 7\n"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "meshmark_http_refused_total{node=\"test-node\",reason=\"unauthorized\"} 0\n"
+        ),
+        "{text}"
+    );
 }

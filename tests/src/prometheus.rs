@@ -1,0 +1,72 @@
+//! A real Prometheus (Debian's `prometheus`) on loopback for a test: started with the scrape
+//! configuration the test writes, its storage in the test's scratch directory, and asked through
+//! its query API.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::daemon::Daemon;
+use crate::http::{free_port, get};
+
+/// A running Prometheus; SIGKILLed on drop like every [`Daemon`].
+pub struct Prometheus {
+    pub daemon: Daemon,
+    pub address: SocketAddr,
+}
+
+impl Prometheus {
+    /// Starts Prometheus in `dir` (configuration, storage and log there) with `scrape_configs`,
+    /// the YAML list under that key; every job scrapes and evaluates each second.
+    pub fn start(dir: &Path, scrape_configs: &str) -> Prometheus {
+        let address: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let config = dir.join("prometheus.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
+                 scrape_configs:\n{scrape_configs}"
+            ),
+        )
+        .unwrap();
+        let daemon = Daemon::spawn(
+            "prometheus",
+            Command::new("prometheus")
+                .arg(format!("--config.file={}", config.display()))
+                .arg(format!(
+                    "--storage.tsdb.path={}",
+                    dir.join("tsdb").display()
+                ))
+                .arg(format!("--web.listen-address={address}")),
+            &dir.join("prometheus.log"),
+        );
+        Prometheus { daemon, address }
+    }
+
+    /// The instant query's result, when it has at least one series.
+    pub fn query(&self, expr: &str) -> Option<Value> {
+        let encoded: String = expr
+            .bytes()
+            .map(|b| match b {
+                b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' => (b as char).to_string(),
+                _ => format!("%{b:02X}"),
+            })
+            .collect();
+        let response = get(
+            self.address,
+            &format!("/api/v1/query?query={encoded}"),
+            Duration::from_secs(5),
+        )
+        .ok()?;
+        if response.status != 200 {
+            return None;
+        }
+        let answer: Value = serde_json::from_str(&response.body).ok()?;
+        let result = &answer["data"]["result"];
+        (answer["status"] == "success" && result.as_array().is_some_and(|r| !r.is_empty()))
+            .then(|| result.clone())
+    }
+}
