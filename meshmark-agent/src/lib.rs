@@ -6,7 +6,6 @@
 //! `collect` know about aya; everything after them works on plain data. `serve` runs the whole
 //! flow continuously for `meshmark-agent run` and serves it over HTTP.
 
-pub mod btf;
 pub mod collect;
 pub mod probe;
 pub mod role;

@@ -5,13 +5,24 @@
 mod common;
 
 use common::{
-    agent, agent_ok, json_of, node_processes, process, scratch, worked_app, worked_example,
-    worked_proxy, write_profile, Usage, MIB, POD,
+    agent, agent_ok, exited_shell, json_of, node_processes, plain_app, scratch, worked_app,
+    worked_example, worked_proxy, write_profile, POD,
 };
 use serde_json::{json, Value};
 
 fn close(a: f64, b: f64) -> bool {
     (a - b).abs() < 1e-9
+}
+
+/// `score --format smp` of a saved profile.
+fn smp_of(input: &std::path::Path) -> Value {
+    json_of(&agent_ok(&[
+        "score",
+        "--input",
+        input.to_str().unwrap(),
+        "--format",
+        "smp",
+    ]))
 }
 
 /// The worked example without its proxy: the same application alone.
@@ -101,13 +112,7 @@ fn smp_names_the_mesh_of_a_known_proxy() {
     let mut processes = vec![worked_app(), worked_proxy("linkerd2-proxy")];
     processes.extend(node_processes());
     write_profile(&input, processes, json!({}));
-    let smp = json_of(&agent_ok(&[
-        "score",
-        "--input",
-        input.to_str().unwrap(),
-        "--format",
-        "smp",
-    ]));
+    let smp = smp_of(&input);
     assert_eq!(smp["mesh_config"]["mesh_type"], "LINKERD");
     assert_eq!(smp["labels"]["meshmark.mesh_type"], "LINKERD");
     assert_eq!(smp["meshmark"]["notes"], json!([]));
@@ -126,13 +131,7 @@ fn smp_names_the_mesh_of_a_known_proxy() {
 fn smp_without_a_proxy_is_invalid_mesh_with_a_note() {
     let input = scratch("smp-plain.json");
     without_proxy(&input);
-    let smp = json_of(&agent_ok(&[
-        "score",
-        "--input",
-        input.to_str().unwrap(),
-        "--format",
-        "smp",
-    ]));
+    let smp = smp_of(&input);
     assert_eq!(smp["mesh_config"]["mesh_type"], "INVALID_MESH");
     assert_eq!(
         smp["mesh_config"]["sidecar"],
@@ -155,23 +154,9 @@ fn smp_without_a_proxy_is_invalid_mesh_with_a_note() {
 fn report_compares_profiles_with_different_process_sets() {
     let plain = scratch("cmp-plain.json");
     // Without the mesh: the application used less, and a shell ran that the other window lacks.
-    let mut processes = vec![process(
-        100,
-        "app-server",
-        'a',
-        Usage {
-            cpu_ms: 2500,
-            bytes: 30_000_000,
-            syscall_ms: 400,
-            calls: 90_000,
-            rss: 390 * MIB,
-        },
-    )];
+    let mut processes = vec![plain_app()];
     processes.extend(node_processes());
-    processes.push(
-        json!({"pid": 300, "comm": "bash", "exited": true, "cpu_ns": 1_000_000u64,
-        "net": common::net(0), "syscalls": {"count": 10, "total_ns": 1000, "latency_log2_ns": []}}),
-    );
+    processes.push(exited_shell());
     write_profile(&plain, processes, json!({}));
     let mesh = scratch("cmp-mesh.json");
     worked_example(&mesh);

@@ -8,8 +8,8 @@ mod common;
 use std::path::PathBuf;
 
 use common::{
-    agent_ok, browser, dom, json_of, node_processes, process, scratch, with_latency, worked_app,
-    worked_proxy, write_profile, Usage, MIB,
+    agent_ok, browser, dom, exited_shell, json_of, node_processes, plain_app, scratch,
+    with_latency, worked_app, worked_proxy, write_profile,
 };
 use serde_json::{json, Value};
 
@@ -39,26 +39,9 @@ fn mesh_profile() -> PathBuf {
 /// The same application without the mesh, and a process the other window lacks.
 fn plain_profile() -> PathBuf {
     let path = scratch("html-plain.json");
-    let mut processes = vec![with_latency(
-        process(
-            100,
-            "app-server",
-            'a',
-            Usage {
-                cpu_ms: 2500,
-                bytes: 30_000_000,
-                syscall_ms: 400,
-                calls: 90_000,
-                rss: 390 * MIB,
-            },
-        ),
-        &[(10, 70_000), (11, 20_000)],
-    )];
+    let mut processes = vec![with_latency(plain_app(), &[(10, 70_000), (11, 20_000)])];
     processes.extend(node_processes());
-    processes.push(
-        json!({"pid": 300, "comm": "bash", "exited": true, "cpu_ns": 1_000_000u64,
-        "net": common::net(0), "syscalls": {"count": 10, "total_ns": 1000, "latency_log2_ns": []}}),
-    );
+    processes.push(exited_shell());
     write_profile(&path, processes, json!({}));
     path
 }

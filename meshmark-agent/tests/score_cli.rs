@@ -1,84 +1,12 @@
 //! `meshmark-agent score` and `config check` through the real binary: the worked example of
 //! docs/formula.md is the test vector, and bad input must exit 2 naming what is wrong.
 
-use std::{
-    path::{Path, PathBuf},
-    process::{Command, Output},
-};
+mod common;
 
+use std::path::{Path, PathBuf};
+
+use common::{agent, scratch, worked_example, POD};
 use serde_json::{json, Value};
-
-const POD: &str = "3f2a1c9e-8b7d-4e6f-9a0b-1c2d3e4f5a6b";
-const MIB: u64 = 1 << 20;
-
-fn agent(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_meshmark-agent"))
-        .args(args)
-        .output()
-        .expect("running meshmark-agent")
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("meshmark-score-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join(name)
-}
-
-/// A container of the test pod, as kubelet's systemd driver names it.
-fn cgroup(container: char) -> String {
-    format!(
-        "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{}.slice/cri-containerd-{}.scope",
-        POD.replace('-', "_"),
-        container.to_string().repeat(64)
-    )
-}
-
-/// What one process used in the window.
-struct Usage {
-    cpu_ms: u64,
-    bytes: u64,
-    syscall_ms: u64,
-    calls: u64,
-    rss: u64,
-}
-
-fn process(pid: u32, comm: &str, container: char, u: Usage) -> Value {
-    json!({
-        "pid": pid, "comm": comm, "exited": false, "cpu_ns": u.cpu_ms * 1_000_000,
-        "net": {"tx_bytes": u.bytes / 2, "rx_bytes": u.bytes - u.bytes / 2,
-                "loopback_tx_bytes": u.bytes / 2, "loopback_rx_bytes": u.bytes - u.bytes / 2,
-                "external_tx_bytes": 0, "external_rx_bytes": 0, "unix_tx_bytes": 0, "unix_rx_bytes": 0},
-        "syscalls": {"count": u.calls, "total_ns": u.syscall_ms * 1_000_000, "latency_log2_ns": []},
-        "cgroup": cgroup(container), "rss_bytes": u.rss,
-        // Recorded roles are ignored: score derives them again.
-        "role": "node", "rule": "stale"
-    })
-}
-
-/// The worked example of docs/formula.md as a saved profile, plus a busy node process that must
-/// not change the score.
-fn worked_example(path: &Path) {
-    let profile = json!({
-        "schema": "meshmark.profile/v1", "node": "test-node",
-        "window": {"start": "2026-01-01T00:00:00Z", "end": "2026-01-01T00:00:10Z", "duration_ns": 10_000_000_000u64},
-        "ncpu": 2, "idle_ns": 0,
-        "processes": [
-            process(100, "app-server", 'a', Usage { cpu_ms: 3000, bytes: 40_000_000, syscall_ms: 500, calls: 100_000, rss: 400 * MIB }),
-            process(101, "envoy", 'b', Usage { cpu_ms: 1000, bytes: 80_000_000, syscall_ms: 500, calls: 300_000, rss: 100 * MIB }),
-            {"pid": 7, "comm": "kubelet", "exited": false, "cpu_ns": 5_000_000_000u64,
-             "net": {"tx_bytes": 0, "rx_bytes": 0, "loopback_tx_bytes": 0, "loopback_rx_bytes": 0,
-                     "external_tx_bytes": 0, "external_rx_bytes": 0, "unix_tx_bytes": 0, "unix_rx_bytes": 0},
-             "syscalls": {"count": 1, "total_ns": 1, "latency_log2_ns": []}, "cgroup": "/system.slice/kubelet.service"},
-            {"pid": 9, "comm": "meshmark-agent", "exited": false, "cpu_ns": 1000,
-             "net": {"tx_bytes": 0, "rx_bytes": 0, "loopback_tx_bytes": 0, "loopback_rx_bytes": 0,
-                     "external_tx_bytes": 0, "external_rx_bytes": 0, "unix_tx_bytes": 0, "unix_rx_bytes": 0},
-             "syscalls": {"count": 1, "total_ns": 1, "latency_log2_ns": []}, "cgroup": "/",
-             "role": "node", "rule": "builtin:self"}
-        ],
-        "dropped": {}
-    });
-    std::fs::write(path, serde_json::to_string_pretty(&profile).unwrap()).unwrap();
-}
 
 fn score_json(args: &[&str]) -> Value {
     let out = agent(args);

@@ -57,10 +57,22 @@ pub const NET_KINDS: usize = 3;
 
 /// Direction of a socket transfer.
 #[repr(u32)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Direction {
     Tx = 0,
     Rx = 1,
+}
+
+impl Direction {
+    pub const ALL: [Direction; 2] = [Direction::Tx, Direction::Rx];
+
+    /// As the profile's field names and the metrics' `direction` label spell it.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Direction::Tx => "tx",
+            Direction::Rx => "rx",
+        }
+    }
 }
 
 /// Index into [`ThreadCounters::net_bytes`].

@@ -1,10 +1,64 @@
 //! A long-running child of a test, such as `meshmark-agent run` or Prometheus: its output goes to
 //! a log file the test can print when something fails, SIGTERM ends it within a time limit, and
-//! a test that fails first still kills and reaps it (on drop).
+//! a test that fails first still kills and reaps it (on drop). [`RunAgent`] is what every test of
+//! `meshmark-agent run` starts with.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::MutexGuard;
 use std::time::{Duration, Instant};
+
+use crate::gate::{require_agent_bin, require_bpf};
+use crate::http::free_port;
+use crate::window::ProfiledWindow;
+
+/// What a test of `meshmark-agent run` needs before it starts the agent: BPF and the agent
+/// binary here, the profiled-window lock (held until this is dropped), a scratch directory and
+/// a free loopback port to serve on.
+pub struct RunAgent {
+    pub bin: PathBuf,
+    pub dir: TempDir,
+    /// `127.0.0.1:port`, where [`RunAgent::command`] serves.
+    pub address: SocketAddr,
+    _lock: MutexGuard<'static, ()>,
+}
+
+impl RunAgent {
+    /// `None`, after a loud skip (or a failure under `MESHMARK_REQUIRE_BPF=1`), where BPF or the
+    /// agent binary is missing; the scratch directory is named after `name`.
+    pub fn require(name: &str) -> Option<RunAgent> {
+        if !require_bpf() {
+            return None;
+        }
+        let bin = require_agent_bin()?;
+        let _lock = ProfiledWindow::lock();
+        let address = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        Some(RunAgent {
+            bin,
+            dir: TempDir::new(name),
+            address,
+            _lock,
+        })
+    }
+
+    /// `meshmark-agent run --listen <address>`, for the test to add its flags to.
+    pub fn command(&self) -> Command {
+        let mut command = Command::new(&self.bin);
+        command.args(["run", "--listen", &self.address.to_string()]);
+        command
+    }
+
+    /// Starts `command` (from [`RunAgent::command`]) with its output in `agent.log` in the
+    /// scratch directory.
+    pub fn spawn(&self, command: &mut Command) -> Daemon {
+        Daemon::spawn(
+            "meshmark-agent run",
+            command,
+            &self.dir.path.join("agent.log"),
+        )
+    }
+}
 
 /// A running child with its output in a log file.
 pub struct Daemon {

@@ -15,11 +15,10 @@ use meshmark_agent::inventory::kubelet::{Kubelet, KubeletOptions, Verify, TIMEOU
 use meshmark_agent::inventory::pod_metadata::{PodMetadata, Poll};
 use meshmark_agent::snapshot::{ProcessSample, Snapshot};
 use meshmark_tests::cgroup::Pod;
-use meshmark_tests::daemon::{Daemon, TempDir};
-use meshmark_tests::gate::{require_agent_bin, require_bpf, require_cgroup2};
+use meshmark_tests::daemon::{RunAgent, TempDir};
+use meshmark_tests::gate::require_cgroup2;
 use meshmark_tests::http::{free_port, get};
 use meshmark_tests::kubelet::{recorded_pods, Seen, TestCa, TestKubelet};
-use meshmark_tests::window::ProfiledWindow;
 use serde_json::Value;
 
 /// The recorded Istio pod, its application container and its sidecar.
@@ -349,16 +348,12 @@ const HTTP_TIMEOUT: Duration = Duration::from_secs(5);
 /// its two container ids replaced by those of a pod made in cgroups, one `sleep` in each.
 #[test]
 fn run_names_a_real_pod_from_the_kubelet_and_its_istio_proxy_is_the_proxy() {
-    if !require_bpf() {
-        return;
-    }
-    let Some(agent_bin) = require_agent_bin() else {
+    let Some(run) = RunAgent::require("meshmark-kubelet-run-agent") else {
         return;
     };
     let Some(mount) = require_cgroup2() else {
         return;
     };
-    let _lock = ProfiledWindow::lock();
     let setup = Setup::new("meshmark-kubelet-run");
     let pod = Pod::create(&mount, 2);
     let (app_container, sidecar_container) = (&pod.containers()[0], &pod.containers()[1]);
@@ -372,12 +367,9 @@ fn run_names_a_real_pod_from_the_kubelet_and_its_istio_proxy_is_the_proxy() {
     app_container.adopt(app.id());
     sidecar_container.adopt(sidecar.id());
 
-    let port = free_port();
-    let address = format!("127.0.0.1:{port}").parse().unwrap();
-    let mut agent = Daemon::spawn(
-        "meshmark-agent run",
-        Command::new(&agent_bin)
-            .args(["run", "--listen", &format!("127.0.0.1:{port}")])
+    let address = run.address;
+    let mut agent = run.spawn(
+        run.command()
             .args(["--window", "1s", "--log-level", "debug"])
             .args(["--kubelet", &kubelet.url()])
             .arg("--kubelet-token")
@@ -386,7 +378,6 @@ fn run_names_a_real_pod_from_the_kubelet_and_its_istio_proxy_is_the_proxy() {
             .arg(&setup.ca_file)
             .env_remove("NODE_IP")
             .env_remove("NODE_NAME"),
-        &setup.dir.path.join("agent.log"),
     );
 
     let sidecar_pid = u64::from(sidecar.id());

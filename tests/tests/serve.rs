@@ -7,11 +7,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use meshmark_tests::cgroup::Pod;
-use meshmark_tests::daemon::{Daemon, TempDir};
-use meshmark_tests::gate::{require_agent_bin, require_bpf, require_cgroup2};
-use meshmark_tests::http::{free_port, get};
+use meshmark_tests::daemon::{Daemon, RunAgent, TempDir};
+use meshmark_tests::gate::{require_agent_bin, require_cgroup2};
+use meshmark_tests::http::get;
 use meshmark_tests::prometheus::Prometheus;
-use meshmark_tests::window::ProfiledWindow;
 use serde_json::Value;
 
 /// Loading the programs takes a few seconds in a debug build on a busy machine; generous.
@@ -27,27 +26,17 @@ const HTTP_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[test]
 fn prometheus_scrapes_run_and_sigterm_detaches_everything() {
-    if !require_bpf() {
-        return;
-    }
-    let Some(agent_bin) = require_agent_bin() else {
+    let Some(run) = RunAgent::require("meshmark-serve") else {
         return;
     };
     if !require_tool("prometheus") || !require_tool("promtool") {
         return;
     }
-    let _lock = ProfiledWindow::lock();
-    let dir = TempDir::new("meshmark-serve");
-    let agent_port = free_port();
-    let agent_addr = format!("127.0.0.1:{agent_port}").parse().unwrap();
-    let agent_log = dir.path.join("agent.log");
-    let mut agent = Daemon::spawn(
-        "meshmark-agent run",
-        Command::new(&agent_bin)
-            .args(["run", "--listen", &format!("127.0.0.1:{agent_port}")])
+    let (dir, agent_addr) = (&run.dir, run.address);
+    let mut agent = run.spawn(
+        run.command()
             .args(["--window", "1s", "--log-level", "debug", "--bpf-stats"])
             .env_remove("NODE_NAME"),
-        &agent_log,
     );
 
     // Not ready until a window is scored; ready after.
@@ -150,7 +139,7 @@ fn prometheus_scrapes_run_and_sigterm_detaches_everything() {
         &dir.path,
         &format!(
             "  - job_name: meshmark\n    scrape_timeout: 1s\n    \
-             static_configs:\n      - targets: ['127.0.0.1:{agent_port}']\n"
+             static_configs:\n      - targets: ['{agent_addr}']\n"
         ),
     );
     let started = Instant::now();
@@ -227,26 +216,17 @@ fn prometheus_scrapes_run_and_sigterm_detaches_everything() {
 /// The agent is named by `NODE_NAME`, as the DaemonSet in deploy/ names it.
 #[test]
 fn a_gone_pods_series_leave_the_metrics() {
-    if !require_bpf() {
-        return;
-    }
-    let Some(agent_bin) = require_agent_bin() else {
+    let Some(run) = RunAgent::require("meshmark-serve-pods") else {
         return;
     };
     let Some(mount) = require_cgroup2() else {
         return;
     };
-    let _lock = ProfiledWindow::lock();
-    let dir = TempDir::new("meshmark-serve-pods");
-    let port = free_port();
-    let addr = format!("127.0.0.1:{port}").parse().unwrap();
-    let mut agent = Daemon::spawn(
-        "meshmark-agent run",
-        Command::new(&agent_bin)
-            .args(["run", "--listen", &format!("127.0.0.1:{port}")])
+    let addr = run.address;
+    let mut agent = run.spawn(
+        run.command()
             .args(["--window", "1s"])
             .env("NODE_NAME", "node-from-env"),
-        &dir.path.join("agent.log"),
     );
     let pod = Pod::create(&mount, 1);
     let uid = pod.uid().to_owned();

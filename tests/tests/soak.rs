@@ -40,11 +40,10 @@ use std::time::{Duration, Instant};
 
 use meshmark_agent::serve::MIN_WINDOW;
 use meshmark_tests::cgroup::Pod;
-use meshmark_tests::daemon::{Daemon, TempDir};
+use meshmark_tests::daemon::{Daemon, RunAgent};
 use meshmark_tests::exposition::{self, Sample};
-use meshmark_tests::gate::{require_agent_bin, require_bpf, require_cgroup2};
-use meshmark_tests::http::{free_port, get};
-use meshmark_tests::window::ProfiledWindow;
+use meshmark_tests::gate::require_cgroup2;
+use meshmark_tests::http::get;
 use serde_json::Value;
 
 /// Windows of churn before the agent's memory is first read: its allocations (the largest
@@ -118,29 +117,20 @@ const NODE: &str = "soak-node";
 
 #[test]
 fn hundreds_of_windows_of_churn_leave_memory_and_series_flat() {
-    if !require_bpf() {
-        return;
-    }
-    let Some(agent_bin) = require_agent_bin() else {
+    let Some(run) = RunAgent::require("meshmark-soak") else {
         return;
     };
     let Some(mount) = require_cgroup2() else {
         return;
     };
-    let _lock = ProfiledWindow::lock();
-    let dir = TempDir::new("meshmark-soak");
-    let port = free_port();
     let window = format!("{}ms", MIN_WINDOW.as_millis());
-    let mut agent = Daemon::spawn(
-        "meshmark-agent run",
-        Command::new(&agent_bin)
-            .args(["run", "--listen", &format!("127.0.0.1:{port}")])
+    let mut agent = run.spawn(
+        run.command()
             .args(["--window", &window])
             .env("NODE_NAME", NODE),
-        &dir.path.join("agent.log"),
     );
     let mut scraper = Scraper {
-        address: format!("127.0.0.1:{port}").parse().unwrap(),
+        address: run.address,
     };
 
     // Before the churn: the series of a quiet node.

@@ -9,13 +9,13 @@
 //! average run time per event (BPF statistics) and the agent's memory.
 
 use std::{
-    io::{BufRead as _, BufReader},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::Duration,
 };
 
 use anyhow::{bail, ensure, Context as _, Result};
+use meshmark_bench::{agent_says, Stop, Stream, Tracefs, Watcher};
 
 use crate::{build, workspace::Workspace};
 
@@ -48,7 +48,7 @@ pub struct BenchArgs {
 }
 
 /// What watches a storm.
-enum Watcher {
+enum Observer {
     Nothing,
     /// `meshmark-agent attach` with these arguments.
     Agent(&'static [&'static str]),
@@ -59,121 +59,43 @@ enum Watcher {
 /// One way of running the storm.
 struct Config {
     name: &'static str,
-    watcher: Watcher,
+    observer: Observer,
 }
 
 const CONFIGS: [Config; 6] = [
     Config {
         name: "nothing attached",
-        watcher: Watcher::Nothing,
+        observer: Observer::Nothing,
     },
     Config {
         name: "empty sys_enter/sys_exit pair (floor)",
-        watcher: Watcher::Agent(&["--programs", "bench-floor"]),
+        observer: Observer::Agent(&["--programs", "bench-floor"]),
     },
     Config {
         name: "pair reading the clock once each",
-        watcher: Watcher::Agent(&["--programs", "bench-clock"]),
+        observer: Observer::Agent(&["--programs", "bench-clock"]),
     },
     Config {
         name: "meshmark (every syscall timed)",
-        watcher: Watcher::Agent(&["--programs", "profiler"]),
+        observer: Observer::Agent(&["--programs", "profiler"]),
     },
     Config {
         name: "meshmark --syscall-sample 8",
-        watcher: Watcher::Agent(&["--programs", "profiler", "--syscall-sample", "8"]),
+        observer: Observer::Agent(&["--programs", "profiler", "--syscall-sample", "8"]),
     },
     Config {
         name: "bpftrace, the same signals",
-        watcher: Watcher::Bpftrace,
+        observer: Observer::Bpftrace,
     },
 ];
 
-/// The script bpftrace runs in the benches: what meshmark collects, as people write it.
-const BPFTRACE_SCRIPT: &str = "bench/meshmark-equivalent.bt";
-
-/// A watcher attached for some storms.
-enum Watching {
-    Nothing,
-    Agent(Attached),
-    Bpftrace(Child),
-}
-
-impl Watching {
-    fn start(watcher: &Watcher, agent: &Path, script: &Path) -> Result<Watching> {
-        Ok(match watcher {
-            Watcher::Nothing => Watching::Nothing,
-            Watcher::Agent(extra) => Watching::Agent(Attached::start(agent, extra, false)?),
-            Watcher::Bpftrace => {
-                let mut child = Command::new("bpftrace")
-                    .arg(script)
-                    .stdout(Stdio::piped())
-                    .stderr(Stdio::null())
-                    .spawn()
-                    .context("starting bpftrace (is it installed? cargo xtask setup)")?;
-                let mut stdout = BufReader::new(child.stdout.take().context("bpftrace stdout")?);
-                let mut line = String::new();
-                while !line.starts_with("meshmark-equivalent: attached") {
-                    line.clear();
-                    if stdout.read_line(&mut line)? == 0 {
-                        bail!("bpftrace ended before attaching: {}", child.wait()?);
-                    }
-                }
-                // It prints its maps when it stops; nobody reads them.
-                std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
-                Watching::Bpftrace(child)
-            }
-        })
-    }
-
-    fn stop(self) -> Result<()> {
-        match self {
-            Watching::Nothing => Ok(()),
-            Watching::Agent(attached) => attached.stop().map(drop),
-            Watching::Bpftrace(mut child) => {
-                // SAFETY: signalling our own child.
-                unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
-                child.wait().context("waiting for bpftrace")?;
-                Ok(())
-            }
-        }
-    }
-}
-
-/// tracefs at /sys/kernel/tracing, which bpftrace's tracepoints need: mounted for the bench
-/// if it was not, unmounted after.
-struct Tracefs {
-    mounted_here: bool,
-}
-
-impl Tracefs {
-    const DIR: &'static str = "/sys/kernel/tracing";
-
-    fn mount() -> Result<Tracefs> {
-        if Path::new(Self::DIR).join("events").is_dir() {
-            return Ok(Tracefs {
-                mounted_here: false,
-            });
-        }
-        let status = Command::new("mount")
-            .args(["-t", "tracefs", "tracefs", Self::DIR])
-            .status()
-            .context("mounting tracefs")?;
-        ensure!(
-            status.success(),
-            "mounting tracefs at {} failed: {status}",
-            Self::DIR
-        );
-        Ok(Tracefs { mounted_here: true })
-    }
-}
-
-impl Drop for Tracefs {
-    fn drop(&mut self) {
-        if self.mounted_here {
-            let _ = Command::new("umount").arg(Self::DIR).status();
-        }
-    }
+/// Starts `observer` and waits until it watches; `None` for nothing.
+fn observe(observer: &Observer, agent: &Path, script: &Path) -> Result<Option<Watcher>> {
+    Ok(match observer {
+        Observer::Nothing => None,
+        Observer::Agent(extra) => Some(attach(agent, extra, false)?),
+        Observer::Bpftrace => Some(meshmark_bench::bpftrace(script)?),
+    })
 }
 
 pub fn run(ws: &Workspace, args: &BenchArgs) -> Result<()> {
@@ -187,18 +109,20 @@ pub fn run(ws: &Workspace, args: &BenchArgs) -> Result<()> {
     );
     let agent = build::run(ws)?;
     let syscalls = 2 * args.bytes;
-    let script = ws.root.join(BPFTRACE_SCRIPT);
+    let script = meshmark_bench::write_bpftrace_script(&ws.target_dir())?;
     let tracefs = Tracefs::mount()?;
 
     let mut best = vec![f64::INFINITY; CONFIGS.len()];
     for round in 1..=args.rounds {
         eprintln!("bench: round {round} of {}", args.rounds);
         for (config, best) in CONFIGS.iter().zip(best.iter_mut()) {
-            let watching = Watching::start(&config.watcher, &agent, &script)?;
+            let watcher = observe(&config.observer, &agent, &script)?;
             for _ in 0..args.storms {
                 *best = best.min(storm_cpu_seconds(args.bytes)?);
             }
-            watching.stop()?;
+            if let Some(watcher) = watcher {
+                watcher.stop()?;
+            }
         }
     }
 
@@ -288,29 +212,24 @@ fn churn(ws: &Workspace, agent: &Path, processes: u64) -> Result<()> {
         workload.display()
     );
     let out = ws.target_dir().join("bench-churn.json");
-    let mut profile = Command::new(agent)
-        .args([
-            "profile",
-            "--duration",
-            "30m",
-            "--format",
-            "json",
-            "--output",
-        ])
-        .arg(&out)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("starting meshmark-agent profile")?;
-    let mut stderr = BufReader::new(profile.stderr.take().context("agent stderr")?);
-    let mut line = String::new();
-    while !line.contains("profiling for") {
-        line.clear();
-        ensure!(
-            stderr.read_line(&mut line)? > 0,
-            "the agent ended before profiling"
-        );
-    }
+    let profile = Watcher::start(
+        "meshmark-agent profile",
+        Command::new(agent)
+            .args([
+                "profile",
+                "--duration",
+                "30m",
+                "--format",
+                "json",
+                "--output",
+            ])
+            .arg(&out)
+            .stdout(Stdio::null()),
+        Stream::Stderr,
+        agent_says::PROFILING,
+        None,
+        Stop::INTERRUPT,
+    )?;
     let started = std::time::Instant::now();
     let output = Command::new(&workload)
         .args(["churn", "--processes", &processes.to_string()])
@@ -322,10 +241,9 @@ fn churn(ws: &Workspace, agent: &Path, processes: u64) -> Result<()> {
         output.status
     );
     let elapsed = started.elapsed();
-    // SAFETY: signalling our own child: SIGINT ends its window early and it writes the profile.
-    unsafe { libc::kill(profile.id() as libc::pid_t, libc::SIGINT) };
-    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
-    let usage = wait_rusage(profile)?;
+    // SIGINT ends its window early and it writes the profile.
+    profile.signal(libc::SIGINT)?;
+    let usage = wait_rusage(profile.into_child())?;
     let truth: serde_json::Value = serde_json::from_slice(&output.stdout)?;
     let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&out)?)?;
     let _ = std::fs::remove_file(&out);
@@ -384,60 +302,24 @@ fn lab_throughput(ws: &Workspace, agent: &Path, args: &BenchArgs) -> Result<()> 
     Ok(())
 }
 
-/// The agent holding a program set attached until stopped.
-struct Attached {
-    child: Child,
-    stats: bool,
-}
-
-impl Attached {
-    /// Starts `meshmark-agent attach` and waits until it says the programs are attached.
-    fn start(agent: &Path, extra: &[&str], stats: bool) -> Result<Attached> {
-        let mut cmd = Command::new(agent);
-        cmd.args(["attach", "--duration", "1h"]).args(extra);
-        if stats {
-            cmd.arg("--stats");
-        }
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .with_context(|| format!("starting {}", agent.display()))?;
-        let stderr = child.stderr.take().context("no stderr pipe")?;
-        let mut lines = BufReader::new(stderr).lines();
-        let mut said = String::new();
-        for line in lines.by_ref() {
-            let line = line?;
-            if line.contains("attached") {
-                // Keep reading: the agent still writes when it stops, and a closed pipe would
-                // make that write fail.
-                std::thread::spawn(move || lines.for_each(drop));
-                return Ok(Attached { child, stats });
-            }
-            said.push_str(&line);
-            said.push('\n');
-        }
-        let status = child.wait()?;
-        bail!("meshmark-agent attach {extra:?} exited with {status} before attaching:\n{said}")
+/// Starts `meshmark-agent attach` with `extra` arguments (and `--stats` if `stats`) and waits until
+/// it says the programs are attached; stopping it returns what it printed on stdout.
+fn attach(agent: &Path, extra: &[&str], stats: bool) -> Result<Watcher> {
+    let mut command = Command::new(agent);
+    command.args(["attach", "--duration", "1h"]).args(extra);
+    if stats {
+        command.arg("--stats").stdout(Stdio::piped());
+    } else {
+        command.stdout(Stdio::null());
     }
-
-    /// Ends the attach (SIGINT) and returns what it printed on stdout.
-    fn stop(self) -> Result<String> {
-        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGINT) };
-        let out = self.child.wait_with_output()?;
-        ensure!(
-            out.status.success(),
-            "meshmark-agent attach ended with {}",
-            out.status
-        );
-        if self.stats {
-            ensure!(
-                !out.stdout.is_empty(),
-                "meshmark-agent attach --stats printed nothing"
-            );
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    }
+    Watcher::start(
+        &format!("meshmark-agent attach {extra:?}"),
+        &mut command,
+        Stream::Stderr,
+        agent_says::ATTACHED,
+        None,
+        Stop::INTERRUPT,
+    )
 }
 
 /// Runs one storm and returns its own CPU time (user + system) in seconds.
@@ -481,11 +363,16 @@ fn seconds(tv: libc::timeval) -> f64 {
 /// and a loopback ping-pong (socket bytes and a context switch per message).
 fn program_stats(agent: &Path, bytes: u64) -> Result<()> {
     let measured = |programs: &str| -> Result<Vec<(String, u64, u64)>> {
-        let attached = Attached::start(agent, &["--programs", programs], true)?;
+        let attached = attach(agent, &["--programs", programs], true)?;
         storm_cpu_seconds(bytes)?;
         ping_pong(50_000)?;
         spawn_processes(200)?;
-        parse_stats(&attached.stop()?)
+        let stats = attached.stop_with_output()?.stdout;
+        ensure!(
+            !stats.is_empty(),
+            "meshmark-agent attach --stats printed nothing"
+        );
+        parse_stats(&String::from_utf8_lossy(&stats))
     };
     let profiler = measured("profiler")?;
     let empty = measured("bench-empty")?;

@@ -416,7 +416,9 @@ fn idle_sample(idle_ns: u64) -> ProcessSample {
     }
 }
 
-fn hostname() -> String {
+/// The kernel's host name, which names the node in every window (and `run`'s labels until its
+/// first window); "unknown" where it cannot be read.
+pub fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "unknown".into())

@@ -210,55 +210,12 @@ fn delta(base: &Labeled, base_s: &Summary, this: &Labeled, this_s: &Summary) -> 
     }
 }
 
-/// Reports for the comparison tests (this module's and the table's).
-#[cfg(test)]
-pub(crate) mod fixtures {
-    use crate::report::Report;
-    use crate::role::Role;
-    use crate::snapshot::{ProcessSample, Snapshot, Window};
-
-    /// A scored report of processes given as (comm, role, cpu_ns) over `window_ns`.
-    pub(crate) fn report(procs: &[(&str, Role, u64)], window_ns: u64) -> Report {
-        let snapshot = Snapshot {
-            schema: crate::snapshot::PROFILE_SCHEMA.into(),
-            node: "n".into(),
-            window: Window {
-                start: "s".into(),
-                end: "e".into(),
-                duration_ns: window_ns,
-            },
-            processes: (1..)
-                .zip(procs)
-                .map(|(pid, (comm, role, cpu_ns))| ProcessSample {
-                    pid,
-                    comm: (*comm).into(),
-                    cpu_ns: *cpu_ns,
-                    role: Some(*role),
-                    rule: Some("r".into()),
-                    ..ProcessSample::default()
-                })
-                .collect(),
-            ..Snapshot::default()
-        };
-        let inputs = crate::model::inputs_from_snapshot(&snapshot, &|_| false);
-        let ctx = crate::model::NodeContext::from_snapshot(&snapshot);
-        let meshmark =
-            crate::model::score_node(&inputs, &ctx, &crate::model::ModelOptions::default())
-                .unwrap();
-        Report {
-            snapshot,
-            meshmark,
-            pods: Vec::new(),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn report(procs: &[(&str, Role, u64)]) -> Report {
-        fixtures::report(procs, 1_000)
+        crate::model::fixtures::report(crate::model::fixtures::classified_all(procs), 1_000)
     }
 
     #[test]

@@ -268,10 +268,11 @@ fn write_row(out: &mut String, cells: &[String], widths: &[usize]) {
 mod tests {
     use super::super::compare::Labeled;
     use super::*;
+    use crate::model::fixtures;
     use crate::report::Report;
 
     fn report(procs: &[(&str, Role, u64)]) -> Report {
-        super::super::compare::fixtures::report(procs, 1_000_000_000)
+        fixtures::report(fixtures::classified_all(procs), 1_000_000_000)
     }
 
     #[test]

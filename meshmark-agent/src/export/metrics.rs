@@ -12,6 +12,7 @@
 
 use std::sync::Arc;
 
+use meshmark_common::Direction;
 use prometheus_client::{
     collector::Collector,
     encoding::{prometheus_text, DescriptorEncoder, EncodeMetric as _},
@@ -19,7 +20,7 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use super::totals::{Direction, Totals};
+use super::totals::Totals;
 use crate::{model::MeshMark, probe::ProgramStats, report::Report};
 
 /// `Content-Type` of the exposition.

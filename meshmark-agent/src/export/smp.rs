@@ -305,40 +305,10 @@ pub fn note_text(note: crate::model::Note) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::snapshot::{Snapshot, Window};
-
-    fn sample(pid: u32, comm: &str, role: Role, rule: &str, cpu_ns: u64) -> ProcessSample {
-        ProcessSample {
-            pid,
-            comm: comm.into(),
-            cpu_ns,
-            role: Some(role),
-            rule: Some(rule.into()),
-            ..ProcessSample::default()
-        }
-    }
+    use crate::model::fixtures::{classified as sample, report as window_report};
 
     fn report(processes: Vec<ProcessSample>) -> Report {
-        let snapshot = Snapshot {
-            schema: crate::snapshot::PROFILE_SCHEMA.into(),
-            node: "n".into(),
-            window: Window {
-                start: "s".into(),
-                end: "e".into(),
-                duration_ns: 1_000_000_000,
-            },
-            processes,
-            ..Snapshot::default()
-        };
-        let inputs = crate::model::inputs_from_snapshot(&snapshot, &|_| false);
-        let ctx = crate::model::NodeContext::from_snapshot(&snapshot);
-        let opts = crate::model::ModelOptions::default();
-        let meshmark = crate::model::score_node(&inputs, &ctx, &opts).unwrap();
-        Report {
-            snapshot,
-            meshmark,
-            pods: Vec::new(),
-        }
+        window_report(processes, 1_000_000_000)
     }
 
     #[test]

@@ -7,25 +7,9 @@
 
 use std::collections::BTreeMap;
 
+use meshmark_common::Direction;
+
 use crate::{report::Report, role::Role};
-
-/// Socket bytes direction, as the `direction` label spells it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Direction {
-    Tx,
-    Rx,
-}
-
-impl Direction {
-    pub const ALL: [Direction; 2] = [Direction::Tx, Direction::Rx];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Direction::Tx => "tx",
-            Direction::Rx => "rx",
-        }
-    }
-}
 
 /// What one role used, summed over windows.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -129,14 +113,7 @@ mod tests {
                 dropped: dropped.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
                 ..Snapshot::default()
             },
-            meshmark: crate::model::MeshMark {
-                score: 100.0,
-                classes: Default::default(),
-                excluded: Vec::new(),
-                unit_costs: Default::default(),
-                note: None,
-                sums: Default::default(),
-            },
+            meshmark: crate::model::fixtures::no_mesh(),
             pods: Vec::new(),
         }
     }

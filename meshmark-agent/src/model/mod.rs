@@ -13,7 +13,7 @@ pub mod weights;
 // Test data: small fixed numbers, or generated ones bounded far below overflow.
 #[cfg(test)]
 #[allow(clippy::arithmetic_side_effects)]
-mod fixtures;
+pub(crate) mod fixtures;
 #[cfg(test)]
 #[allow(clippy::arithmetic_side_effects)]
 mod properties;

@@ -277,7 +277,7 @@ pub trait KernelHooks {
     fn has_function(&self, name: &str) -> bool;
 }
 
-impl KernelHooks for crate::btf::Btf {
+impl KernelHooks for meshmark_btf::Btf {
     fn tracepoint_args(&self, name: &str) -> Option<usize> {
         self.tracepoint_arg_count(name)
     }

@@ -277,7 +277,7 @@ impl Probe {
 fn attach_first(
     ebpf: &mut Ebpf,
     aya_btf: &aya::Btf,
-    btf: &crate::btf::Btf,
+    btf: &meshmark_btf::Btf,
     signal: &Signal,
     alternatives: &[&'static Alternative],
 ) -> Result<(&'static Alternative, Vec<(&'static Program, Link)>)> {

@@ -4,7 +4,7 @@
 use anyhow::{anyhow, Result};
 use meshmark_common::KernelOffsets;
 
-use crate::btf::Btf;
+use meshmark_btf::Btf;
 
 /// Resolves every offset in [`KernelOffsets`], naming the field that could not be found.
 pub fn kernel_offsets(btf: &Btf) -> Result<KernelOffsets> {

@@ -4,7 +4,7 @@
 use std::{fmt, fs, path::Path};
 
 use super::hooks::{candidates, Alternative, Signal};
-use crate::btf::Btf;
+use meshmark_btf::Btf;
 
 /// Where the kernel publishes its own BTF.
 pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";

@@ -190,7 +190,10 @@ pub async fn run(options: RunOptions) -> Result<()> {
         .flatten();
 
     let shared = Arc::new(Shared::new(
-        options.node_name.clone().unwrap_or_else(node_name),
+        options
+            .node_name
+            .clone()
+            .unwrap_or_else(crate::collect::hostname),
     ));
     let score = named(options.score, options.node_name);
     let observe = observed_part(options.window, options.duty_cycle);
@@ -324,11 +327,4 @@ fn named(mut score: Scorer, name: Option<String>) -> Scorer {
 /// Whole milliseconds, for log fields.
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
-/// The node label until the first window names the node (both read the kernel's host name).
-fn node_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .unwrap_or_else(|_| "unknown".into())
 }

@@ -1,5 +1,6 @@
-//! Shared by the report tests: running the agent, scratch files, and saved profiles built from
-//! plain numbers (the worked example of the MeshMark spec among them, as score_cli.rs has it).
+//! Shared by the tests that run the agent on saved profiles (score, report, HTML): running the
+//! agent, scratch files, and saved profiles built from plain numbers, the worked example of
+//! docs/formula.md among them.
 #![allow(dead_code)] // each test binary uses its own part
 
 pub mod browser;
@@ -83,7 +84,7 @@ pub fn with_latency(mut process: Value, buckets: &[(u32, u64)]) -> Value {
     process
 }
 
-/// The application and proxy of MESHMARK-SPEC.md's worked example; the proxy runs as
+/// The application and proxy of docs/formula.md's worked example; the proxy runs as
 /// `proxy_comm` (`envoy`, or a mesh's own proxy such as `linkerd2-proxy`).
 pub fn worked_app() -> Value {
     process(
@@ -115,6 +116,28 @@ pub fn worked_proxy(proxy_comm: &str) -> Value {
     )
 }
 
+/// The worked example's application without the mesh: it used less.
+pub fn plain_app() -> Value {
+    process(
+        100,
+        "app-server",
+        'a',
+        Usage {
+            cpu_ms: 2500,
+            bytes: 30_000_000,
+            syscall_ms: 400,
+            calls: 90_000,
+            rss: 390 * MIB,
+        },
+    )
+}
+
+/// A shell that ran and exited in the window: a process the worked example lacks.
+pub fn exited_shell() -> Value {
+    json!({"pid": 300, "comm": "bash", "exited": true, "cpu_ns": 1_000_000u64, "net": net(0),
+           "syscalls": {"count": 10, "total_ns": 1000, "latency_log2_ns": []}})
+}
+
 /// A busy node process that must not change the score, and the measuring agent itself.
 pub fn node_processes() -> Vec<Value> {
     vec![
@@ -139,7 +162,7 @@ pub fn write_profile(path: &Path, processes: Vec<Value>, dropped: Value) {
     std::fs::write(path, serde_json::to_string_pretty(&profile).unwrap()).unwrap();
 }
 
-/// The worked example of MESHMARK-SPEC.md as a saved profile, plus a busy node process that
+/// The worked example of docs/formula.md as a saved profile, plus a busy node process that
 /// must not change the score.
 pub fn worked_example(path: &Path) {
     let mut processes = vec![worked_app(), worked_proxy("envoy")];

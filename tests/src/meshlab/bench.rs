@@ -5,18 +5,14 @@
 //! moment hits them all, each round starting with the next observer; each figure is a ratio to
 //! "nothing attached" within its round, given as the median with the lowest and highest round.
 
-use std::io::{BufRead as _, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{Context, Result};
+use meshmark_bench::{agent_says, Stop, Stream, Tracefs, Watcher};
 
 use super::{Agent, Lab, LabOptions, Mesh, WINDOW_MARGIN};
-
-/// The bpftrace program collecting what meshmark collects, the way people write it: hash maps
-/// keyed by pid and tid, `hist()` for latency. One file for this bench and the storm's.
-pub const BPFTRACE_SCRIPT: &str = include_str!("../../../bench/meshmark-equivalent.bt");
 
 /// Time between an observer attaching and the load starting.
 const SETTLE: Duration = Duration::from_secs(1);
@@ -73,8 +69,7 @@ pub struct BenchResult {
 pub fn run(options: &LabOptions, rounds: usize) -> Result<BenchResult> {
     let tracefs = Tracefs::mount()?;
     let lab = Lab::build(options, Mesh::On)?;
-    let script = options.out.join("meshmark-equivalent.bt");
-    std::fs::write(&script, BPFTRACE_SCRIPT).context("writing the bpftrace script")?;
+    let script = meshmark_bench::write_bpftrace_script(&options.out)?;
     let config = options.out.join("lab.toml");
     std::fs::write(&config, super::LAB_CONFIG).context("writing the lab configuration")?;
     // Warm the parts up (connections, caches) before anything is measured.
@@ -189,8 +184,7 @@ fn spread(values: &[f64]) -> (f64, f64, f64) {
 enum Watching {
     Nothing,
     Profile(Agent),
-    Run(Child),
-    Bpftrace(Child),
+    Process(Watcher),
 }
 
 impl Watching {
@@ -224,48 +218,20 @@ impl Watching {
                 } else {
                     meshmark_agent::serve::DEFAULT_DUTY_CYCLE
                 };
-                let mut child = Command::new(&options.agent)
-                    .args(["run", "--listen", &format!("127.0.0.1:{port}")])
-                    .args(["--window", &window, "--duty-cycle", duty, "--config"])
-                    .arg(config)
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::piped())
-                    .spawn()
-                    .context("starting meshmark-agent run")?;
-                let mut stderr = BufReader::new(child.stderr.take().context("run's stderr")?);
-                let mut line = String::new();
-                while !line.contains("attached;") {
-                    line.clear();
-                    if stderr.read_line(&mut line)? == 0 {
-                        bail!(
-                            "meshmark-agent run ended before attaching: {}",
-                            child.wait()?
-                        );
-                    }
-                }
-                std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
-                Watching::Run(child)
+                Watching::Process(Watcher::start(
+                    "meshmark-agent run",
+                    Command::new(&options.agent)
+                        .args(["run", "--listen", &format!("127.0.0.1:{port}")])
+                        .args(["--window", &window, "--duty-cycle", duty, "--config"])
+                        .arg(config)
+                        .stdout(Stdio::null()),
+                    Stream::Stderr,
+                    agent_says::SERVING,
+                    None,
+                    Stop::TERMINATE,
+                )?)
             }
-            Observer::Bpftrace => {
-                let mut child = Command::new("bpftrace")
-                    .arg(script)
-                    .stdout(Stdio::piped())
-                    .stderr(Stdio::null())
-                    .spawn()
-                    .context("starting bpftrace (is it installed? cargo xtask setup)")?;
-                let mut stdout = BufReader::new(child.stdout.take().context("bpftrace stdout")?);
-                let mut line = String::new();
-                while !line.starts_with("meshmark-equivalent: attached") {
-                    line.clear();
-                    if stdout.read_line(&mut line)? == 0 {
-                        let status = child.wait()?;
-                        bail!("bpftrace ended before attaching: {status}");
-                    }
-                }
-                // It prints its maps at exit; nobody reads them.
-                std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
-                Watching::Bpftrace(child)
-            }
+            Observer::Bpftrace => Watching::Process(meshmark_bench::bpftrace(script)?),
         })
     }
 
@@ -273,65 +239,7 @@ impl Watching {
         match self {
             Watching::Nothing => Ok(()),
             Watching::Profile(mut agent) => agent.finish(),
-            Watching::Run(mut child) => {
-                // SAFETY: signalling our own child; SIGTERM is how Kubernetes stops it too.
-                unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
-                let status = child.wait().context("waiting for meshmark-agent run")?;
-                ensure!(status.success(), "meshmark-agent run ended with {status}");
-                Ok(())
-            }
-            Watching::Bpftrace(mut child) => {
-                // bpftrace sometimes sits in epoll_wait past a SIGINT (seen with 0.17 on 6.18);
-                // a second one, then a kill, keeps the bench going.
-                for signal in [libc::SIGINT, libc::SIGINT, libc::SIGKILL] {
-                    // SAFETY: signalling our own child.
-                    unsafe { libc::kill(child.id() as libc::pid_t, signal) };
-                    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-                    while std::time::Instant::now() < deadline {
-                        if child.try_wait().context("waiting for bpftrace")?.is_some() {
-                            return Ok(());
-                        }
-                        std::thread::sleep(Duration::from_millis(50));
-                    }
-                    eprintln!("lab bench: bpftrace still running 10 s after signal {signal}");
-                }
-                child.wait().context("waiting for bpftrace")?;
-                Ok(())
-            }
-        }
-    }
-}
-
-/// tracefs at /sys/kernel/tracing, which bpftrace's tracepoints need: mounted for the bench if
-/// it was not, and unmounted after.
-struct Tracefs {
-    mounted_here: Option<PathBuf>,
-}
-
-impl Tracefs {
-    fn mount() -> Result<Tracefs> {
-        let dir = PathBuf::from("/sys/kernel/tracing");
-        if dir.join("events").is_dir() {
-            return Ok(Tracefs { mounted_here: None });
-        }
-        let status = Command::new("mount")
-            .args(["-t", "tracefs", "tracefs"])
-            .arg(&dir)
-            .status()
-            .context("mounting tracefs")?;
-        if !status.success() {
-            bail!("mounting tracefs at {} failed: {status}", dir.display());
-        }
-        Ok(Tracefs {
-            mounted_here: Some(dir),
-        })
-    }
-}
-
-impl Drop for Tracefs {
-    fn drop(&mut self) {
-        if let Some(dir) = &self.mounted_here {
-            let _ = Command::new("umount").arg(dir).status();
+            Watching::Process(watcher) => watcher.stop().map(drop),
         }
     }
 }

@@ -15,12 +15,12 @@ pub mod net;
 pub mod parts;
 pub mod wrk;
 
-use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
+use meshmark_bench::{agent_says, Stop, Stream, Watcher};
 
 use crate::cgroup::{cgroup2_mount, Container, Pod};
 use crate::procfs;
@@ -265,72 +265,44 @@ fn pod_cpu(pod: &Pod) -> (u64, u64) {
     }
 }
 
-/// `meshmark-agent profile` running for one window.
+/// `meshmark-agent profile` running for one window; killed if dropped before it ends.
 pub struct Agent {
-    child: std::process::Child,
+    watcher: Watcher,
     limit: Duration,
 }
 
 impl Agent {
     /// Starts `meshmark-agent` with `args` (a `profile` command) for `window`, writing JSON to
-    /// `output`, and waits until its window is open.
+    /// `output`, and waits until its window is open; what it says is echoed.
     pub fn start(agent: &Path, args: &[String], window: Duration, output: &Path) -> Result<Agent> {
-        let mut child = Command::new(agent)
-            .args(args)
-            .args(["--format", "json"])
-            .args(["--duration", &format!("{}ms", window.as_millis())])
-            .arg("--output")
-            .arg(output)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .with_context(|| format!("starting {}", agent.display()))?;
-        let mut stderr = BufReader::new(child.stderr.take().context("agent stderr")?);
-        let mut line = String::new();
-        loop {
-            line.clear();
-            if stderr.read_line(&mut line)? == 0 {
-                let status = child.wait()?;
-                bail!("meshmark-agent ended before profiling ({status}); it said: {line}");
-            }
-            eprint!("lab: agent: {line}");
-            if line.contains("profiling for") {
-                break;
-            }
-        }
-        std::thread::spawn(move || {
-            for line in stderr.lines().map_while(Result::ok) {
-                eprintln!("lab: agent: {line}");
-            }
-        });
+        let watcher = Watcher::start(
+            "meshmark-agent profile",
+            Command::new(agent)
+                .args(args)
+                .args(["--format", "json"])
+                .args(["--duration", &format!("{}ms", window.as_millis())])
+                .arg("--output")
+                .arg(output)
+                .stdout(Stdio::null()),
+            Stream::Stderr,
+            agent_says::PROFILING,
+            Some("lab: agent: "),
+            Stop::INTERRUPT,
+        )?;
         Ok(Agent {
-            child,
+            watcher,
             limit: window + Duration::from_secs(30),
         })
     }
 
     /// Waits for the window to end and the profile to be written.
     pub fn finish(&mut self) -> Result<()> {
-        let deadline = std::time::Instant::now() + self.limit;
-        loop {
-            if let Some(status) = self.child.try_wait()? {
+        match self.watcher.wait_for(self.limit)? {
+            Some(status) => {
                 ensure!(status.success(), "meshmark-agent profile failed: {status}");
-                return Ok(());
+                Ok(())
             }
-            ensure!(
-                std::time::Instant::now() < deadline,
-                "meshmark-agent did not finish its window in time"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
+            None => bail!("meshmark-agent did not finish its window in time"),
         }
     }
 }

@@ -23,6 +23,7 @@ use anyhow::{ensure, Context, Result};
 use serde::Serialize;
 
 use crate::child::Workload;
+use crate::truth::{Endpoint, Exchange};
 
 /// Longest any single wait of a scenario may take.
 pub const WAIT_LIMIT: Duration = Duration::from_secs(20);
@@ -71,6 +72,27 @@ pub fn clock_ns(clock: libc::clockid_t) -> u64 {
     let rc = unsafe { libc::clock_gettime(clock, &mut ts) };
     assert_eq!(rc, 0, "clock_gettime({clock}) failed");
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Ends a two-process exchange on the server's side: reads the client peer's own record, reaps
+/// it, and prints both ends' truth, the server being this process.
+fn emit_exchange(
+    mut client: Workload,
+    tx_bytes: u64,
+    rx_bytes: u64,
+    peeked_bytes: u64,
+) -> Result<()> {
+    let client_truth: Endpoint = client.truth();
+    client.finish();
+    emit(&Exchange {
+        server: Endpoint {
+            pid: std::process::id(),
+            tx_bytes,
+            rx_bytes,
+            peeked_bytes,
+        },
+        client: client_truth,
+    })
 }
 
 /// Starts this same binary with `args`, as the peer process of a two-process scenario.

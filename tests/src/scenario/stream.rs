@@ -8,8 +8,8 @@ use std::os::unix::net::{self, UnixListener, UnixStream};
 
 use anyhow::{Context, Result};
 
-use super::{clock_ns, emit, sock, spawn_peer, WAIT_LIMIT};
-use crate::truth::{Endpoint, Exchange};
+use super::{clock_ns, emit, emit_exchange, sock, spawn_peer, WAIT_LIMIT};
+use crate::truth::Endpoint;
 
 /// Which socket family carries the stream.
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -95,7 +95,7 @@ pub fn serve(spec: &Server) -> Result<()> {
     if let Some(ns) = &spec.client_netns {
         args.extend(["--netns", ns]);
     }
-    let mut client = spawn_peer(&args)?;
+    let client = spawn_peer(&args)?;
 
     let conn = sock::accept(listener.as_fd())?;
     sock::set_timeouts(conn.as_fd())?;
@@ -104,18 +104,7 @@ pub fn serve(spec: &Server) -> Result<()> {
     let tx_bytes = sock::send_counted(conn.as_fd(), spec.reply)?;
     sock::shutdown_write(conn.as_fd())?;
     drop(conn);
-
-    let client_truth: Endpoint = client.truth();
-    client.finish();
-    emit(&Exchange {
-        server: Endpoint {
-            pid: std::process::id(),
-            tx_bytes,
-            rx_bytes,
-            peeked_bytes,
-        },
-        client: client_truth,
-    })
+    emit_exchange(client, tx_bytes, rx_bytes, peeked_bytes)
 }
 
 pub fn connect(spec: &Client) -> Result<()> {

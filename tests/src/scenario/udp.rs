@@ -6,8 +6,8 @@ use std::os::fd::AsFd;
 
 use anyhow::{ensure, Context, Result};
 
-use super::{emit, sock, spawn_peer};
-use crate::truth::{Endpoint, Exchange};
+use super::{emit, emit_exchange, sock, spawn_peer};
+use crate::truth::Endpoint;
 
 /// Largest datagram either side sends; receive buffers are one byte bigger, so a truncated
 /// datagram could not pass for a whole one.
@@ -52,7 +52,7 @@ pub fn serve(spec: &Server) -> Result<()> {
         spec.count.to_string(),
         spec.size.to_string(),
     );
-    let mut client = spawn_peer(&[
+    let client = spawn_peer(&[
         "udp-client",
         "--connect",
         &connect,
@@ -71,18 +71,7 @@ pub fn serve(spec: &Server) -> Result<()> {
         rx_bytes += sock::recv(socket.as_fd(), &mut buf, 0)? as u64;
         tx_bytes += sock::send(socket.as_fd(), &answer)? as u64;
     }
-
-    let client_truth: Endpoint = client.truth();
-    client.finish();
-    emit(&Exchange {
-        server: Endpoint {
-            pid: std::process::id(),
-            tx_bytes,
-            rx_bytes,
-            peeked_bytes: peeked as u64,
-        },
-        client: client_truth,
-    })
+    emit_exchange(client, tx_bytes, rx_bytes, peeked as u64)
 }
 
 pub fn send(spec: &Client) -> Result<()> {

@@ -513,14 +513,7 @@ mod tests {
             pod_uid: "7f3c1a52-9d0e-4b8a-a1c6-2e5d8f9b0c41".into(),
             namespace: namespace.map(Into::into),
             pod_name: name.map(Into::into),
-            meshmark: MeshMark {
-                score: 100.0,
-                classes: Default::default(),
-                excluded: Vec::new(),
-                unit_costs: Default::default(),
-                note: None,
-                sums: Default::default(),
-            },
+            meshmark: crate::model::fixtures::no_mesh(),
         };
         let named = pod(Some("bookinfo"), Some("productpage-v1-6b746f74dc-x7k2p"));
         assert_eq!(

@@ -1,8 +1,15 @@
 //! Minimal reader of BPF Type Format (BTF) as the kernel exposes it at /sys/kernel/btf/vmlinux.
 //!
-//! aya has no CO-RE field relocations, so the agent takes the few kernel struct field offsets its
-//! eBPF programs need from the running kernel's BTF and passes them in as read-only globals. It
-//! also checks that the BTF tracepoints it attaches exist and how many arguments they take.
+//! meshmark's kernel programs are Rust, and rustc cannot emit CO-RE relocation records (clang's
+//! `preserve_access_index`), so there is nothing for a loader to relocate: aya-obj applies such
+//! relocations when an object carries them, but ours carries none. The agent therefore takes the
+//! few kernel struct member offsets its programs need from the running kernel's BTF and passes
+//! them in as read-only globals. It also asks which BTF tracepoints exist and how many arguments
+//! they take, and whether a kernel function exists for fexit.
+//!
+//! Why a reader of our own: aya-obj parses BTF too, but its public API (0.3) only looks up a
+//! type's id by name; the types behind the ids, struct members with their offsets and function
+//! prototypes with their parameters, are private to it.
 //!
 //! [`Btf::parse`] checks the header and walks the type section once, recording where each type
 //! record starts (which needs every kind's record size). Names are matched by scanning only when a
