@@ -65,7 +65,14 @@ pub struct Boot {
     pub total: Duration,
     /// QEMU was killed at the deadline.
     pub timed_out: bool,
+    /// QEMU was killed because the guest printed nothing for [`STALL_LIMIT`]: the guest kernel
+    /// was wedged (its init prints at least every `READY_LIMIT`), not slow.
+    pub stalled: bool,
 }
+
+/// Silence after which a guest counts as wedged. The guest's init prints at least every 140 s
+/// (the agent's 120 s ready limit plus a 20 s window), so this is well past anything slow.
+pub const STALL_LIMIT: Duration = Duration::from_secs(200);
 
 pub fn boot(
     machine: &Machine,
@@ -120,6 +127,7 @@ pub fn boot(
     let mut console = String::new();
     let mut to_userspace = None;
     let mut timed_out = false;
+    let mut stalled = false;
     loop {
         // A guest that never stops printing still meets the deadline.
         let left = deadline
@@ -128,7 +136,7 @@ pub fn boot(
         let next = if start.elapsed() >= deadline {
             Err(mpsc::RecvTimeoutError::Timeout)
         } else {
-            rx.recv_timeout(left)
+            rx.recv_timeout(left.min(STALL_LIMIT))
         };
         match next {
             Ok(line) => {
@@ -142,9 +150,15 @@ pub fn boot(
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 timed_out = true;
+                stalled = start.elapsed() < deadline;
                 let note = format!(
-                    "xtask: killed QEMU after {} (deadline)",
-                    crate::exec::secs(start.elapsed())
+                    "xtask: killed QEMU after {} ({})",
+                    crate::exec::secs(start.elapsed()),
+                    if stalled {
+                        "the guest printed nothing for the stall limit"
+                    } else {
+                        "deadline"
+                    }
                 );
                 writeln!(file, "{note}")?;
                 console.push_str(&note);
@@ -166,5 +180,6 @@ pub fn boot(
         to_userspace,
         total: start.elapsed(),
         timed_out,
+        stalled,
     })
 }
