@@ -33,6 +33,17 @@ const PACKAGES: &[&str] = &[
     // with busybox as the guest's shell and tools.
     "qemu-system-x86",
     "busybox-static",
+    // `cargo xtask cluster` and its test: a real node. Kubernetes itself is built from Debian's
+    // source package (see deb_src.rs) with Debian's Go and upstream's make (which needs rsync
+    // and, for `apt-get source`, dpkg-dev); the rest is Debian's own, with openssl for the
+    // node's certificates. busybox-static above is the test pods' shell.
+    "golang-go",
+    "rsync",
+    "dpkg-dev",
+    "containerd",
+    "etcd-server",
+    "containernetworking-plugins",
+    "openssl",
 ];
 
 /// Debian's policy hook: while it exits 101, installing a package starts none of its services
