@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use deploy_support::{deploy, repo};
+use deploy_support::{deploy, repo, require_venv, yaml_documents};
 use meshmark_tests::daemon::{Daemon, TempDir};
 use meshmark_tests::exposition;
 use meshmark_tests::http::{free_port, get};
@@ -45,10 +45,6 @@ struct Node {
     kubectl: PathBuf,
     kubeconfig: PathBuf,
     ctr: Vec<String>,
-    api_server: String,
-    ca: PathBuf,
-    admin_cert: PathBuf,
-    admin_key: PathBuf,
     cgroup_root: String,
 }
 
@@ -75,10 +71,6 @@ impl Node {
                 .iter()
                 .map(|a| a.as_str().expect("ctr argument").to_owned())
                 .collect(),
-            api_server: s("api_server"),
-            ca: s("ca").into(),
-            admin_cert: s("admin_cert").into(),
-            admin_key: s("admin_key").into(),
             cgroup_root: s("cgroup_root"),
         }
     }
@@ -463,20 +455,13 @@ fn check_report(report: &Value) {
 /// node's score at the same instant.
 fn prometheus_records_the_cluster_score(node: &Node, dir: &Path) {
     let start = Instant::now();
-    let rule = std::fs::read_to_string(deploy("prometheus-operator/prometheusrule.yaml")).unwrap();
-    // The rules file is the PrometheusRule's `spec`; JSON is YAML, so kubectl converts it.
-    let converted = node.kubectl_ok(&[
-        "create",
-        "--dry-run=client",
-        "-o",
-        "json",
-        "-f",
-        deploy("prometheus-operator/prometheusrule.yaml")
-            .to_str()
-            .unwrap(),
-    ]);
-    let object: Value = serde_json::from_str(&converted).expect("kubectl's JSON");
-    assert!(rule.contains("cluster:meshmark_score:app_cpu_weighted"));
+    // The rules file is the PrometheusRule's `spec` (JSON is YAML).
+    let venv = require_venv().expect("the venv's PyYAML");
+    let documents = yaml_documents(&venv, &deploy("prometheus-operator/prometheusrule.yaml"));
+    let object = documents
+        .iter()
+        .find(|d| d["kind"] == "PrometheusRule")
+        .expect("a PrometheusRule");
     let mut spec = object["spec"].clone();
     // The groups run every 2 s instead of 30 s, so the test waits seconds, not minutes.
     for group in spec["groups"].as_array_mut().expect("groups") {
@@ -484,6 +469,37 @@ fn prometheus_records_the_cluster_score(node: &Node, dir: &Path) {
     }
     let rules = dir.join("rules.json");
     std::fs::write(&rules, spec.to_string()).unwrap();
+    // Debian's Prometheus is built without Kubernetes service discovery: the targets are read
+    // from the Service's Endpoints object as its `endpoints` role would read them (one per
+    // ready address, on the port named `metrics`, `instance` the address's node).
+    let endpoints: Value = serde_json::from_str(&node.kubectl_ok(&[
+        "-n",
+        "meshmark",
+        "get",
+        "endpoints",
+        "meshmark-agent",
+        "-o",
+        "json",
+    ]))
+    .expect("kubectl's JSON");
+    let mut targets = Vec::new();
+    for subset in endpoints["subsets"].as_array().into_iter().flatten() {
+        let port = subset["ports"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|p| p["name"] == "metrics")
+            .and_then(|p| p["port"].as_u64())
+            .expect("the Service's metrics port");
+        for address in subset["addresses"].as_array().into_iter().flatten() {
+            targets.push(json!({
+                "targets": [format!("{}:{port}", address["ip"].as_str().expect("ip"))],
+                "labels": {"instance": address["nodeName"]},
+            }));
+        }
+    }
+    eprintln!("check Prometheus: the Service's endpoints {targets:?}");
+    assert_eq!(targets.len(), 1, "one agent, one endpoint");
     let port = free_port();
     let config = dir.join("prometheus.yml");
     std::fs::write(
@@ -494,24 +510,7 @@ fn prometheus_records_the_cluster_score(node: &Node, dir: &Path) {
             "scrape_configs": [{
                 "job_name": "meshmark-agent",
                 "scrape_timeout": "2s",
-                "kubernetes_sd_configs": [{
-                    "role": "endpoints",
-                    "api_server": node.api_server,
-                    "namespaces": {"names": ["meshmark"]},
-                    "tls_config": {
-                        "ca_file": node.ca,
-                        "cert_file": node.admin_cert,
-                        "key_file": node.admin_key,
-                    },
-                }],
-                "relabel_configs": [
-                    {"source_labels": ["__meta_kubernetes_service_name"],
-                     "regex": "meshmark-agent", "action": "keep"},
-                    {"source_labels": ["__meta_kubernetes_endpoint_port_name"],
-                     "regex": "metrics", "action": "keep"},
-                    {"source_labels": ["__meta_kubernetes_pod_node_name"],
-                     "target_label": "instance"},
-                ],
+                "static_configs": targets,
             }],
         })
         .to_string(),
@@ -545,7 +544,10 @@ fn prometheus_records_the_cluster_score(node: &Node, dir: &Path) {
         READY_LIMIT,
         || {
             prometheus.assert_running();
+            // NaN (0/0) until the agent's CPU counters have moved between two scrapes: they
+            // advance once per window.
             query(address, "cluster:meshmark_score:app_cpu_weighted", None)
+                .filter(|r| r[0]["value"][1].as_str().is_some_and(|v| v != "NaN"))
         },
     );
     let up = query(address, "up", None).expect("up");
