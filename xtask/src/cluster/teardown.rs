@@ -248,7 +248,7 @@ fn shims(layout: &Layout) -> Vec<i32> {
         let is_shim = args
             .first()
             .is_some_and(|a| a.ends_with(b"containerd-shim-runc-v2"));
-        if is_shim && args.iter().any(|a| *a == socket.as_bytes()) {
+        if is_shim && args.contains(&socket.as_bytes()) {
             let zombie = fs::read_to_string(entry.path().join("stat"))
                 .is_ok_and(|s| s.rsplit_once(") ").is_some_and(|(_, r)| r.starts_with('Z')));
             if !zombie {
