@@ -1,8 +1,9 @@
 //! `cargo xtask test`: everything CI checks, in order, stopping at the first failure: formatting,
 //! clippy for the userspace crates and for the eBPF crate, a debug build of the agent, the
 //! shipped artifacts (`cargo xtask dist`: the static binary and, where podman is installed, the
-//! image, which an end-to-end test runs), then the unit tests and the end-to-end tests, and last
-//! the kernel matrix (`kernels`) unless a test filter was given.
+//! image, which an end-to-end test runs), then the unit tests and the end-to-end tests, and, unless
+//! a test filter was given, the DaemonSet on a real node (`cluster test`; its Go build starts in
+//! the background at the beginning) and last the kernel matrix (`kernels`).
 //!
 //! Arguments go to both `cargo test` runs (e.g. a test-name filter); what follows a `--` among
 //! them goes to the test harness, after which the end-to-end run adds `--test-threads=1`.
