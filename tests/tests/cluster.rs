@@ -588,24 +588,7 @@ fn prometheus_records_the_cluster_score(node: &Node, dir: &Path) {
 
 /// Prometheus's instant query (at `time`, or now) when it has at least one series.
 fn query(prometheus: SocketAddr, expr: &str, time: Option<f64>) -> Option<Value> {
-    let encoded: String = expr
-        .bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect();
-    let at = time.map(|t| format!("&time={t}")).unwrap_or_default();
-    let response = get(
-        prometheus,
-        &format!("/api/v1/query?query={encoded}{at}"),
-        HTTP_TIMEOUT,
-    )
-    .ok()?;
-    let answer: Value = serde_json::from_str(&response.body).ok()?;
-    let result = &answer["data"]["result"];
-    (answer["status"] == "success" && result.as_array().is_some_and(|r| !r.is_empty()))
-        .then(|| result.clone())
+    meshmark_tests::http::prometheus_query(prometheus, expr, time, HTTP_TIMEOUT)
 }
 
 /// A deleted pod's series leave `/metrics` within two windows of its processes' end.

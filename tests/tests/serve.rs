@@ -416,26 +416,7 @@ fn window_precedence_is_flag_environment_file_default() {
 
 /// Prometheus's instant query result, when it has at least one series.
 fn query(prometheus: std::net::SocketAddr, expr: &str) -> Option<Value> {
-    let encoded: String = expr
-        .bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect();
-    let response = get(
-        prometheus,
-        &format!("/api/v1/query?query={encoded}"),
-        HTTP_TIMEOUT,
-    )
-    .ok()?;
-    if response.status != 200 {
-        return None;
-    }
-    let answer: Value = serde_json::from_str(&response.body).ok()?;
-    let result = &answer["data"]["result"];
-    (answer["status"] == "success" && result.as_array().is_some_and(|r| !r.is_empty()))
-        .then(|| result.clone())
+    meshmark_tests::http::prometheus_query(prometheus, expr, None, HTTP_TIMEOUT)
 }
 
 /// `promtool check metrics` on a scrape of the real agent.
