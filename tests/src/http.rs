@@ -83,6 +83,37 @@ fn dechunk(mut body: &str) -> Option<String> {
     }
 }
 
+/// Prometheus's instant query of `expr` (at `time`, Unix seconds, or now): the result array
+/// when the query succeeded with at least one series.
+pub fn prometheus_query(
+    prometheus: SocketAddr,
+    expr: &str,
+    time: Option<f64>,
+    timeout: Duration,
+) -> Option<serde_json::Value> {
+    let encoded: String = expr
+        .bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    let at = time.map(|t| format!("&time={t}")).unwrap_or_default();
+    let response = get(
+        prometheus,
+        &format!("/api/v1/query?query={encoded}{at}"),
+        timeout,
+    )
+    .ok()?;
+    if response.status != 200 {
+        return None;
+    }
+    let answer: serde_json::Value = serde_json::from_str(&response.body).ok()?;
+    let result = &answer["data"]["result"];
+    (answer["status"] == "success" && result.as_array().is_some_and(|r| !r.is_empty()))
+        .then(|| result.clone())
+}
+
 /// A loopback port that was free a moment ago (bound to port 0, then released).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

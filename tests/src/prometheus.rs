@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::daemon::Daemon;
-use crate::http::{free_port, get};
+use crate::http::free_port;
 
 /// A running Prometheus; SIGKILLed on drop like every [`Daemon`].
 pub struct Prometheus {
@@ -48,25 +48,6 @@ impl Prometheus {
 
     /// The instant query's result, when it has at least one series.
     pub fn query(&self, expr: &str) -> Option<Value> {
-        let encoded: String = expr
-            .bytes()
-            .map(|b| match b {
-                b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' => (b as char).to_string(),
-                _ => format!("%{b:02X}"),
-            })
-            .collect();
-        let response = get(
-            self.address,
-            &format!("/api/v1/query?query={encoded}"),
-            Duration::from_secs(5),
-        )
-        .ok()?;
-        if response.status != 200 {
-            return None;
-        }
-        let answer: Value = serde_json::from_str(&response.body).ok()?;
-        let result = &answer["data"]["result"];
-        (answer["status"] == "success" && result.as_array().is_some_and(|r| !r.is_empty()))
-            .then(|| result.clone())
+        crate::http::prometheus_query(self.address, expr, None, Duration::from_secs(5))
     }
 }

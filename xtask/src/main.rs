@@ -10,6 +10,7 @@
 
 mod bench;
 mod build;
+mod cluster;
 mod dist;
 mod exec;
 mod kernels;
@@ -71,6 +72,12 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<OsString>,
     },
+    /// Build (cached) and start, or stop and remove, one real Kubernetes node on this machine:
+    /// kubelet, containerd, etcd and the control plane, to try deploy/kubernetes/ (as root).
+    Cluster {
+        #[command(subcommand)]
+        action: cluster::Action,
+    },
     /// Set up, build, then run the mesh lab: pods of nginx with and without a haproxy sidecar,
     /// loaded by wrk and profiled by meshmark, side by side (needs root).
     Lab(lab::LabArgs),
@@ -96,6 +103,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Kernels => kernels::run(&ws)?,
         Command::Lab(args) => return lab::run(&ws, &args),
         Command::Dist(args) => dist::run(&ws, &args)?,
+        Command::Cluster { action } => cluster::run(&ws, &action)?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,8 +1,9 @@
 //! `cargo xtask test`: everything CI checks, in order, stopping at the first failure: formatting,
 //! clippy for the userspace crates and for the eBPF crate, a debug build of the agent, the
 //! shipped artifacts (`cargo xtask dist`: the static binary and, where podman is installed, the
-//! image, which an end-to-end test runs), then the unit tests and the end-to-end tests, and last
-//! the kernel matrix (`kernels`) unless a test filter was given.
+//! image, which an end-to-end test runs), then the unit tests and the end-to-end tests, and, unless
+//! a test filter was given, the DaemonSet on a real node (`cluster test`; its Go build starts in
+//! the background at the beginning) and last the kernel matrix (`kernels`).
 //!
 //! Arguments go to both `cargo test` runs (e.g. a test-name filter); what follows a `--` among
 //! them goes to the test harness, after which the end-to-end run adds `--test-threads=1`.
@@ -11,7 +12,7 @@ use std::{ffi::OsString, process::Command, time::Instant};
 
 use anyhow::{Context as _, Result};
 
-use crate::{exec, kernels, setup, workspace::Workspace};
+use crate::{cluster, exec, kernels, setup, workspace::Workspace};
 
 /// The package whose tests load BPF programs: they run one at a time.
 const END_TO_END: &str = "meshmark-tests";
@@ -23,6 +24,16 @@ pub fn run(ws: &Workspace, args: &[OsString]) -> Result<()> {
         Some(at) => (&args[..at], &args[at + 1..]),
         None => (args, &[][..]),
     };
+    // The node's Go build takes minutes cold: it starts now, at the lowest priority, beside the
+    // Rust steps, and is joined before the cluster step (seconds when cached).
+    let whole_run = cargo_args.is_empty();
+    let node_build = whole_run.then(|| {
+        std::thread::spawn(|| {
+            let start = Instant::now();
+            let built = cluster::build_in_background();
+            (built, start.elapsed())
+        })
+    });
     let agent = ws.target_dir().join("debug/meshmark-agent");
     let image = crate::dist::amd64_image_archive(ws);
     let multiarch = crate::dist::multiarch_image_archive(ws);
@@ -65,8 +76,26 @@ pub fn run(ws: &Workspace, args: &[OsString]) -> Result<()> {
         exec::run(&format!("test step `{name}`"), &mut cmd)?;
         eprintln!("test: {name}: ok ({})", exec::secs(step_start.elapsed()));
     }
-    // The matrix takes minutes and ignores test filters: a filtered run is someone iterating.
-    if cargo_args.is_empty() {
+    // The node and the matrix take minutes and ignore test filters: a filtered run is someone
+    // iterating (`cargo xtask cluster test` and `cargo xtask kernels` run them alone).
+    if let Some(node_build) = node_build {
+        let step_start = Instant::now();
+        let (built, took) = node_build
+            .join()
+            .map_err(|_| anyhow::anyhow!("the node's build thread panicked"))?;
+        let binaries = built.context("test step `cluster` failed: building the node")?;
+        eprintln!(
+            "test: cluster: kubernetes {} ready after {} in the background, waited {}",
+            binaries.version,
+            exec::secs(took),
+            exec::secs(step_start.elapsed())
+        );
+        cluster::test_step(ws, &binaries).context("test step `cluster` failed")?;
+        eprintln!("test: cluster: ok ({})", exec::secs(step_start.elapsed()));
+    } else {
+        eprintln!("test: cluster: not run with a test filter (`cargo xtask cluster test` runs it)");
+    }
+    if whole_run {
         let step_start = Instant::now();
         eprintln!(
             "test: kernel matrix: the agent under QEMU on Debian's 6.1 and 6.12 kernels, \
@@ -86,9 +115,9 @@ pub fn run(ws: &Workspace, args: &[OsString]) -> Result<()> {
     Ok(())
 }
 
-/// This xtask's own `dist`; without podman only the binary (the image test then skips loudly,
+/// This xtask's own `dist` (also the cluster test's image); without podman only the binary (the image test then skips loudly,
 /// or fails under `MESHMARK_REQUIRE_BPF=1`).
-fn dist(ws: &Workspace) -> Result<Command> {
+pub fn dist(ws: &Workspace) -> Result<Command> {
     let mut cmd = ws.command(
         std::env::current_exe()?
             .to_str()

@@ -4,6 +4,7 @@
 //! or installed, and how long it took.
 
 mod bpf_linker;
+mod deb_src;
 mod packages;
 mod python;
 mod toolchain;
@@ -18,6 +19,7 @@ pub fn run(ws: &Workspace) -> Result<()> {
     let nightly = step("nightly toolchain", || toolchain::nightly(ws))?;
     step("rust components", || toolchain::components(ws, &nightly))?;
     step("bpf-linker", || bpf_linker::ensure(ws, &nightly))?;
+    step("debian sources", deb_src::ensure)?;
     step("debian packages", packages::ensure)?;
     step("python tools", || python::ensure(ws))?;
     Ok(())

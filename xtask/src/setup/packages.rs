@@ -39,6 +39,17 @@ const PACKAGES: &[&str] = &[
     "qemu-system-x86",
     "qemu-system-arm",
     "busybox-static",
+    // `cargo xtask cluster` and its test: a real node. Kubernetes itself is built from Debian's
+    // source package (see deb_src.rs) with Debian's Go and upstream's make (which needs rsync
+    // and, for `apt-get source`, dpkg-dev); the rest is Debian's own, with openssl for the
+    // node's certificates. busybox-static above is the test pods' shell.
+    "golang-go",
+    "rsync",
+    "dpkg-dev",
+    "containerd",
+    "etcd-server",
+    "containernetworking-plugins",
+    "openssl",
 ];
 
 /// Architectures apt must know besides the host's: the kernel matrix downloads arm64 kernels
