@@ -83,6 +83,10 @@ impl Snapshot {
     }
 }
 
+fn is_zero(value: &u64) -> bool {
+    *value == 0
+}
+
 fn every_syscall() -> u32 {
     1
 }
@@ -129,10 +133,26 @@ pub struct ProcessSample {
     /// Resident memory at the end of the window (`VmRSS`), when readable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rss_bytes: Option<u64>,
-    /// CPU cycles and instructions from hardware counters; absent where the node has no PMU.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Bytes the process caused to be read from storage (the kernel's task I/O accounting,
+    /// `read_bytes` of `/proc/<pid>/io`): direct I/O and page-cache misses, not cache hits.
+    /// Absent when zero, as in profiles written before it was measured.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub read_bytes: u64,
+    /// Bytes the process caused to be written to storage (`write_bytes` of `/proc/<pid>/io`):
+    /// direct I/O, and page-cache pages it dirtied, counted when dirtied. Like the kernel, it
+    /// does not subtract `cancelled_write_bytes` (dirty pages dropped before writeback by a
+    /// truncate), which is its own field.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub write_bytes: u64,
+    /// `cancelled_write_bytes` of `/proc/<pid>/io`: bytes of dirty page cache this process
+    /// truncated before they were written back (possibly dirtied by another process).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cancelled_write_bytes: u64,
+    /// Hardware counter readings of profiles written before they had a producer: read and
+    /// ignored, never written (hardware counters come back through the measure registry).
+    #[serde(default, skip_serializing)]
     pub cycles: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing)]
     pub instructions: Option<u64>,
     /// Container id parsed from the cgroup path, for processes in a container.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -90,13 +90,72 @@ pub struct ThreadCounters {
     pub syscall_ns: u64,
     /// Bytes moved through sockets, indexed by [`net_index`].
     pub net_bytes: [u64; NET_KINDS * 2],
+    /// The kernel's task I/O accounting of the thread (`task_struct.ioac`, the fields of
+    /// `/proc/<pid>/io`) at its last switch-out, minus its value when the slot was claimed:
+    /// bytes it caused to be read from and written to storage, and dirty page-cache bytes it
+    /// truncated before writeback.
+    pub disk_read_bytes: u64,
+    pub disk_write_bytes: u64,
+    pub disk_cancelled_write_bytes: u64,
     /// Latency histogram of the timed syscalls, see [`HIST_BUCKETS`].
     pub syscall_hist: [u64; HIST_BUCKETS],
 }
 
 /// Number of `u64` words in [`ThreadCounters`].
-pub const COUNTER_WORDS: usize = 6 + NET_KINDS * 2 + HIST_BUCKETS;
+pub const COUNTER_WORDS: usize = 6 + NET_KINDS * 2 + DISK_IO_WORDS + HIST_BUCKETS;
 const _: () = assert!(core::mem::size_of::<ThreadCounters>() == COUNTER_WORDS * 8);
+
+/// Words of task I/O accounting the kernel side copies in one read: `read_bytes`,
+/// `write_bytes` and `cancelled_write_bytes`, consecutive in `struct task_io_accounting`.
+pub const DISK_IO_WORDS: usize = 3;
+
+/// How a counter of [`ThreadCounters`] behaves when its signal was observed for part of a window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CounterKind {
+    /// A count or a total: scaled up to the whole window.
+    Sum,
+    /// A histogram: left as the calls seen (scaling would invent calls of a latency never seen).
+    Histogram,
+}
+
+/// One field of [`ThreadCounters`]: its name and where its words are. The userspace table of
+/// signals names these to say which counters each signal's programs fill.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CounterField {
+    pub name: &'static str,
+    pub first_word: usize,
+    pub words: usize,
+    pub kind: CounterKind,
+}
+
+const fn field(name: &'static str, first_word: usize, words: usize) -> CounterField {
+    CounterField {
+        name,
+        first_word,
+        words,
+        kind: CounterKind::Sum,
+    }
+}
+
+/// Every field of [`ThreadCounters`], in layout order (a test checks them against the struct).
+pub const COUNTER_FIELDS: [CounterField; 11] = [
+    field("cpu_ns", 0, 1),
+    field("switches", 1, 1),
+    field("runq_wait_ns", 2, 1),
+    field("syscalls", 3, 1),
+    field("timed_syscalls", 4, 1),
+    field("syscall_ns", 5, 1),
+    field("net_bytes", 6, NET_KINDS * 2),
+    field("disk_read_bytes", 6 + NET_KINDS * 2, 1),
+    field("disk_write_bytes", 7 + NET_KINDS * 2, 1),
+    field("disk_cancelled_write_bytes", 8 + NET_KINDS * 2, 1),
+    CounterField {
+        name: "syscall_hist",
+        first_word: 6 + NET_KINDS * 2 + DISK_IO_WORDS,
+        words: HIST_BUCKETS,
+        kind: CounterKind::Histogram,
+    },
+];
 
 impl ThreadCounters {
     /// The counters as one array of words, so that code which treats every counter alike (zero,
@@ -139,6 +198,9 @@ pub struct ThreadSlot {
     pub cpu_base_ns: u64,
     /// Monotonic ns since which the owner is runnable but not running; 0 otherwise.
     pub runnable_since_ns: u64,
+    /// The owner's task I/O accounting (see [`ThreadCounters::disk_read_bytes`]) when it
+    /// claimed the slot.
+    pub disk_io_base: [u64; DISK_IO_WORDS],
     /// The `struct socket *` of a socket family call in progress, for the kretprobe hook,
     /// which sees only the return value; 0 when none.
     pub sock_call: u64,
@@ -186,6 +248,10 @@ pub struct KernelOffsets {
     /// `struct task_struct.__state` (5.14+) or `.state`, for `sched_switch` without its
     /// `prev_state` argument (before 5.18).
     pub task_state: u32,
+    /// `struct task_struct.ioac.read_bytes`, followed by `write_bytes` and
+    /// `cancelled_write_bytes` ([`DISK_IO_WORDS`]); 0 when the kernel keeps no task I/O
+    /// accounting (`CONFIG_TASK_IO_ACCOUNTING` off): disk bytes are then not read.
+    pub task_ioac_read_bytes: u32,
 }
 
 /// Kinds of records in the event ring buffer; every record starts with its kind as a `u32`.
@@ -373,14 +439,45 @@ mod tests {
         }
     }
 
+    /// The field table tiles the struct: each name at its offset, nothing left out.
+    #[test]
+    fn counter_fields_match_the_layout() {
+        use core::mem::offset_of;
+        let offsets = [
+            offset_of!(ThreadCounters, cpu_ns),
+            offset_of!(ThreadCounters, switches),
+            offset_of!(ThreadCounters, runq_wait_ns),
+            offset_of!(ThreadCounters, syscalls),
+            offset_of!(ThreadCounters, timed_syscalls),
+            offset_of!(ThreadCounters, syscall_ns),
+            offset_of!(ThreadCounters, net_bytes),
+            offset_of!(ThreadCounters, disk_read_bytes),
+            offset_of!(ThreadCounters, disk_write_bytes),
+            offset_of!(ThreadCounters, disk_cancelled_write_bytes),
+            offset_of!(ThreadCounters, syscall_hist),
+        ];
+        let mut next = 0;
+        for (field, offset) in COUNTER_FIELDS.iter().zip(offsets) {
+            assert_eq!(field.first_word * 8, offset, "{}", field.name);
+            assert_eq!(field.first_word, next, "{} leaves a gap", field.name);
+            next = field.first_word + field.words;
+        }
+        assert_eq!(next, COUNTER_WORDS);
+        // Word by word: a counter set through its field is the word the table says.
+        let mut counters = ThreadCounters::default();
+        counters.disk_write_bytes = 7;
+        let at = COUNTER_FIELDS.iter().find(|f| f.name == "disk_write_bytes").unwrap();
+        assert_eq!(counters.words()[at.first_word], 7);
+    }
+
     #[test]
     fn layouts_have_no_padding() {
         use core::mem::size_of;
-        assert_eq!(size_of::<ThreadCounters>(), 8 * (6 + 6 + HIST_BUCKETS));
-        assert_eq!(size_of::<ThreadSlot>(), 56 + size_of::<ThreadCounters>());
+        assert_eq!(size_of::<ThreadCounters>(), 8 * (6 + 6 + 3 + HIST_BUCKETS));
+        assert_eq!(size_of::<ThreadSlot>(), 80 + size_of::<ThreadCounters>());
         assert_eq!(size_of::<SlotFlush>(), 24 + size_of::<ThreadCounters>());
         assert_eq!(size_of::<ProcessEvent>(), 40);
         assert_eq!(size_of::<ExecEvent>(), 40 + EXE_BYTES);
-        assert_eq!(size_of::<KernelOffsets>(), 44);
+        assert_eq!(size_of::<KernelOffsets>(), 48);
     }
 }

@@ -10,6 +10,7 @@
 
 mod bench;
 mod cpu;
+mod disk;
 mod kernel;
 mod lifecycle;
 mod maps;

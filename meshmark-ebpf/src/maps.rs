@@ -61,6 +61,7 @@ static OFFSETS: KernelOffsets = KernelOffsets {
     binprm_interp: 0,
     socket_sk: 0,
     task_state: 0,
+    task_ioac_read_bytes: 0,
 };
 
 /// Time one syscall in this many per thread (1: every syscall). Counts stay exact either way.

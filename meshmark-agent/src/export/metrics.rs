@@ -19,8 +19,12 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use super::totals::{Direction, Totals};
-use crate::{model::MeshMark, probe::ProgramStats, report::Report};
+use super::totals::{counter_parts, CounterPart, Totals};
+use crate::{
+    model::{MeshMark, Unit},
+    probe::ProgramStats,
+    report::Report,
+};
 
 /// `Content-Type` of the exposition.
 pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
@@ -319,36 +323,31 @@ fn unit_costs(out: &mut Builder, node: &MeshMark) {
 }
 
 fn counters(out: &mut Builder, totals: &Totals) {
-    out.family(
-        "meshmark_role_cpu_seconds",
-        MetricType::Counter,
-        "CPU time of all processes of each role since the agent started (idle: the idle task).",
-    );
-    for (role, t) in &totals.roles {
-        out.series(&[("role", role.as_str())], seconds(t.cpu_ns));
-    }
-
-    out.family(
-        "meshmark_role_network_bytes",
-        MetricType::Counter,
-        "Socket bytes sent (tx) and received (rx) by processes of each role since the agent started, all peer kinds.",
-    );
-    for (role, t) in &totals.roles {
-        for direction in Direction::ALL {
-            out.series(
-                &[("role", role.as_str()), ("direction", direction.as_str())],
-                Value::Int(t.bytes(direction)),
-            );
+    // One family per measure with a counter (see model::measures); a part's index in
+    // `RoleTotals` is its place in `counter_parts`.
+    let parts: Vec<CounterPart> = counter_parts().collect();
+    let mut first = 0;
+    while let Some(part) = parts.get(first) {
+        let counter = part.counter;
+        let count = parts[first..]
+            .iter()
+            .take_while(|p| p.counter.family == counter.family)
+            .count();
+        out.family(counter.family, MetricType::Counter, counter.help);
+        for (role, t) in &totals.roles {
+            for (index, part) in parts.iter().enumerate().skip(first).take(count) {
+                let total = t.0.get(index).copied().unwrap_or(0);
+                let value = match part.measure.unit {
+                    Unit::Ns => seconds(total),
+                    Unit::Bytes | Unit::Count => Value::Int(total),
+                };
+                match counter.split {
+                    Some(label) => out.series(&[("role", role.as_str()), (label, part.label)], value),
+                    None => out.series(&[("role", role.as_str())], value),
+                };
+            }
         }
-    }
-
-    out.family(
-        "meshmark_role_syscalls",
-        MetricType::Counter,
-        "Syscalls completed by processes of each role since the agent started.",
-    );
-    for (role, t) in &totals.roles {
-        out.series(&[("role", role.as_str())], Value::Int(t.syscalls));
+        first += count;
     }
 
     out.family(

@@ -36,5 +36,27 @@ pub fn kernel_offsets(btf: &Btf) -> Result<KernelOffsets> {
         task_state: btf
             .member_offset("task_struct", "__state")
             .map_or_else(|| field("task_struct", "state"), Ok)?,
+        task_ioac_read_bytes: task_disk_io(btf),
     })
+}
+
+/// Offset of `task_struct.ioac.read_bytes`, where `write_bytes` and `cancelled_write_bytes`
+/// follow it as the kernel side reads them (one read of [`meshmark_common::DISK_IO_WORDS`] words); 0, and disk
+/// bytes not measured, on a kernel built without task I/O accounting.
+fn task_disk_io(btf: &Btf) -> u32 {
+    let ioac = btf.member_offset("task_struct", "ioac");
+    let member = |name| btf.member_offset("task_io_accounting", name);
+    let (Some(ioac), Some(read), Some(write), Some(cancelled)) = (
+        ioac,
+        member("read_bytes"),
+        member("write_bytes"),
+        member("cancelled_write_bytes"),
+    ) else {
+        return 0;
+    };
+    let consecutive = read.checked_add(8) == Some(write) && write.checked_add(8) == Some(cancelled);
+    match ioac.checked_add(read) {
+        Some(offset) if consecutive && offset > 0 => offset,
+        _ => 0,
+    }
 }
