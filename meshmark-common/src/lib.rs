@@ -464,8 +464,10 @@ mod tests {
         }
         assert_eq!(next, COUNTER_WORDS);
         // Word by word: a counter set through its field is the word the table says.
-        let mut counters = ThreadCounters::default();
-        counters.disk_write_bytes = 7;
+        let counters = ThreadCounters {
+            disk_write_bytes: 7,
+            ..Default::default()
+        };
         let at = COUNTER_FIELDS.iter().find(|f| f.name == "disk_write_bytes").unwrap();
         assert_eq!(counters.words()[at.first_word], 7);
     }

@@ -21,7 +21,7 @@ use meshmark_common::{counter, net_index, CpuState, Direction, NetKind};
 
 use crate::{
     inventory,
-    probe::{Probe, ProbeOptions, ProgramSet},
+    probe::{names, Probe, ProbeOptions, ProgramSet},
     snapshot::{NetBytes, ProcessSample, Sampled, Snapshot, SyscallStats, Window, PROFILE_SCHEMA},
 };
 use accounting::{Accountant, ClaimReading, ProcessDelta};
@@ -80,13 +80,13 @@ impl Profiler {
                 .take_map(name)
                 .with_context(|| format!("map {name} missing from the eBPF object"))
         };
-        let table = match take("THREADS")? {
+        let table = match take(names::THREADS)? {
             aya::maps::Map::Array(data) => data,
             other => anyhow::bail!("map THREADS has an unexpected type: {other:?}"),
         };
-        let ring = RingBuf::try_from(take("EVENTS")?)?;
-        let cpus = PerCpuArray::try_from(take("CPUS")?)?;
-        let counters = PerCpuArray::try_from(take("COUNTERS")?)?;
+        let ring = RingBuf::try_from(take(names::EVENTS)?)?;
+        let cpus = PerCpuArray::try_from(take(names::CPUS)?)?;
+        let counters = PerCpuArray::try_from(take(names::COUNTERS)?)?;
         let table = ThreadTable::map(table, probe.thread_slots)?;
         let syscall_sample_every = probe.syscall_sample_every;
         let hooks = probe.hooks.clone();

@@ -19,9 +19,9 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use super::totals::{counter_parts, CounterPart, Totals};
+use super::totals::Totals;
 use crate::{
-    model::{MeshMark, Unit},
+    model::{MeshMark, Unit, MEASURES},
     probe::ProgramStats,
     report::Report,
 };
@@ -323,31 +323,29 @@ fn unit_costs(out: &mut Builder, node: &MeshMark) {
 }
 
 fn counters(out: &mut Builder, totals: &Totals) {
-    // One family per measure with a counter (see model::measures); a part's index in
-    // `RoleTotals` is its place in `counter_parts`.
-    let parts: Vec<CounterPart> = counter_parts().collect();
-    let mut first = 0;
-    while let Some(part) = parts.get(first) {
-        let counter = part.counter;
-        let count = parts[first..]
-            .iter()
-            .take_while(|p| p.counter.family == counter.family)
-            .count();
+    // One family per measure with a counter (see model::measures). `RoleTotals` holds the
+    // parts of every counter in registry order, as `counter_parts` walks them.
+    let mut first = 0usize;
+    for measure in &MEASURES {
+        let Some(counter) = &measure.counter else {
+            continue;
+        };
         out.family(counter.family, MetricType::Counter, counter.help);
         for (role, t) in &totals.roles {
-            for (index, part) in parts.iter().enumerate().skip(first).take(count) {
-                let total = t.0.get(index).copied().unwrap_or(0);
-                let value = match part.measure.unit {
+            for (offset, (part, _)) in counter.parts.iter().enumerate() {
+                let total = t.0.get(first.saturating_add(offset)).copied();
+                let total = total.unwrap_or(0);
+                let value = match measure.unit {
                     Unit::Ns => seconds(total),
                     Unit::Bytes | Unit::Count => Value::Int(total),
                 };
                 match counter.split {
-                    Some(label) => out.series(&[("role", role.as_str()), (label, part.label)], value),
+                    Some(label) => out.series(&[("role", role.as_str()), (label, part)], value),
                     None => out.series(&[("role", role.as_str())], value),
                 };
             }
         }
-        first += count;
+        first = first.saturating_add(counter.parts.len());
     }
 
     out.family(

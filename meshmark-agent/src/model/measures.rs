@@ -39,8 +39,11 @@ pub struct Counter {
     /// A label that splits the figure (`direction`), with the part each value reads; one
     /// unlabelled part otherwise.
     pub split: Option<&'static str>,
-    pub parts: &'static [(&'static str, fn(&ProcessSample) -> u64)],
+    pub parts: &'static [(&'static str, PartOf)],
 }
+
+/// Reads one part of a counter from a process.
+pub type PartOf = fn(&ProcessSample) -> u64;
 
 /// One input of a MUE.
 #[derive(Clone, Copy, Debug)]
@@ -244,14 +247,19 @@ mod tests {
     /// A measure's field is where the profile JSON puts its figure, for a process as for a sum.
     #[test]
     fn fields_point_at_the_figure_in_the_profile_json() {
-        let mut sample = ProcessSample::default();
-        sample.cpu_ns = 11;
-        sample.net = crate::snapshot::NetBytes::from_kinds([1, 2], [3, 4], [5, 6]);
-        sample.syscalls.count = 13;
-        sample.syscalls.total_ns = 14;
-        sample.rss_bytes = Some(15);
-        sample.read_bytes = 16;
-        sample.write_bytes = 17;
+        let sample = ProcessSample {
+            cpu_ns: 11,
+            net: crate::snapshot::NetBytes::from_kinds([1, 2], [3, 4], [5, 6]),
+            syscalls: crate::snapshot::SyscallStats {
+                count: 13,
+                total_ns: 14,
+                latency_log2_ns: Vec::new(),
+            },
+            rss_bytes: Some(15),
+            read_bytes: 16,
+            write_bytes: 17,
+            ..ProcessSample::default()
+        };
         let json = serde_json::to_value(&sample).unwrap();
         for measure in MEASURES {
             let value = (measure.of_process)(&sample).unwrap();

@@ -2,6 +2,9 @@
 //! struct offsets, map sizes. This and `collect` are the only layers that know about aya.
 
 pub mod hooks;
+#[cfg(test)]
+mod link_check;
+pub mod names;
 pub mod offsets;
 pub mod preflight;
 
@@ -120,12 +123,12 @@ impl Probe {
         let aya_btf = aya::Btf::from_sys_fs().context("reading the kernel's BTF for aya")?;
         let mut ebpf = EbpfLoader::new()
             .btf(Some(&aya_btf))
-            .map_max_entries("THREADS", thread_slots)
-            .map_max_entries("FREE_SLOTS", thread_slots)
-            .map_max_entries("TID_SLOT", tid_space)
-            .map_max_entries("EVENTS", ring_bytes)
-            .override_global("OFFSETS", &offsets, true)
-            .override_global("SYSCALL_SAMPLE_EVERY", &syscall_sample_every, true)
+            .map_max_entries(names::THREADS, thread_slots)
+            .map_max_entries(names::FREE_SLOTS, thread_slots)
+            .map_max_entries(names::TID_SLOT, tid_space)
+            .map_max_entries(names::EVENTS, ring_bytes)
+            .override_global(names::OFFSETS, &offsets, true)
+            .override_global(names::SYSCALL_SAMPLE_EVERY, &syscall_sample_every, true)
             .load(OBJECT)
             .context("loading the eBPF object")?;
 
@@ -181,7 +184,7 @@ impl Probe {
         let epoch = monotonic_ns()?;
         let mut epochs: Array<&mut MapData, u64> = Array::try_from(
             self.ebpf
-                .map_mut("SYSCALL_EPOCH")
+                .map_mut(names::SYSCALL_EPOCH)
                 .context("map SYSCALL_EPOCH missing from the eBPF object")?,
         )?;
         epochs
@@ -228,7 +231,7 @@ fn tid_space() -> Result<u32> {
 /// first and a node with few threads touches only the start of the table.
 fn fill_free_slots(ebpf: &mut Ebpf, slots: u32) -> Result<()> {
     let map = ebpf
-        .map_mut("FREE_SLOTS")
+        .map_mut(names::FREE_SLOTS)
         .context("map FREE_SLOTS missing from the eBPF object")?;
     let mut free: Stack<&mut MapData, u32> =
         Stack::try_from(map).context("map FREE_SLOTS is not a stack")?;
