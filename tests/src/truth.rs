@@ -84,3 +84,13 @@ pub struct MeshPart {
     pub tx_bytes: u64,
     pub rx_bytes: u64,
 }
+
+/// `disk`: the process's own task I/O accounting (`/proc/self/io`) after its work, every
+/// worker thread joined: the kernel's figures the profiler must match.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiskIo {
+    pub pid: u32,
+    pub read_bytes: u64,
+    pub write_bytes: u64,
+    pub cancelled_write_bytes: u64,
+}

@@ -116,6 +116,13 @@ impl Probe {
         let usable = hooks::apply_override(usable, options.hook_override)
             .map_err(PreflightError::HookUnavailable)?;
         let offsets = offsets::kernel_offsets(&btf)?;
+        if offsets.task_ioac_read_bytes == 0 && set == ProgramSet::Profiler {
+            // Not a refusal: everything else is measured. Said once, so a zero is not misread.
+            eprintln!(
+                "meshmark-agent: this kernel keeps no task I/O accounting \
+                 (CONFIG_TASK_IO_ACCOUNTING): disk bytes are not measured and read as 0"
+            );
+        }
         let ring_bytes = options.ring_bytes.clamp(4096, 1 << 30).next_power_of_two();
         let syscall_sample_every = options.syscall_sample_every.max(1);
         let tid_space = tid_space()?;

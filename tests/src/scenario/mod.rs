@@ -9,6 +9,7 @@
 
 pub mod burn;
 pub mod churn;
+pub mod disk;
 pub mod mesh;
 pub mod sleep;
 pub mod sock;
