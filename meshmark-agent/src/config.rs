@@ -541,9 +541,7 @@ exe = "/opt/mesh/bin/*"
         assert!(!config.presets);
         assert_eq!(
             config.model.weights,
-            Weights::default()
-                .with(Mue::Net, 0.2)
-                .with(Mue::Cpu, -0.5)
+            Weights::default().with(Mue::Net, 0.2).with(Mue::Cpu, -0.5)
         );
         let names: Vec<&str> = config.rules.iter().map(Rule::name).collect();
         assert_eq!(names, ["gateway", "node-proxy"]);

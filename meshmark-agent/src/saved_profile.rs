@@ -202,7 +202,9 @@ impl Totals {
     /// Adds one process; the error names the figure whose sum would not fit.
     fn add(&mut self, process: &ProcessSample) -> Result<(), String> {
         fn add(sum: &mut u64, value: u64, name: &str) -> Result<(), String> {
-            *sum = sum.checked_add(value).ok_or_else(|| name.replace('/', "."))?;
+            *sum = sum
+                .checked_add(value)
+                .ok_or_else(|| name.replace('/', "."))?;
             Ok(())
         }
         for (measure, sum) in MEASURES.iter().zip(&mut self.measures) {

@@ -220,7 +220,8 @@ pub struct CpuState {
 }
 
 /// Byte offsets of the few kernel struct fields the programs read, taken from the running
-/// kernel's BTF by the agent (aya has no CO-RE field relocations) and set as a read-only global.
+/// kernel's BTF by the agent and set as a read-only global. rustc does not emit CO-RE field
+/// relocations for BPF, so the object has none for aya-obj to apply: the agent resolves them.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct KernelOffsets {
@@ -468,7 +469,10 @@ mod tests {
             disk_write_bytes: 7,
             ..Default::default()
         };
-        let at = COUNTER_FIELDS.iter().find(|f| f.name == "disk_write_bytes").unwrap();
+        let at = COUNTER_FIELDS
+            .iter()
+            .find(|f| f.name == "disk_write_bytes")
+            .unwrap();
         assert_eq!(counters.words()[at.first_word], 7);
     }
 

@@ -4,8 +4,10 @@
 //! `NO_SLOT` and counted once, so the number of tracked threads is bounded and no two live
 //! threads ever share counters, whatever their ids.
 //!
-//! BPF has no compare-and-swap, so claims are made only where no other CPU can be claiming for
-//! the same thread: in the thread's own context, at `sched_wakeup_new` (the child has never run)
+//! A claim is several steps (pop, reset, install), and BPF's compare-and-swap (`cmpxchg`, 5.12+)
+//! covers one word: a claim lost to a race on another CPU would hold a popped slot that must go
+//! back on a stack that may refuse it. So claims are made only where no other CPU can be
+//! claiming for the same thread: in the thread's own context, at `sched_wakeup_new` (the child has never run)
 //! and when the thread is switched in (it runs nowhere else). A plain `sched_wakeup` may fire on
 //! one CPU while the thread runs on another: it only looks up.
 

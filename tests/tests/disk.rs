@@ -35,6 +35,12 @@ impl Drop for Scratch {
     }
 }
 
+/// A scratch directory and a profiled window started after it; `None` where BPF cannot run.
+fn scratch_window(name: &str) -> Option<(Scratch, ProfiledWindow)> {
+    let scratch = Scratch::new(name);
+    Some((scratch, ProfiledWindow::start()?))
+}
+
 fn assert_disk(what: &str, measured: &meshmark_agent::snapshot::ProcessSample, truth: DiskIo) {
     assert_exact(
         &format!("{what} read_bytes"),
@@ -55,11 +61,10 @@ fn assert_disk(what: &str, measured: &meshmark_agent::snapshot::ProcessSample, t
 
 #[test]
 fn direct_io_of_a_process_that_exits_inside_the_window_is_exact() {
-    let scratch = Scratch::new("disk-exit");
-    let dir = scratch.path();
-    let Some(window) = ProfiledWindow::start() else {
+    let Some((scratch, window)) = scratch_window("disk-exit") else {
         return;
     };
+    let dir = scratch.path();
     let mut writer = workload!("disk --dir {dir} --direct --write-mib 8 --read-mib 4");
     let truth: DiskIo = writer.truth();
     writer.finish();
@@ -112,11 +117,10 @@ fn buffered_writes_of_a_live_process_equal_its_proc_io_difference() {
 
 #[test]
 fn threads_that_do_io_and_exit_one_by_one_sum_exactly() {
-    let scratch = Scratch::new("disk-threads");
-    let dir = scratch.path();
-    let Some(window) = ProfiledWindow::start() else {
+    let Some((scratch, window)) = scratch_window("disk-threads") else {
         return;
     };
+    let dir = scratch.path();
     let threads = 6;
     let mut writer = workload!(
         "disk --dir {dir} --direct --write-mib 2 --read-mib 1 --threads {threads} --wait-after"

@@ -463,13 +463,20 @@ mod tests {
                 (measure.of_process)(&scaled).unwrap(),
             );
             assert!(before > 0, "{} reads no counter", measure.field);
-            let expected = if signal.duty_cycled { 4 * before } else { before };
+            let expected = if signal.duty_cycled {
+                4 * before
+            } else {
+                before
+            };
             assert_eq!(after, expected, "{} ({})", measure.field, signal.name);
             duty_cycled += usize::from(signal.duty_cycled);
         }
         assert!(duty_cycled > 0, "some measure is duty-cycled");
         // Histograms count the calls seen.
-        assert_eq!(whole.syscalls.latency_log2_ns, scaled.syscalls.latency_log2_ns);
+        assert_eq!(
+            whole.syscalls.latency_log2_ns,
+            scaled.syscalls.latency_log2_ns
+        );
     }
 
     #[test]

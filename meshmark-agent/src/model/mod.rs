@@ -20,8 +20,8 @@ mod fixtures;
 mod properties;
 
 pub use classes::{Class, Mue};
-pub use measures::{Measure, Source, Unit, MEASURES, MUES};
 pub use input::{inputs_from_snapshot, NodeContext, ProcessInput};
+pub use measures::{Measure, Source, Unit, MEASURES, MUES};
 pub use score::{
     display_score, score_node, score_pods, ClassScore, Excluded, MeshMark, Note, PodMeshMark,
 };

@@ -2,10 +2,10 @@
 
 use proptest::prelude::*;
 
+use super::classes::{Class, Mue};
 use super::fixtures::{input, Usage};
 use super::input::{NodeContext, ProcessInput};
 use super::score::{score_node, score_pods};
-use super::classes::{Class, Mue};
 use super::weights::{ModelOptions, Weights};
 use crate::role::Role;
 use crate::snapshot::ProcessSample;

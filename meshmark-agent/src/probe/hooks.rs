@@ -593,7 +593,9 @@ mod tests {
         }
         for name in PROFILER.iter().flat_map(|s| s.counters) {
             assert!(
-                meshmark_common::COUNTER_FIELDS.iter().any(|f| f.name == *name),
+                meshmark_common::COUNTER_FIELDS
+                    .iter()
+                    .any(|f| f.name == *name),
                 "{name} is no field of ThreadCounters"
             );
         }

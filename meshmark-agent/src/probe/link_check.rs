@@ -47,7 +47,10 @@ fn every_program_the_tables_name_is_in_the_object_with_its_kind() {
     for signal in tables.into_iter().flatten() {
         for program in signal.alternatives.iter().flat_map(|a| a.programs) {
             let found = object.programs.get(program.name).unwrap_or_else(|| {
-                panic!("{} ({}) is not in the eBPF object", program.name, signal.name)
+                panic!(
+                    "{} ({}) is not in the eBPF object",
+                    program.name, signal.name
+                )
             });
             assert!(
                 section_fits(program.point, &found.section),

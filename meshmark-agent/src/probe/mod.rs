@@ -1,5 +1,5 @@
 //! Loading and attaching the kernel programs: preflight, the hook for each signal, kernel
-//! struct offsets, map sizes. This and `collect` are the only layers that know about aya.
+//! struct offsets, map sizes. This and `collect` hold the programs and maps through aya.
 
 pub mod hooks;
 #[cfg(test)]

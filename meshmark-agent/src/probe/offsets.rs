@@ -1,5 +1,6 @@
-//! Kernel struct field offsets for the programs, from the running kernel's BTF: aya has no CO-RE
-//! field relocations, so the agent resolves them and hands them over as a read-only global.
+//! Kernel struct field offsets for the programs, from the running kernel's BTF. rustc does not
+//! emit CO-RE field relocations for BPF (aya-obj would apply them, but the object carries none),
+//! so the agent resolves the offsets and hands them over as a read-only global.
 
 use anyhow::{anyhow, Result};
 use meshmark_common::KernelOffsets;

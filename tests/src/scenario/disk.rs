@@ -106,7 +106,10 @@ fn write_and_read(spec: &Spec, path: &Path) -> Result<()> {
         spec.read_mib == 0 || spec.direct,
         "reads are O_DIRECT only: buffered ones would come from the page cache"
     );
-    ensure!(spec.read_mib <= spec.write_mib, "cannot read more than was written");
+    ensure!(
+        spec.read_mib <= spec.write_mib,
+        "cannot read more than was written"
+    );
     let mut reader: File = OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_DIRECT)

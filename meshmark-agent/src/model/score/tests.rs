@@ -301,10 +301,7 @@ fn storage_counts_where_there_is_disk_io() {
         input(Role::Proxy, None, &proxy),
     ];
     let mark = score_node(&inputs, &CTX, &ModelOptions::default()).unwrap();
-    assert!(close(
-        mark.classes[&Class::Storage].mues[&Mue::Io],
-        0.75
-    ));
+    assert!(close(mark.classes[&Class::Storage].mues[&Mue::Io], 0.75));
     assert_eq!(mark.sums[&Role::App].more["read_bytes"], 150);
     assert!(close(mark.score, 75.0));
 }
@@ -368,18 +365,9 @@ fn weights_out_of_range_are_errors_not_clamps() {
     let samples = worked_example();
     let inputs = worked_inputs(&samples);
     for (weights, name) in [
-        (
-            Weights::default().with(Mue::Net, 0.51),
-            "net",
-        ),
-        (
-            Weights::default().with(Mue::Mem, -0.51),
-            "mem",
-        ),
-        (
-            Weights::default().with(Mue::Io, f64::NAN),
-            "io",
-        ),
+        (Weights::default().with(Mue::Net, 0.51), "net"),
+        (Weights::default().with(Mue::Mem, -0.51), "mem"),
+        (Weights::default().with(Mue::Io, f64::NAN), "io"),
     ] {
         let opts = with_weights(weights);
         let err = score_node(&inputs, &CTX, &opts).unwrap_err();
