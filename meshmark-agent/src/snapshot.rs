@@ -148,6 +148,11 @@ pub struct ProcessSample {
     /// truncated before they were written back (possibly dirtied by another process).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub cancelled_write_bytes: u64,
+    /// Request turns on TCP connections the process accepted (see docs/how-it-measures.md,
+    /// "Request turns"); absent when it ended none, as in profiles written before they were
+    /// measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests: Option<RequestStats>,
     /// Hardware counter readings of profiles written before they had a producer: read and
     /// ignored, never written (hardware counters come back through the measure registry).
     #[serde(default, skip_serializing)]
@@ -234,6 +239,43 @@ pub struct SyscallStats {
     pub total_ns: u64,
     /// Non-empty log2 latency buckets, in increasing order.
     pub latency_log2_ns: Vec<LatencyBucket>,
+}
+
+/// Request turns a process ended on connections it accepted. A turn runs from the first byte
+/// received to the last byte sent before the next byte is received (or the close).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestStats {
+    /// Turns on connections never seen multiplexed: one request each (exact for HTTP/1.x with
+    /// keep-alive; a pipelined batch counts as one).
+    pub count: u64,
+    /// Nanoseconds of those turns.
+    pub total_ns: u64,
+    /// Non-empty log2 buckets of their times, in increasing order.
+    pub latency_log2_ns: Vec<LatencyBucket>,
+    /// Turns on multiplexed connections (HTTP/2, gRPC): bytes arrived while a response was
+    /// still unacknowledged, so a turn may hold several requests. Approximate: never added to
+    /// `count`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub multiplexed_turns: u64,
+    /// Nanoseconds of those turns.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub multiplexed_ns: u64,
+}
+
+impl RequestStats {
+    /// From a process's counters; `None` when it ended no turn.
+    pub fn from_counters(c: &meshmark_common::ThreadCounters) -> Option<Self> {
+        if c.requests == 0 && c.mux_requests == 0 {
+            return None;
+        }
+        Some(Self {
+            count: c.requests,
+            total_ns: c.request_ns,
+            latency_log2_ns: SyscallStats::buckets_from_hist(&c.request_hist),
+            multiplexed_turns: c.mux_requests,
+            multiplexed_ns: c.mux_request_ns,
+        })
+    }
 }
 
 /// One log2 histogram bucket: latencies in `[lo_ns, hi_ns)`; `hi_ns` is `null` for the last,

@@ -31,6 +31,12 @@ pub const EXE_BYTES: usize = 256;
 /// Default size of the event ring buffer in bytes (a power of two, a multiple of the page size).
 pub const DEFAULT_EVENT_RING_BYTES: u32 = 1 << 20;
 
+/// Bound on the accepted TCP connections whose request turns are measured at once (the
+/// `CONNECTIONS` hash map: 65,536 entries of 32 bytes plus an 8-byte key, about 4 MiB of kernel
+/// memory with the map's own overhead). A connection accepted beyond it is counted under
+/// [`counter::REQUEST_CONNS_FULL`] and its turns are not measured.
+pub const DEFAULT_CONNECTIONS: u32 = 65_536;
+
 /// `TASK_DEAD` from `include/linux/sched.h`: the state of a thread at its very last switch-out.
 pub const TASK_DEAD: u32 = 0x80;
 /// `TASK_RUNNING`: a thread switched out in this state was preempted and is still runnable.
@@ -97,12 +103,27 @@ pub struct ThreadCounters {
     pub disk_read_bytes: u64,
     pub disk_write_bytes: u64,
     pub disk_cancelled_write_bytes: u64,
+    /// Request turns this thread ended on accepted TCP connections that were never seen
+    /// multiplexed: one request each (see meshmark-ebpf's `requests`).
+    pub requests: u64,
+    /// Nanoseconds of those turns, from first byte received to last byte sent.
+    pub request_ns: u64,
+    /// Turns on multiplexed connections (HTTP/2, gRPC): one turn may carry several requests,
+    /// so these are approximate and kept apart.
+    pub mux_requests: u64,
+    pub mux_request_ns: u64,
     /// Latency histogram of the timed syscalls, see [`HIST_BUCKETS`].
     pub syscall_hist: [u64; HIST_BUCKETS],
+    /// Time histogram of the turns counted in `requests`.
+    pub request_hist: [u64; HIST_BUCKETS],
 }
 
 /// Number of `u64` words in [`ThreadCounters`].
-pub const COUNTER_WORDS: usize = 6 + NET_KINDS * 2 + DISK_IO_WORDS + HIST_BUCKETS;
+pub const COUNTER_WORDS: usize =
+    6 + NET_KINDS * 2 + DISK_IO_WORDS + REQUEST_WORDS + 2 * HIST_BUCKETS;
+
+/// Words of request-turn sums: `requests`, `request_ns`, `mux_requests`, `mux_request_ns`.
+pub const REQUEST_WORDS: usize = 4;
 const _: () = assert!(core::mem::size_of::<ThreadCounters>() == COUNTER_WORDS * 8);
 
 /// Words of task I/O accounting the kernel side copies in one read: `read_bytes`,
@@ -138,7 +159,7 @@ const fn field(name: &'static str, first_word: usize, words: usize) -> CounterFi
 }
 
 /// Every field of [`ThreadCounters`], in layout order (a test checks them against the struct).
-pub const COUNTER_FIELDS: [CounterField; 11] = [
+pub const COUNTER_FIELDS: [CounterField; 16] = [
     field("cpu_ns", 0, 1),
     field("switches", 1, 1),
     field("runq_wait_ns", 2, 1),
@@ -149,9 +170,19 @@ pub const COUNTER_FIELDS: [CounterField; 11] = [
     field("disk_read_bytes", 6 + NET_KINDS * 2, 1),
     field("disk_write_bytes", 7 + NET_KINDS * 2, 1),
     field("disk_cancelled_write_bytes", 8 + NET_KINDS * 2, 1),
+    field("requests", 6 + NET_KINDS * 2 + DISK_IO_WORDS, 1),
+    field("request_ns", 7 + NET_KINDS * 2 + DISK_IO_WORDS, 1),
+    field("mux_requests", 8 + NET_KINDS * 2 + DISK_IO_WORDS, 1),
+    field("mux_request_ns", 9 + NET_KINDS * 2 + DISK_IO_WORDS, 1),
     CounterField {
         name: "syscall_hist",
-        first_word: 6 + NET_KINDS * 2 + DISK_IO_WORDS,
+        first_word: 6 + NET_KINDS * 2 + DISK_IO_WORDS + REQUEST_WORDS,
+        words: HIST_BUCKETS,
+        kind: CounterKind::Histogram,
+    },
+    CounterField {
+        name: "request_hist",
+        first_word: 6 + NET_KINDS * 2 + DISK_IO_WORDS + REQUEST_WORDS + HIST_BUCKETS,
         words: HIST_BUCKETS,
         kind: CounterKind::Histogram,
     },
@@ -253,6 +284,10 @@ pub struct KernelOffsets {
     /// `cancelled_write_bytes` ([`DISK_IO_WORDS`]); 0 when the kernel keeps no task I/O
     /// accounting (`CONFIG_TASK_IO_ACCOUNTING` off): disk bytes are then not read.
     pub task_ioac_read_bytes: u32,
+    /// `struct sock.sk_wmem_queued` (int): bytes queued for sending and not yet acknowledged,
+    /// which tells a multiplexed connection (see meshmark-ebpf's `requests`).
+    pub sk_wmem_queued: u32,
+    pub _pad: u32,
 }
 
 /// Kinds of records in the event ring buffer; every record starts with its kind as a `u32`.
@@ -345,8 +380,14 @@ pub mod counter {
     pub const SLOT_BUSY: u32 = 7;
     /// Threads that were given a slot (not a loss; shows churn).
     pub const SLOT_CLAIMED: u32 = 8;
+    /// An accepted TCP connection found the connection table full
+    /// ([`crate::DEFAULT_CONNECTIONS`]): its request turns are not measured.
+    pub const REQUEST_CONNS_FULL: u32 = 9;
+    /// A request turn that had sent its response ended after the thread that began it had
+    /// exited (its connection outlived it): not counted.
+    pub const REQUEST_TURN_LOST: u32 = 10;
     /// Number of entries in the array.
-    pub const COUNT: u32 = 9;
+    pub const COUNT: u32 = 11;
 
     /// Names used in reports, indexed like the constants above.
     pub const NAMES: [&str; COUNT as usize] = [
@@ -359,6 +400,8 @@ pub mod counter {
         "slot_leaked",
         "slot_busy",
         "slot_claimed",
+        "request_conns_full",
+        "request_turn_lost",
     ];
 
     /// Whether the counter records lost data (reported under `dropped`) rather than a statistic.
@@ -455,7 +498,12 @@ mod tests {
             offset_of!(ThreadCounters, disk_read_bytes),
             offset_of!(ThreadCounters, disk_write_bytes),
             offset_of!(ThreadCounters, disk_cancelled_write_bytes),
+            offset_of!(ThreadCounters, requests),
+            offset_of!(ThreadCounters, request_ns),
+            offset_of!(ThreadCounters, mux_requests),
+            offset_of!(ThreadCounters, mux_request_ns),
             offset_of!(ThreadCounters, syscall_hist),
+            offset_of!(ThreadCounters, request_hist),
         ];
         let mut next = 0;
         for (field, offset) in COUNTER_FIELDS.iter().zip(offsets) {
@@ -479,11 +527,14 @@ mod tests {
     #[test]
     fn layouts_have_no_padding() {
         use core::mem::size_of;
-        assert_eq!(size_of::<ThreadCounters>(), 8 * (6 + 6 + 3 + HIST_BUCKETS));
+        assert_eq!(
+            size_of::<ThreadCounters>(),
+            8 * (6 + 6 + 3 + 4 + 2 * HIST_BUCKETS)
+        );
         assert_eq!(size_of::<ThreadSlot>(), 80 + size_of::<ThreadCounters>());
         assert_eq!(size_of::<SlotFlush>(), 24 + size_of::<ThreadCounters>());
         assert_eq!(size_of::<ProcessEvent>(), 40);
         assert_eq!(size_of::<ExecEvent>(), 40 + EXE_BYTES);
-        assert_eq!(size_of::<KernelOffsets>(), 48);
+        assert_eq!(size_of::<KernelOffsets>(), 56);
     }
 }

@@ -6,6 +6,8 @@
 //! so the hot paths do array lookups only, never hash-map operations. Userspace turns the
 //! cumulative per-thread counters into per-process windows.
 #![no_std]
+// Inline assembly for BPF's atomic add (`requests::add`).
+#![feature(asm_experimental_arch)]
 #![no_main]
 
 mod bench;
@@ -15,6 +17,7 @@ mod kernel;
 mod lifecycle;
 mod maps;
 mod net;
+mod requests;
 mod runq;
 mod slots;
 mod syscall;

@@ -65,6 +65,15 @@ pub struct Sleep {
     pub durations_ns: Vec<u64>,
 }
 
+/// `http`: the responses its client read whole (each one request the server served), and the
+/// time the server took for each.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+pub struct HttpRequests {
+    pub pid: u32,
+    pub requests: u64,
+    pub sleep_ns: u64,
+}
+
 /// `mesh-relay`, `mesh-upstream`: where a listening part of the mesh scenario accepts its
 /// connection; printed before it serves, so the test can wire the next part to it.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize)]

@@ -22,7 +22,10 @@ use meshmark_common::{counter, net_index, CpuState, Direction, NetKind};
 use crate::{
     inventory,
     probe::{names, Probe, ProbeOptions, ProgramSet},
-    snapshot::{NetBytes, ProcessSample, Sampled, Snapshot, SyscallStats, Window, PROFILE_SCHEMA},
+    snapshot::{
+        NetBytes, ProcessSample, RequestStats, Sampled, Snapshot, SyscallStats, Window,
+        PROFILE_SCHEMA,
+    },
 };
 use accounting::{Accountant, ClaimReading, ProcessDelta};
 use events::{EventDrain, Record};
@@ -349,6 +352,7 @@ fn counted(
         read_bytes: c.disk_read_bytes,
         write_bytes: c.disk_write_bytes,
         cancelled_write_bytes: c.disk_cancelled_write_bytes,
+        requests: RequestStats::from_counters(&c),
         ..ProcessSample::default()
     }
 }

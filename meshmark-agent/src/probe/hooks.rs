@@ -151,7 +151,15 @@ pub const PROFILER: &[Signal] = &[
     },
     Signal {
         name: "socket_bytes",
-        counters: &["net_bytes"],
+        // Request turns are timed from the same byte hooks (meshmark-ebpf/src/requests.rs).
+        counters: &[
+            "net_bytes",
+            "requests",
+            "request_ns",
+            "mux_requests",
+            "mux_request_ns",
+            "request_hist",
+        ],
         duty_cycled: true,
         alternatives: &[
             // 6.3+.
@@ -206,6 +214,17 @@ pub const PROFILER: &[Signal] = &[
                 ],
             },
         ],
+    },
+    // Marks accepted TCP connections and ends their turns at close. Never duty-cycled: an
+    // accept or close missed would leave a connection unmarked or its entry behind.
+    Signal {
+        name: "tcp_connections",
+        counters: &[],
+        duty_cycled: false,
+        alternatives: &[Alternative {
+            name: "inet_sock_set_state",
+            programs: &[tp("inet_sock_set_state", "inet_sock_set_state", 3)],
+        }],
     },
     Signal {
         name: "process_lifecycle",
@@ -485,6 +504,8 @@ mod tests {
             ("sched_process_exec", 3),
             ("sched_process_fork", 2),
             ("sched_process_exit", exit),
+            // 4.16+.
+            ("inet_sock_set_state", 3),
         ]);
         if sock_tracepoints {
             tracepoints.insert("sock_send_length", 3);

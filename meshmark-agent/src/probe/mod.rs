@@ -176,33 +176,56 @@ impl Probe {
     }
 
     /// Detaches the duty-cycled programs, last attached first (a kretprobe before its kprobe).
+    /// The detach mark goes first: a connection closed while they are detached may have sent
+    /// bytes unseen, so the kernel counts no turn it ends then.
     pub fn pause_sampled(&mut self) {
+        if self.sampled_links.is_empty() {
+            return;
+        }
+        let mark = monotonic_ns().and_then(|now| self.set_sampled_epoch(1, now.max(1)));
+        if let Err(err) = mark {
+            // An array update of our own map: not expected to fail. If it does, request turns
+            // ended by a close while detached may be short: say so.
+            tracing::error!(
+                error = %format!("{err:#}"),
+                "cannot mark the duty-cycled programs detached; request times of connections \
+                 closed while detached may be too short"
+            );
+        }
         while let Some(link) = self.sampled_links.pop() {
             drop(link);
         }
     }
 
-    /// Attaches the duty-cycled programs again, in their order. Syscalls entered while they were
-    /// detached are kept out through the syscall epoch, set first.
+    /// Attaches the duty-cycled programs again, in their order. Syscalls entered and request
+    /// turns begun while they were detached are kept out through the attach epoch, set first;
+    /// then the detach mark is cleared.
     pub fn resume_sampled(&mut self) -> Result<()> {
         if !self.sampled_links.is_empty() {
             return Ok(());
         }
-        let epoch = monotonic_ns()?;
-        let mut epochs: Array<&mut MapData, u64> = Array::try_from(
-            self.ebpf
-                .map_mut(names::SYSCALL_EPOCH)
-                .context("map SYSCALL_EPOCH missing from the eBPF object")?,
-        )?;
-        epochs
-            .set(0, epoch, 0)
-            .context("setting the syscall epoch")?;
+        self.set_sampled_epoch(0, monotonic_ns()?)?;
+        self.set_sampled_epoch(1, 0)?;
         for program in self.sampled_programs.clone() {
             let link = attach(&mut self.ebpf, program)
                 .with_context(|| format!("attaching {} again", program.name))?;
             self.sampled_links.push(link);
         }
         Ok(())
+    }
+}
+
+impl Probe {
+    /// Sets entry `index` of the `SAMPLED_EPOCH` map (0: last attach, 1: detached since).
+    fn set_sampled_epoch(&mut self, index: u32, ns: u64) -> Result<()> {
+        let mut epochs: Array<&mut MapData, u64> = Array::try_from(
+            self.ebpf
+                .map_mut(names::SAMPLED_EPOCH)
+                .context("map SAMPLED_EPOCH missing from the eBPF object")?,
+        )?;
+        epochs
+            .set(index, ns, 0)
+            .with_context(|| format!("setting entry {index} of the sampled epoch"))
     }
 }
 

@@ -11,17 +11,19 @@ pub const TID_SLOT: &str = "TID_SLOT";
 pub const EVENTS: &str = "EVENTS";
 pub const CPUS: &str = "CPUS";
 pub const COUNTERS: &str = "COUNTERS";
-pub const SYSCALL_EPOCH: &str = "SYSCALL_EPOCH";
+pub const SAMPLED_EPOCH: &str = "SAMPLED_EPOCH";
+pub const CONNECTIONS: &str = "CONNECTIONS";
 
 /// Every map the agent opens, with its kernel map type.
-pub const MAPS: [(&str, MapType); 7] = [
+pub const MAPS: [(&str, MapType); 8] = [
     (THREADS, MapType::Array),
     (FREE_SLOTS, MapType::Stack),
     (TID_SLOT, MapType::Array),
     (EVENTS, MapType::RingBuf),
     (CPUS, MapType::PerCpuArray),
     (COUNTERS, MapType::PerCpuArray),
-    (SYSCALL_EPOCH, MapType::Array),
+    (SAMPLED_EPOCH, MapType::Array),
+    (CONNECTIONS, MapType::Hash),
 ];
 
 pub const OFFSETS: &str = "OFFSETS";

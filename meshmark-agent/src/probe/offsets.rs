@@ -38,6 +38,8 @@ pub fn kernel_offsets(btf: &Btf) -> Result<KernelOffsets> {
             .member_offset("task_struct", "__state")
             .map_or_else(|| field("task_struct", "state"), Ok)?,
         task_ioac_read_bytes: task_disk_io(btf),
+        sk_wmem_queued: field("sock", "sk_wmem_queued")?,
+        _pad: 0,
     })
 }
 

@@ -4,7 +4,7 @@
 
 use anyhow::Result;
 use clap::Parser;
-use meshmark_tests::scenario::{burn, churn, disk, mesh, sleep, stream, threads, udp};
+use meshmark_tests::scenario::{burn, churn, disk, http, mesh, sleep, stream, threads, udp};
 
 #[derive(Parser)]
 #[command(about = "Workloads that print their own ground truth, for meshmark's tests")]
@@ -27,6 +27,8 @@ enum Command {
     Sleep(sleep::Spec),
     /// Write and read files of its own, O_DIRECT or buffered with fsync; report /proc/self/io.
     Disk(disk::Spec),
+    /// An HTTP/1.1 keep-alive server taking a known time per request, and its client.
+    Http(http::Spec),
     /// Mesh scenario: the application, which burns CPU and makes requests through the relay.
     MeshApp(mesh::App),
     /// Mesh scenario: the sidecar relay, named `envoy`.
@@ -44,6 +46,7 @@ fn main() -> Result<()> {
         Command::UdpClient(spec) => udp::send(&spec),
         Command::Sleep(spec) => sleep::run(&spec),
         Command::Disk(spec) => disk::run(&spec),
+        Command::Http(spec) => http::run(&spec),
         Command::Threads(spec) => threads::run(&spec),
         Command::Churn(spec) => churn::run(&spec),
         Command::MeshApp(spec) => mesh::app(&spec),
