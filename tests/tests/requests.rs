@@ -99,3 +99,45 @@ fn ten_thousand_short_connections_are_counted_exactly() {
         snapshot.dropped
     );
 }
+
+/// `run`'s duty cycle, driven by hand: a turn that began before a detach is left out when the
+/// programs return, rather than timed across the gap. Every turn takes 20 ms and connections
+/// last 800 ms, so a turn timed across a gap (150 ms) would fall outside [2^24, 2^25) ns
+/// (without the attach epoch this test sees such turns at [2^27, 2^28)).
+#[test]
+fn turns_that_straddle_a_detach_or_attach_are_not_timed_wrong() {
+    let Some(mut window) = ProfiledWindow::start_with(&meshmark_agent::ProfilerOptions {
+        duty_cycled: true,
+        ..Default::default()
+    }) else {
+        return;
+    };
+    let mut server = workload!("http --connections 4 --requests 40 --sleep-ms 20");
+    for _ in 0..14 {
+        window.profiler().resume_sampled().expect("attaching");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        window.profiler().pause_sampled();
+        std::thread::sleep(std::time::Duration::from_millis(150));
+    }
+    let truth: HttpRequests = server.truth();
+    server.finish();
+    let snapshot = window.end();
+    assert!(snapshot.sampled.is_some(), "a duty-cycled window says so");
+    let requests = process(&snapshot, truth.pid)
+        .requests
+        .clone()
+        .expect("some turns were seen while attached");
+    let seen: u64 = requests.latency_log2_ns.iter().map(|b| b.count).sum();
+    let wrong: Vec<_> = requests
+        .latency_log2_ns
+        .iter()
+        .filter(|b| b.lo_ns != 1 << 24)
+        .collect();
+    eprintln!(
+        "check duty cycle: {seen} turns timed of {} served, scaled count {}; outside the bucket: {wrong:?}",
+        truth.requests, requests.count
+    );
+    assert!(seen >= 20, "turns were seen while attached: {requests:?}");
+    assert!(seen < truth.requests, "some turns fell in the gaps");
+    assert!(wrong.is_empty(), "turns timed across a gap: {wrong:?}");
+}
