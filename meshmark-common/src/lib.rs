@@ -383,8 +383,8 @@ pub mod counter {
     /// An accepted TCP connection found the connection table full
     /// ([`crate::DEFAULT_CONNECTIONS`]): its request turns are not measured.
     pub const REQUEST_CONNS_FULL: u32 = 9;
-    /// A request turn that had sent its response ended after the thread that began it had
-    /// exited (its connection outlived it): not counted.
+    /// A request turn ended after the thread that counted it had exited (its connection
+    /// outlived it): the turn is counted, its time is missing from the histogram.
     pub const REQUEST_TURN_LOST: u32 = 10;
     /// Number of entries in the array.
     pub const COUNT: u32 = 11;
