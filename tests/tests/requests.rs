@@ -2,6 +2,7 @@
 //! keep-alive server in the workload that sleeps a known time per request. The socket hooks are
 //! global, so every check reads the workload's own process only.
 
+use meshmark_agent::snapshot::Snapshot;
 use meshmark_tests::check::{assert_between, assert_exact};
 use meshmark_tests::lookup::process;
 use meshmark_tests::truth::HttpRequests;
@@ -11,14 +12,19 @@ use meshmark_tests::workload;
 /// Mean turn within this of the server's sleep: the turn also holds the write and the wakeup.
 const MEAN_SLACK_NS: u64 = 1_000_000;
 
-fn keep_alive_turns_are_exact(args: &str) {
-    let Some(window) = ProfiledWindow::start() else {
-        return;
-    };
+/// The `http` workload run with `args` inside a profiled window; `None` where BPF cannot run.
+fn served(args: &str) -> Option<(HttpRequests, Snapshot)> {
+    let window = ProfiledWindow::start()?;
     let mut server = workload!("http {args}");
     let truth: HttpRequests = server.truth();
     server.finish();
-    let snapshot = window.end();
+    Some((truth, window.end()))
+}
+
+fn keep_alive_turns_are_exact(args: &str) {
+    let Some((truth, snapshot)) = served(args) else {
+        return;
+    };
 
     let sample = process(&snapshot, truth.pid);
     let requests = sample
@@ -83,13 +89,11 @@ fn idle_half_and_reset_connections_count_only_served_requests() {
 /// 10,000 short connections, one request each, closed by the client.
 #[test]
 fn ten_thousand_short_connections_are_counted_exactly() {
-    let Some(window) = ProfiledWindow::start() else {
+    let Some((truth, snapshot)) =
+        served("--connections 10000 --requests 1 --sleep-ms 0 --edge-cases")
+    else {
         return;
     };
-    let mut server = workload!("http --connections 10000 --requests 1 --sleep-ms 0 --edge-cases");
-    let truth: HttpRequests = server.truth();
-    server.finish();
-    let snapshot = window.end();
     let sample = process(&snapshot, truth.pid);
     let count = sample.requests.as_ref().map_or(0, |r| r.count);
     assert_exact("short connections: requests", count, truth.requests);
