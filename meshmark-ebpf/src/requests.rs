@@ -85,8 +85,9 @@ pub fn inet_sock_set_state(ctx: BtfTracePointContext) -> i32 {
             tid: 0,
             flags: 0,
         };
-        // BPF_NOEXIST: a stale entry of a reused address would be a bug; keep the first.
-        if CONNECTIONS.insert(&sk, &idle, 1).is_err() {
+        // BPF_ANY: an entry left at this address (a socket freed without a close seen) is
+        // stale by now, and overwriting it starts the new connection clean.
+        if CONNECTIONS.insert(&sk, &idle, 0).is_err() {
             bump(counter::REQUEST_CONNS_FULL);
         }
         return 0;
