@@ -541,11 +541,7 @@ exe = "/opt/mesh/bin/*"
         assert!(!config.presets);
         assert_eq!(
             config.model.weights,
-            Weights {
-                net: 0.2,
-                cpu: -0.5,
-                ..Weights::default()
-            }
+            Weights::default().with(Mue::Net, 0.2).with(Mue::Cpu, -0.5)
         );
         let names: Vec<&str> = config.rules.iter().map(Rule::name).collect();
         assert_eq!(names, ["gateway", "node-proxy"]);
@@ -750,7 +746,7 @@ window = 5
 
     /// A configuration using every key, for the fuzz tests to mutate.
     const EVERY_KEY: &str = "window = \"1m30s\"\ncount_control_plane = true\npresets = false\n\
-        [weights]\ncpu = 0.1\nnet = -0.5\nsyscall_time = 0\nsyscalls = 0.5\nmem = 0.2\ncycles = 0\n\
+        [weights]\ncpu = 0.1\nnet = -0.5\nsyscall_time = 0\nsyscalls = 0.5\nmem = 0.2\nio = 0\n\
         [[rules]]\nname = \"r\"\nrole = \"proxy\"\nscope = \"node\"\ncomm = \"envoy*\"\n\
         exe = \"/usr/*\"\ncgroup = \"*\"\ncontainer = \"c?\"\ncmdline = \"*-x*\"\n";
 
@@ -794,7 +790,7 @@ window = 5
         ) {
             match parse_config(&format!("[weights]\ncpu = {number}\n"), "fuzz.toml") {
                 Ok(config) => {
-                    let cpu = config.model.weights.cpu;
+                    let cpu = config.model.weights.get(Mue::Cpu);
                     prop_assert!((-0.5..=0.5).contains(&cpu), "{} gave {}", number, cpu);
                 }
                 Err(err) => prop_assert_eq!(err.problems.len(), 1),

@@ -2,9 +2,10 @@
 //!
 //! Data flows one way: `probe` (preflight, load, attach) -> `collect` (drain the kernel maps into
 //! a [`snapshot::Snapshot`] per window) -> `inventory` (/proc and cgroup identity) -> `classify`
-//! (rules -> role) -> `model` (MUE, MeshMark; pure) -> `export` (table, JSON). Only `probe` and
-//! `collect` know about aya; everything after them works on plain data. `serve` runs the whole
-//! flow continuously for `meshmark-agent run` and serves it over HTTP.
+//! (rules -> role) -> `model` (MUE, MeshMark; pure) -> `export` (table, JSON). `probe` and
+//! `collect` hold the kernel programs and maps through aya; everything after them works on plain
+//! data. `serve` runs the whole flow continuously for `meshmark-agent run` and serves it over
+//! HTTP; it and `cli` call aya only to switch the kernel's BPF run statistics on.
 
 pub mod collect;
 pub mod probe;

@@ -11,6 +11,7 @@
 use std::fmt;
 
 use crate::duration::MAX_DURATION;
+use crate::model::{Mue, MEASURES};
 use crate::snapshot::{
     LatencyBucket, NetBytes, ProcessSample, Snapshot, PROFILE_SCHEMA, SYSCALL_SAMPLE_MAX,
 };
@@ -188,43 +189,37 @@ fn checked_sum(values: impl IntoIterator<Item = u64>) -> Option<u64> {
         .try_fold(0u64, |sum, value| sum.checked_add(value))
 }
 
-/// Node-wide sums of every signal the model adds up; any subset (a role, a pod) fits if these do.
+/// Node-wide sums of every measure the model adds up, and of every MUE (the sum of its
+/// measures); any subset (a role, a pod) fits if these do.
 #[derive(Default)]
 struct Totals {
-    cpu_ns: u64,
-    net_bytes: u64,
-    syscalls: u64,
-    syscall_ns: u64,
+    measures: [u64; MEASURES.len()],
+    mues: [u64; Mue::COUNT],
     histogram_calls: u64,
-    rss_bytes: u64,
-    cycles: u64,
 }
 
 impl Totals {
-    /// Adds one process; the error names the signal whose sum would not fit.
-    fn add(&mut self, process: &ProcessSample) -> Result<(), &'static str> {
-        fn add(sum: &mut u64, value: u64, name: &'static str) -> Result<(), &'static str> {
-            *sum = sum.checked_add(value).ok_or(name)?;
+    /// Adds one process; the error names the figure whose sum would not fit.
+    fn add(&mut self, process: &ProcessSample) -> Result<(), String> {
+        fn add(sum: &mut u64, value: u64, name: &str) -> Result<(), String> {
+            *sum = sum
+                .checked_add(value)
+                .ok_or_else(|| name.replace('/', "."))?;
             Ok(())
         }
-        let syscalls = &process.syscalls;
-        add(&mut self.cpu_ns, process.cpu_ns, "cpu_ns")?;
-        // check_net has made sure the process's own total fits.
-        add(&mut self.net_bytes, process.net.total(), "net bytes")?;
-        add(&mut self.syscalls, syscalls.count, "syscalls.count")?;
-        add(&mut self.syscall_ns, syscalls.total_ns, "syscalls.total_ns")?;
-        let calls = checked_sum(syscalls.latency_log2_ns.iter().map(|b| b.count));
+        for (measure, sum) in MEASURES.iter().zip(&mut self.measures) {
+            // check_net has made sure the process's own socket total fits.
+            let value = (measure.of_process)(process).unwrap_or(0);
+            add(sum, value, measure.field)?;
+            let mue = measure.mue;
+            add(&mut self.mues[mue as usize], value, mue.name())?;
+        }
+        let calls = checked_sum(process.syscalls.latency_log2_ns.iter().map(|b| b.count));
         add(
             &mut self.histogram_calls,
             calls.unwrap_or(u64::MAX),
             "histogram counts",
-        )?;
-        add(
-            &mut self.rss_bytes,
-            process.rss_bytes.unwrap_or(0),
-            "rss_bytes",
-        )?;
-        add(&mut self.cycles, process.cycles.unwrap_or(0), "cycles")
+        )
     }
 }
 

@@ -83,6 +83,10 @@ impl Snapshot {
     }
 }
 
+fn is_zero(value: &u64) -> bool {
+    *value == 0
+}
+
 fn every_syscall() -> u32 {
     1
 }
@@ -129,10 +133,31 @@ pub struct ProcessSample {
     /// Resident memory at the end of the window (`VmRSS`), when readable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rss_bytes: Option<u64>,
-    /// CPU cycles and instructions from hardware counters; absent where the node has no PMU.
+    /// Bytes the process caused to be read from storage (the kernel's task I/O accounting,
+    /// `read_bytes` of `/proc/<pid>/io`): direct I/O and page-cache misses, not cache hits.
+    /// Absent when zero, as in profiles written before it was measured.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub read_bytes: u64,
+    /// Bytes the process caused to be written to storage (`write_bytes` of `/proc/<pid>/io`):
+    /// direct I/O, and page-cache pages it dirtied, counted when dirtied. Like the kernel, it
+    /// does not subtract `cancelled_write_bytes` (dirty pages dropped before writeback by a
+    /// truncate), which is its own field.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub write_bytes: u64,
+    /// `cancelled_write_bytes` of `/proc/<pid>/io`: bytes of dirty page cache this process
+    /// truncated before they were written back (possibly dirtied by another process).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cancelled_write_bytes: u64,
+    /// Request turns on TCP connections the process accepted (see docs/how-it-measures.md,
+    /// "Request turns"); absent when it ended none, as in profiles written before they were
+    /// measured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests: Option<RequestStats>,
+    /// Hardware counter readings of profiles written before they had a producer: read and
+    /// ignored, never written (hardware counters come back through the measure registry).
+    #[serde(default, skip_serializing)]
     pub cycles: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing)]
     pub instructions: Option<u64>,
     /// Container id parsed from the cgroup path, for processes in a container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -214,6 +239,43 @@ pub struct SyscallStats {
     pub total_ns: u64,
     /// Non-empty log2 latency buckets, in increasing order.
     pub latency_log2_ns: Vec<LatencyBucket>,
+}
+
+/// Request turns a process ended on connections it accepted. A turn runs from the first byte
+/// received to the last byte sent before the next byte is received (or the close).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestStats {
+    /// Turns on connections never seen multiplexed: one request each (exact for HTTP/1.x with
+    /// keep-alive; a pipelined batch counts as one).
+    pub count: u64,
+    /// Nanoseconds of those turns.
+    pub total_ns: u64,
+    /// Non-empty log2 buckets of their times, in increasing order.
+    pub latency_log2_ns: Vec<LatencyBucket>,
+    /// Turns on multiplexed connections (HTTP/2, gRPC): bytes arrived while a response was
+    /// still unacknowledged, so a turn may hold several requests. Approximate: never added to
+    /// `count`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub multiplexed_turns: u64,
+    /// Nanoseconds of those turns.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub multiplexed_ns: u64,
+}
+
+impl RequestStats {
+    /// From a process's counters; `None` when it ended no turn.
+    pub fn from_counters(c: &meshmark_common::ThreadCounters) -> Option<Self> {
+        if c.requests == 0 && c.mux_requests == 0 {
+            return None;
+        }
+        Some(Self {
+            count: c.requests,
+            total_ns: c.request_ns,
+            latency_log2_ns: SyscallStats::buckets_from_hist(&c.request_hist),
+            multiplexed_turns: c.mux_requests,
+            multiplexed_ns: c.mux_request_ns,
+        })
+    }
 }
 
 /// One log2 histogram bucket: latencies in `[lo_ns, hi_ns)`; `hi_ns` is `null` for the last,

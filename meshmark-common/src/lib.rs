@@ -14,7 +14,7 @@ const _: () = assert!(HIST_BUCKETS.is_power_of_two());
 
 /// Default bound on the threads tracked at once: each live thread holds one slot of the
 /// `THREADS` table from its first event to its exit. 32,768 slots take 32,768 x
-/// `size_of::<ThreadSlot>()` bytes (about 12 MiB) of kernel memory, whatever the CPU count.
+/// `size_of::<ThreadSlot>()` (744) bytes (about 23 MiB) of kernel memory, whatever the CPU count.
 pub const DEFAULT_THREAD_SLOTS: u32 = 32_768;
 
 /// Largest thread id space Linux allows on 64-bit (`PID_MAX_LIMIT`); systemd raises
@@ -30,6 +30,12 @@ pub const EXE_BYTES: usize = 256;
 
 /// Default size of the event ring buffer in bytes (a power of two, a multiple of the page size).
 pub const DEFAULT_EVENT_RING_BYTES: u32 = 1 << 20;
+
+/// Bound on the accepted TCP connections whose request turns are measured at once (the
+/// `CONNECTIONS` hash map: 65,536 entries of 32 bytes plus an 8-byte key, about 4 MiB of kernel
+/// memory with the map's own overhead). A connection accepted beyond it is counted under
+/// [`counter::REQUEST_CONNS_FULL`] and its turns are not measured.
+pub const DEFAULT_CONNECTIONS: u32 = 65_536;
 
 /// `TASK_DEAD` from `include/linux/sched.h`: the state of a thread at its very last switch-out.
 pub const TASK_DEAD: u32 = 0x80;
@@ -102,13 +108,97 @@ pub struct ThreadCounters {
     pub syscall_ns: u64,
     /// Bytes moved through sockets, indexed by [`net_index`].
     pub net_bytes: [u64; NET_KINDS * 2],
+    /// The kernel's task I/O accounting of the thread (`task_struct.ioac`, the fields of
+    /// `/proc/<pid>/io`) at its last switch-out, minus its value when the slot was claimed:
+    /// bytes it caused to be read from and written to storage, and dirty page-cache bytes it
+    /// truncated before writeback.
+    pub disk_read_bytes: u64,
+    pub disk_write_bytes: u64,
+    pub disk_cancelled_write_bytes: u64,
+    /// Request turns this thread ended on accepted TCP connections that were never seen
+    /// multiplexed: one request each (see meshmark-ebpf's `requests`).
+    pub requests: u64,
+    /// Nanoseconds of those turns, from first byte received to last byte sent.
+    pub request_ns: u64,
+    /// Turns on multiplexed connections (HTTP/2, gRPC): one turn may carry several requests,
+    /// so these are approximate and kept apart.
+    pub mux_requests: u64,
+    pub mux_request_ns: u64,
     /// Latency histogram of the timed syscalls, see [`HIST_BUCKETS`].
     pub syscall_hist: [u64; HIST_BUCKETS],
+    /// Time histogram of the turns counted in `requests`.
+    pub request_hist: [u64; HIST_BUCKETS],
 }
 
 /// Number of `u64` words in [`ThreadCounters`].
-pub const COUNTER_WORDS: usize = 6 + NET_KINDS * 2 + HIST_BUCKETS;
+pub const COUNTER_WORDS: usize =
+    6 + NET_KINDS * 2 + DISK_IO_WORDS + REQUEST_WORDS + 2 * HIST_BUCKETS;
+
+/// Words of request-turn sums: `requests`, `request_ns`, `mux_requests`, `mux_request_ns`.
+pub const REQUEST_WORDS: usize = 4;
 const _: () = assert!(core::mem::size_of::<ThreadCounters>() == COUNTER_WORDS * 8);
+
+/// Words of task I/O accounting the kernel side copies in one read: `read_bytes`,
+/// `write_bytes` and `cancelled_write_bytes`, consecutive in `struct task_io_accounting`.
+pub const DISK_IO_WORDS: usize = 3;
+
+/// How a counter of [`ThreadCounters`] behaves when its signal was observed for part of a window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CounterKind {
+    /// A count or a total: scaled up to the whole window.
+    Sum,
+    /// A histogram: left as the calls seen (scaling would invent calls of a latency never seen).
+    Histogram,
+}
+
+/// One field of [`ThreadCounters`]: its name and where its words are. The userspace table of
+/// signals names these to say which counters each signal's programs fill.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CounterField {
+    pub name: &'static str,
+    pub first_word: usize,
+    pub words: usize,
+    pub kind: CounterKind,
+}
+
+const fn field(name: &'static str, first_word: usize, words: usize) -> CounterField {
+    CounterField {
+        name,
+        first_word,
+        words,
+        kind: CounterKind::Sum,
+    }
+}
+
+/// Every field of [`ThreadCounters`], in layout order (a test checks them against the struct).
+pub const COUNTER_FIELDS: [CounterField; 16] = [
+    field("cpu_ns", 0, 1),
+    field("switches", 1, 1),
+    field("runq_wait_ns", 2, 1),
+    field("syscalls", 3, 1),
+    field("timed_syscalls", 4, 1),
+    field("syscall_ns", 5, 1),
+    field("net_bytes", 6, NET_KINDS * 2),
+    field("disk_read_bytes", 6 + NET_KINDS * 2, 1),
+    field("disk_write_bytes", 7 + NET_KINDS * 2, 1),
+    field("disk_cancelled_write_bytes", 8 + NET_KINDS * 2, 1),
+    field("requests", 6 + NET_KINDS * 2 + DISK_IO_WORDS, 1),
+    field("request_ns", 7 + NET_KINDS * 2 + DISK_IO_WORDS, 1),
+    field("mux_requests", 8 + NET_KINDS * 2 + DISK_IO_WORDS, 1),
+    field("mux_request_ns", 9 + NET_KINDS * 2 + DISK_IO_WORDS, 1),
+    CounterField {
+        name: "syscall_hist",
+        first_word: 6 + NET_KINDS * 2 + DISK_IO_WORDS + REQUEST_WORDS,
+        words: HIST_BUCKETS,
+        kind: CounterKind::Histogram,
+    },
+    CounterField {
+        name: "request_hist",
+        first_word: 6 + NET_KINDS * 2 + DISK_IO_WORDS + REQUEST_WORDS + HIST_BUCKETS,
+        words: HIST_BUCKETS,
+        kind: CounterKind::Histogram,
+    },
+];
 
 impl ThreadCounters {
     /// The counters as one array of words, so that code which treats every counter alike (zero,
@@ -151,6 +241,9 @@ pub struct ThreadSlot {
     pub cpu_base_ns: u64,
     /// Monotonic ns since which the owner is runnable but not running; 0 otherwise.
     pub runnable_since_ns: u64,
+    /// The owner's task I/O accounting (see [`ThreadCounters::disk_read_bytes`]) when it
+    /// claimed the slot.
+    pub disk_io_base: [u64; DISK_IO_WORDS],
     /// The `struct socket *` of a socket family call in progress, for the kretprobe hook,
     /// which sees only the return value; 0 when none.
     pub sock_call: u64,
@@ -170,7 +263,8 @@ pub struct CpuState {
 }
 
 /// Byte offsets of the few kernel struct fields the programs read, taken from the running
-/// kernel's BTF by the agent (aya has no CO-RE field relocations) and set as a read-only global.
+/// kernel's BTF by the agent and set as a read-only global. rustc does not emit CO-RE field
+/// relocations for BPF, so the object has none for aya-obj to apply: the agent resolves them.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct KernelOffsets {
@@ -198,6 +292,14 @@ pub struct KernelOffsets {
     /// `struct task_struct.__state` (5.14+) or `.state`, for `sched_switch` without its
     /// `prev_state` argument (before 5.18).
     pub task_state: u32,
+    /// `struct task_struct.ioac.read_bytes`, followed by `write_bytes` and
+    /// `cancelled_write_bytes` ([`DISK_IO_WORDS`]); 0 when the kernel keeps no task I/O
+    /// accounting (`CONFIG_TASK_IO_ACCOUNTING` off): disk bytes are then not read.
+    pub task_ioac_read_bytes: u32,
+    /// `struct sock.sk_wmem_queued` (int): bytes queued for sending and not yet acknowledged,
+    /// which tells a multiplexed connection (see meshmark-ebpf's `requests`).
+    pub sk_wmem_queued: u32,
+    pub _pad: u32,
 }
 
 /// Kinds of records in the event ring buffer; every record starts with its kind as a `u32`.
@@ -290,8 +392,14 @@ pub mod counter {
     pub const SLOT_BUSY: u32 = 7;
     /// Threads that were given a slot (not a loss; shows churn).
     pub const SLOT_CLAIMED: u32 = 8;
+    /// An accepted TCP connection found the connection table full
+    /// ([`crate::DEFAULT_CONNECTIONS`]): its request turns are not measured.
+    pub const REQUEST_CONNS_FULL: u32 = 9;
+    /// A request turn ended after the thread that counted it had exited (its connection
+    /// outlived it): the turn is counted, its time is missing from the histogram.
+    pub const REQUEST_TURN_LOST: u32 = 10;
     /// Number of entries in the array.
-    pub const COUNT: u32 = 9;
+    pub const COUNT: u32 = 11;
 
     /// Names used in reports, indexed like the constants above.
     pub const NAMES: [&str; COUNT as usize] = [
@@ -304,6 +412,8 @@ pub mod counter {
         "slot_leaked",
         "slot_busy",
         "slot_claimed",
+        "request_conns_full",
+        "request_turn_lost",
     ];
 
     /// Whether the counter records lost data (reported under `dropped`) rather than a statistic.
@@ -385,14 +495,58 @@ mod tests {
         }
     }
 
+    /// The field table tiles the struct: each name at its offset, nothing left out.
+    #[test]
+    fn counter_fields_match_the_layout() {
+        use core::mem::offset_of;
+        let offsets = [
+            offset_of!(ThreadCounters, cpu_ns),
+            offset_of!(ThreadCounters, switches),
+            offset_of!(ThreadCounters, runq_wait_ns),
+            offset_of!(ThreadCounters, syscalls),
+            offset_of!(ThreadCounters, timed_syscalls),
+            offset_of!(ThreadCounters, syscall_ns),
+            offset_of!(ThreadCounters, net_bytes),
+            offset_of!(ThreadCounters, disk_read_bytes),
+            offset_of!(ThreadCounters, disk_write_bytes),
+            offset_of!(ThreadCounters, disk_cancelled_write_bytes),
+            offset_of!(ThreadCounters, requests),
+            offset_of!(ThreadCounters, request_ns),
+            offset_of!(ThreadCounters, mux_requests),
+            offset_of!(ThreadCounters, mux_request_ns),
+            offset_of!(ThreadCounters, syscall_hist),
+            offset_of!(ThreadCounters, request_hist),
+        ];
+        let mut next = 0;
+        for (field, offset) in COUNTER_FIELDS.iter().zip(offsets) {
+            assert_eq!(field.first_word * 8, offset, "{}", field.name);
+            assert_eq!(field.first_word, next, "{} leaves a gap", field.name);
+            next = field.first_word + field.words;
+        }
+        assert_eq!(next, COUNTER_WORDS);
+        // Word by word: a counter set through its field is the word the table says.
+        let counters = ThreadCounters {
+            disk_write_bytes: 7,
+            ..Default::default()
+        };
+        let at = COUNTER_FIELDS
+            .iter()
+            .find(|f| f.name == "disk_write_bytes")
+            .unwrap();
+        assert_eq!(counters.words()[at.first_word], 7);
+    }
+
     #[test]
     fn layouts_have_no_padding() {
         use core::mem::size_of;
-        assert_eq!(size_of::<ThreadCounters>(), 8 * (6 + 6 + HIST_BUCKETS));
-        assert_eq!(size_of::<ThreadSlot>(), 56 + size_of::<ThreadCounters>());
+        assert_eq!(
+            size_of::<ThreadCounters>(),
+            8 * (6 + 6 + 3 + 4 + 2 * HIST_BUCKETS)
+        );
+        assert_eq!(size_of::<ThreadSlot>(), 80 + size_of::<ThreadCounters>());
         assert_eq!(size_of::<SlotFlush>(), 24 + size_of::<ThreadCounters>());
         assert_eq!(size_of::<ProcessEvent>(), 40);
         assert_eq!(size_of::<ExecEvent>(), 40 + EXE_BYTES);
-        assert_eq!(size_of::<KernelOffsets>(), 44);
+        assert_eq!(size_of::<KernelOffsets>(), 56);
     }
 }

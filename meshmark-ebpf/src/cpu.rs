@@ -2,7 +2,8 @@
 //! scheduler has just brought its `se.sum_exec_runtime` up to date. That counter is the kernel's
 //! own CPU time for the thread: unlike the time since the previous switch on this CPU, it leaves
 //! out what the hypervisor stole, exactly as the process CPU clocks do. Idle time (pid 0, whose
-//! counter the idle class does not keep) is the time between switches.
+//! counter the idle class does not keep) is the time between switches. The thread's disk I/O
+//! accounting is read here too (`disk`).
 //!
 //! # Minimum kernel
 //! 5.5 (BTF tracepoints). The tracepoint has had `prev_state` as its fourth argument since 5.18
@@ -17,6 +18,7 @@ use aya_ebpf::{
 use meshmark_common::{counter, TASK_DEAD, TASK_RUNNING};
 
 use crate::{
+    disk,
     kernel::read_field,
     maps::{bump, offsets, CPUS},
     runq,
@@ -71,6 +73,7 @@ fn switched(prev: *const u8, next: *const u8, prev_state: u32) -> i32 {
     // writing the charge is where a claim racing on another CPU can slip in, so nothing slow
     // (like this helper call) belongs in it.
     let total = task_cpu_ns(prev);
+    let disk_io = disk::task_disk_io(prev);
     // Before the switch time moves on: a claim made here bases itself on this stretch's start.
     let found = own_slot();
     cpu.last_switch_ns = now;
@@ -96,6 +99,9 @@ fn switched(prev: *const u8, next: *const u8, prev_state: u32) -> i32 {
             found.slot.cpu_base_ns = total.saturating_sub(*charged);
         }
         None => *charged += ran,
+    }
+    if let Some(io) = disk_io {
+        disk::charge(found.slot, io);
     }
     found.slot.counters.switches += 1;
     // Preempted, it waits for a CPU from now on; blocked, it will wait from its wake-up.

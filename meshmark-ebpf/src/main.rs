@@ -6,14 +6,18 @@
 //! so the hot paths do array lookups only, never hash-map operations. Userspace turns the
 //! cumulative per-thread counters into per-process windows.
 #![no_std]
+// Inline assembly for BPF's atomic add (`requests::add`).
+#![feature(asm_experimental_arch)]
 #![no_main]
 
 mod bench;
 mod cpu;
+mod disk;
 mod kernel;
 mod lifecycle;
 mod maps;
 mod net;
+mod requests;
 mod runq;
 mod slots;
 mod syscall;

@@ -41,11 +41,12 @@ pub static COUNTERS: PerCpuArray<u64> =
 #[map]
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(DEFAULT_EVENT_RING_BYTES, 0);
 
-/// Index 0: when the syscall programs were last attached (`bpf_ktime_get_ns` clock), set by the
-/// agent before each attach when it duty-cycles them. A syscall entered before that belongs to
-/// an earlier attachment, whose exit went unseen: it is not this attachment's call.
+/// When the duty-cycled programs (syscalls, socket bytes and request turns) were last attached
+/// and detached (`bpf_ktime_get_ns` clock), set by the agent when it duty-cycles them. Index 0,
+/// the attach: a syscall entered or a request turn begun before it belongs to an earlier
+/// attachment, whose end went unseen. Index 1, the detach: non-zero while they are detached.
 #[map]
-pub static SYSCALL_EPOCH: Array<u64> = Array::with_max_entries(1, 0);
+pub static SAMPLED_EPOCH: Array<u64> = Array::with_max_entries(2, 0);
 
 /// Kernel struct field offsets, read by the agent from the running kernel's BTF.
 #[no_mangle]
@@ -61,6 +62,9 @@ static OFFSETS: KernelOffsets = KernelOffsets {
     binprm_interp: 0,
     socket_sk: 0,
     task_state: 0,
+    task_ioac_read_bytes: 0,
+    sk_wmem_queued: 0,
+    _pad: 0,
 };
 
 /// Time one syscall in this many per thread (1: every syscall). Counts stay exact either way.
@@ -80,10 +84,16 @@ pub fn syscall_sample_every() -> u32 {
     unsafe { core::ptr::read_volatile(&SYSCALL_SAMPLE_EVERY) }
 }
 
-/// See [`SYSCALL_EPOCH`]; 0 when the syscall programs stay attached.
+/// See [`SAMPLED_EPOCH`]; 0 when the duty-cycled programs stay attached.
 #[inline(always)]
-pub fn syscall_epoch() -> u64 {
-    SYSCALL_EPOCH.get(0).copied().unwrap_or(0)
+pub fn sampled_attached_at() -> u64 {
+    SAMPLED_EPOCH.get(0).copied().unwrap_or(0)
+}
+
+/// Whether the duty-cycled programs are detached now (see [`SAMPLED_EPOCH`]).
+#[inline(always)]
+pub fn sampled_detached() -> bool {
+    SAMPLED_EPOCH.get(1).copied().unwrap_or(0) != 0
 }
 
 /// Adds one to a `COUNTERS` entry.

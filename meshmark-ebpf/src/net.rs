@@ -190,9 +190,12 @@ fn record(sk: *const u8, ret: i32, flags: i32, dir: Direction) {
     if ret <= 0 || flags & MSG_PEEK != 0 {
         return;
     }
-    let Some(kind) = peer_kind(sk) else {
+    let Some((kind, inet)) = peer_kind(sk) else {
         return;
     };
+    if inet {
+        crate::requests::turn(sk, dir);
+    }
     if let Some(found) = own_slot() {
         // `get_mut`, not indexing: a bounds-check panic path is a call the verifier rejects.
         if let Some(bytes) = found.slot.counters.net_bytes.get_mut(net_index(kind, dir)) {
@@ -201,22 +204,25 @@ fn record(sk: *const u8, ret: i32, flags: i32, dir: Direction) {
     }
 }
 
-/// Kind of the socket's peer; `None` for families that are not network traffic (netlink,
-/// packet, ...). An unconnected socket has no peer address: its local address decides.
+/// Kind of the socket's peer, and whether it is IPv4 or IPv6; `None` for families that are not
+/// network traffic (netlink, packet, ...). An unconnected socket has no peer address: its local
+/// address decides.
 #[inline(always)]
-fn peer_kind(sk: *const u8) -> Option<NetKind> {
+fn peer_kind(sk: *const u8) -> Option<(NetKind, bool)> {
     let off = offsets();
     let Some(family) = read_field::<u16>(sk, off.sk_family) else {
         bump(counter::SOCK_READ_FAILED);
-        return Some(NetKind::External);
+        return Some((NetKind::External, false));
     };
     match family {
-        AF_UNIX => Some(NetKind::Unix),
-        AF_INET => Some(kind_of(
-            peer_or_local::<4>(sk, off.sk_daddr, off.sk_rcv_saddr).map(|a| a[0] == 127),
+        AF_UNIX => Some((NetKind::Unix, false)),
+        AF_INET => Some((
+            kind_of(peer_or_local::<4>(sk, off.sk_daddr, off.sk_rcv_saddr).map(|a| a[0] == 127)),
+            true,
         )),
-        AF_INET6 => Some(kind_of(
-            peer_or_local::<16>(sk, off.sk_v6_daddr, off.sk_v6_rcv_saddr).map(v6_loopback),
+        AF_INET6 => Some((
+            kind_of(peer_or_local::<16>(sk, off.sk_v6_daddr, off.sk_v6_rcv_saddr).map(v6_loopback)),
+            true,
         )),
         _ => None,
     }

@@ -4,8 +4,10 @@
 //! `NO_SLOT` and counted once, so the number of tracked threads is bounded and no two live
 //! threads ever share counters, whatever their ids.
 //!
-//! BPF has no compare-and-swap, so claims are made only where no other CPU can be claiming for
-//! the same thread: in the thread's own context, at `sched_wakeup_new` (the child has never run)
+//! A claim is several steps (pop, reset, install), and BPF's compare-and-swap (`cmpxchg`, 5.12+)
+//! covers one word: a claim lost to a race on another CPU would hold a popped slot that must go
+//! back on a stack that may refuse it. So claims are made only where no other CPU can be
+//! claiming for the same thread: in the thread's own context, at `sched_wakeup_new` (the child has never run)
 //! and when the thread is switched in (it runs nowhere else). A plain `sched_wakeup` may fire on
 //! one CPU while the thread runs on another: it only looks up.
 
@@ -13,6 +15,7 @@ use aya_ebpf::helpers::{bpf_get_current_pid_tgid, bpf_get_current_task, bpf_ktim
 use meshmark_common::{counter, event_kind, flush_reason, SlotFlush, ThreadSlot, NO_SLOT};
 
 use crate::{
+    disk::task_disk_io,
     kernel::read_field,
     maps::{bump, offsets, CPUS, EVENTS, FREE_SLOTS, THREADS, TID_SLOT},
 };
@@ -81,8 +84,10 @@ pub fn own_slot() -> Option<Slot> {
         Lookup::Untracked => None,
         Lookup::Unclaimed(entry) => {
             let found = claim(entry, tid, (pid_tgid >> 32) as u32)?;
-            let total = task_cpu_ns(unsafe { bpf_get_current_task() } as *const u8).unwrap_or(0);
+            let task = unsafe { bpf_get_current_task() } as *const u8;
+            let total = task_cpu_ns(task).unwrap_or(0);
             found.slot.cpu_base_ns = total.saturating_sub(running_for());
+            found.slot.disk_io_base = task_disk_io(task).unwrap_or_default();
             Some(found)
         }
     }
@@ -107,6 +112,7 @@ pub fn task_slot(task: *const u8, may_claim: bool) -> Option<Slot> {
             let found = claim(entry, tid, tgid)?;
             // Not running: its runtime so far belongs to no claim of ours.
             found.slot.cpu_base_ns = task_cpu_ns(task).unwrap_or(0);
+            found.slot.disk_io_base = task_disk_io(task).unwrap_or_default();
             Some(found)
         }
     }
@@ -144,6 +150,7 @@ fn claim(entry: &mut u64, tid: u32, tgid: u32) -> Option<Slot> {
     slot.runnable_since_ns = 0;
     slot.sock_call = 0;
     slot.cpu_base_ns = 0;
+    slot.disk_io_base = [0; meshmark_common::DISK_IO_WORDS];
     slot.tgid = tgid;
     unsafe { core::ptr::write_volatile(&mut slot.tid, tid) };
     unsafe { core::ptr::write_volatile(&mut slot.claim_seq, seq.wrapping_add(1)) };

@@ -4,7 +4,7 @@
 //! The clock reads are most of that cost; `SYSCALL_SAMPLE_EVERY` > 1 times only one syscall in
 //! that many per thread (the others are counted, not timed) for nodes where it matters.
 //! The agent may attach these programs for only part of each window (`run`'s duty cycle);
-//! `SYSCALL_EPOCH` keeps a syscall that straddled a detach out of the next attachment.
+//! `SAMPLED_EPOCH` keeps a syscall that straddled a detach out of the next attachment.
 //!
 //! # Minimum kernel
 //! 5.5 (BTF tracepoints `sys_enter` / `sys_exit`).
@@ -17,7 +17,7 @@ use aya_ebpf::{
 use meshmark_common::{hist_bucket, HIST_BUCKETS};
 
 use crate::{
-    maps::{syscall_epoch, syscall_sample_every},
+    maps::{sampled_attached_at, syscall_sample_every},
     slots::{own_slot, slot_of},
 };
 
@@ -35,7 +35,7 @@ pub fn sys_enter(_ctx: BtfTracePointContext) -> i32 {
     if every > 1 {
         if slot.sample_countdown > 0 {
             slot.sample_countdown -= 1;
-            slot.syscall_start_ns = ENTERED_UNTIMED | syscall_epoch();
+            slot.syscall_start_ns = ENTERED_UNTIMED | sampled_attached_at();
             return 0;
         }
         slot.sample_countdown = every - 1;
@@ -58,7 +58,7 @@ pub fn sys_exit(_ctx: BtfTracePointContext) -> i32 {
         return 0;
     }
     slot.syscall_start_ns = 0;
-    if start & !ENTERED_UNTIMED < syscall_epoch() {
+    if start & !ENTERED_UNTIMED < sampled_attached_at() {
         // Entered before the programs were detached last; its exit then went unseen.
         return 0;
     }

@@ -1,4 +1,4 @@
-//! The kernel's own CPU accounting, as a second ground truth next to the child's clock.
+//! The kernel's own accounting (CPU, disk I/O), as a second ground truth next to the child's clock.
 
 use std::fs;
 
@@ -49,4 +49,23 @@ pub fn steal_ns() -> u64 {
     // SAFETY: sysconf has no preconditions.
     let user_hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
     ticks * (1_000_000_000 / user_hz)
+}
+
+/// `read_bytes`, `write_bytes` and `cancelled_write_bytes` of `/proc/<pid>/io`: the kernel's
+/// task I/O accounting of the whole process, exited threads included.
+pub fn disk_io(pid: u32) -> crate::truth::DiskIo {
+    let path = format!("/proc/{pid}/io");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|err| panic!("reading {path}: {err}"));
+    let field = |name: &str| -> u64 {
+        text.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(": "))
+            .and_then(|value| value.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{path} has no {name}: {text:?}"))
+    };
+    crate::truth::DiskIo {
+        pid,
+        read_bytes: field("read_bytes"),
+        write_bytes: field("write_bytes"),
+        cancelled_write_bytes: field("cancelled_write_bytes"),
+    }
 }

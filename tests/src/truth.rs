@@ -65,6 +65,15 @@ pub struct Sleep {
     pub durations_ns: Vec<u64>,
 }
 
+/// `http`: the responses its client read whole (each one request the server served), and the
+/// time the server took for each.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+pub struct HttpRequests {
+    pub pid: u32,
+    pub requests: u64,
+    pub sleep_ns: u64,
+}
+
 /// `mesh-relay`, `mesh-upstream`: where a listening part of the mesh scenario accepts its
 /// connection; printed before it serves, so the test can wire the next part to it.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize)]
@@ -83,4 +92,14 @@ pub struct MeshPart {
     /// Bytes over all its sockets, summed from syscall return values.
     pub tx_bytes: u64,
     pub rx_bytes: u64,
+}
+
+/// `disk`: the process's own task I/O accounting (`/proc/self/io`) after its work, every
+/// worker thread joined: the kernel's figures the profiler must match.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiskIo {
+    pub pid: u32,
+    pub read_bytes: u64,
+    pub write_bytes: u64,
+    pub cancelled_write_bytes: u64,
 }

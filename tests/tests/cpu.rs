@@ -2,9 +2,10 @@
 //! `CLOCK_PROCESS_CPUTIME_ID` and the kernel's accounting (schedstat, or wait4's rusage once the
 //! process is gone). 2% is well inside the 5% an attribution error would have to reach.
 //!
-//! On a virtual machine the kernel's clocks leave out time the hypervisor stole, while the
-//! profiler's switch-to-switch deltas include it; each test prints the node's steal during its
-//! window so that an error can be read against it.
+//! The profiler charges the kernel's own runtime (`se.sum_exec_runtime`, capped by the time
+//! between switches), which on a virtual machine leaves out time the hypervisor stole, as the
+//! process CPU clocks do; only idle time is measured switch to switch and includes steal. Each
+//! test prints the node's steal during its window so that an error can be read against it.
 
 use meshmark_tests::check::assert_close;
 use meshmark_tests::lookup::process;

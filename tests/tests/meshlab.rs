@@ -1,7 +1,8 @@
 //! A short mesh lab (one pod, a few seconds, both modes), from the same code as
 //! `cargo xtask lab`: every sidecar is `proxy` and every application `app`, in the right pod; the
 //! run without the mesh scores 100 and the run with it below; the pod's `MUE_cpu` is within 3%
-//! of what the processes' own CPU accounting gives.
+//! of what the processes' own CPU accounting gives; the application's request turns equal
+//! nginx's own request count (`stub_status`) exactly, with and without the sidecar.
 
 use std::time::Duration;
 
@@ -50,6 +51,24 @@ fn check_roles(run: &LabRun, pids: &[u32], role: &str, rule: &str, uid: &str) {
     }
 }
 
+/// The request turns of the pod's application processes equal nginx's own count, exactly.
+fn check_requests(run: &LabRun, truth: &PodTruth) {
+    let counted: u64 = processes(run)
+        .iter()
+        .filter(|p| {
+            p["pid"]
+                .as_u64()
+                .is_some_and(|pid| truth.app_pids.contains(&(pid as u32)))
+        })
+        .map(|p| p["requests"]["count"].as_u64().unwrap_or(0))
+        .sum();
+    meshmark_tests::check::assert_exact(
+        &format!("{}: app requests vs nginx stub_status", run.mesh.name()),
+        counted,
+        truth.app_requests,
+    );
+}
+
 fn pod<'r>(run: &'r LabRun, truth: &PodTruth) -> &'r Value {
     run.profile["pods"]
         .as_array()
@@ -83,6 +102,7 @@ fn the_lab_scores_mesh_against_no_mesh() {
     assert!(truth.proxy_pids.is_empty(), "no sidecar without the mesh");
     assert_eq!(off.profile["meshmark"]["score"].as_f64(), Some(100.0));
     assert_eq!(pod(&off, truth)["meshmark"]["score"].as_f64(), Some(100.0));
+    check_requests(&off, truth);
 
     let truth = &on.pods[0];
     check_roles(
@@ -93,6 +113,7 @@ fn the_lab_scores_mesh_against_no_mesh() {
         &truth.uid,
     );
     check_roles(&on, &truth.proxy_pids, "proxy", "lab-sidecar", &truth.uid);
+    check_requests(&on, truth);
     let score = on.profile["meshmark"]["score"].as_f64().expect("a score");
     assert!(score < 100.0, "the mesh run scores {score}, below no mesh");
     let measured = pod(&on, truth)["meshmark"]["classes"]["compute"]["mues"]["cpu"]

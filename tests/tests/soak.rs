@@ -1,4 +1,4 @@
-//! The soak of `meshmark-agent run` (issue 7): "memory stays flat over days: exited processes
+//! The soak of `meshmark-agent run`: "memory stays flat over days: exited processes
 //! leave after their window, series of pods that are gone are removed".
 //!
 //! Days cannot be waited for, so the agent runs with the shortest window `run` accepts
@@ -110,7 +110,7 @@ const READY_LIMIT: Duration = Duration::from_secs(60);
 const SOAK_LIMIT: Duration = Duration::from_secs(300);
 /// How often the test scrapes: several times per window, so that few windows go unchecked.
 const SCRAPE_EVERY: Duration = Duration::from_millis(30);
-/// What issue 7 allows from SIGTERM to exit.
+/// The longest a clean shutdown may take from SIGTERM to exit.
 const EXIT_LIMIT: Duration = Duration::from_secs(2);
 const HTTP_TIMEOUT: Duration = Duration::from_secs(5);
 const NODE: &str = "soak-node";

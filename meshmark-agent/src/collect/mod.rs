@@ -21,8 +21,11 @@ use meshmark_common::{counter, net_index, CpuState, Direction, NetKind};
 
 use crate::{
     inventory,
-    probe::{Probe, ProbeOptions, ProgramSet},
-    snapshot::{NetBytes, ProcessSample, Sampled, Snapshot, SyscallStats, Window, PROFILE_SCHEMA},
+    probe::{names, Probe, ProbeOptions, ProgramSet},
+    snapshot::{
+        NetBytes, ProcessSample, RequestStats, Sampled, Snapshot, SyscallStats, Window,
+        PROFILE_SCHEMA,
+    },
 };
 use accounting::{Accountant, ClaimReading, ProcessDelta};
 use events::{EventDrain, Record};
@@ -82,13 +85,13 @@ impl Profiler {
                 .take_map(name)
                 .with_context(|| format!("map {name} missing from the eBPF object"))
         };
-        let table = match take("THREADS")? {
+        let table = match take(names::THREADS)? {
             aya::maps::Map::Array(data) => data,
             other => anyhow::bail!("map THREADS has an unexpected type: {other:?}"),
         };
-        let ring = RingBuf::try_from(take("EVENTS")?)?;
-        let cpus = PerCpuArray::try_from(take("CPUS")?)?;
-        let counters = PerCpuArray::try_from(take("COUNTERS")?)?;
+        let ring = RingBuf::try_from(take(names::EVENTS)?)?;
+        let cpus = PerCpuArray::try_from(take(names::CPUS)?)?;
+        let counters = PerCpuArray::try_from(take(names::COUNTERS)?)?;
         let table = ThreadTable::map(table, probe.thread_slots)?;
         let syscall_sample_every = probe.syscall_sample_every;
         let hooks = probe.hooks.clone();
@@ -131,7 +134,7 @@ impl Profiler {
         Ok(profiler)
     }
 
-    /// Detaches the duty-cycled signals (syscalls, socket bytes) until [`Self::resume_sampled`];
+    /// Detaches the duty-cycled signals until [`Self::resume_sampled`];
     /// windows cut meanwhile scale what they saw while attached.
     pub fn pause_sampled(&mut self) {
         self._probe.pause_sampled();
@@ -278,32 +281,12 @@ impl Profiler {
     fn sample(&mut self, pid: u32, delta: ProcessDelta, scale: Scale) -> ProcessSample {
         let known = self.identities.get(pid);
         let exited = known.is_some_and(|k| k.exited);
-        let c = &delta.counters;
-        let kind = |k: NetKind| {
-            [
-                scale.apply(c.net_bytes[net_index(k, Direction::Tx)]),
-                scale.apply(c.net_bytes[net_index(k, Direction::Rx)]),
-            ]
-        };
         let mut sample = ProcessSample {
             pid,
             comm: known.map(|k| k.comm.clone()).unwrap_or_default(),
             exited,
-            cpu_ns: c.cpu_ns,
-            context_switches: c.switches,
-            runq_wait_ns: c.runq_wait_ns,
             threads: u32::try_from(delta.threads.len()).unwrap_or(u32::MAX),
-            net: NetBytes::from_kinds(
-                kind(NetKind::Loopback),
-                kind(NetKind::External),
-                kind(NetKind::Unix),
-            ),
-            syscalls: SyscallStats {
-                count: scale.apply(c.syscalls),
-                total_ns: scale.apply(self.syscall_total_ns(c)),
-                latency_log2_ns: SyscallStats::buckets_from_hist(&c.syscall_hist),
-            },
-            ..ProcessSample::default()
+            ..counted(delta.counters, scale, self.syscall_sample_every)
         };
         if !exited {
             if let Some(comm) = inventory::comm(pid) {
@@ -321,17 +304,6 @@ impl Profiler {
         }
         inventory::place(&mut sample);
         sample
-    }
-
-    /// Time inside syscalls: as measured when every syscall is timed, else the timed calls'
-    /// time scaled by how many calls there were for each timed one.
-    fn syscall_total_ns(&self, c: &meshmark_common::ThreadCounters) -> u64 {
-        if self.syscall_sample_every <= 1 || c.timed_syscalls == 0 {
-            return c.syscall_ns;
-        }
-        let scaled =
-            u128::from(c.syscall_ns) * u128::from(c.syscalls) / u128::from(c.timed_syscalls);
-        u64::try_from(scaled).unwrap_or(u64::MAX)
     }
 
     /// Idle nanoseconds of all CPUs since the previous call.
@@ -363,6 +335,53 @@ impl Profiler {
     }
 }
 
+/// A process's figures from its kernel counters: the syscall time of all calls from the timed
+/// ones, then every counter of a duty-cycled signal scaled to the whole window.
+fn counted(
+    mut c: meshmark_common::ThreadCounters,
+    scale: Scale,
+    syscall_sample_every: u32,
+) -> ProcessSample {
+    c.syscall_ns = syscall_total_ns(&c, syscall_sample_every);
+    scale.apply_to(&mut c);
+    let kind = |k: NetKind| {
+        [
+            c.net_bytes[net_index(k, Direction::Tx)],
+            c.net_bytes[net_index(k, Direction::Rx)],
+        ]
+    };
+    ProcessSample {
+        cpu_ns: c.cpu_ns,
+        context_switches: c.switches,
+        runq_wait_ns: c.runq_wait_ns,
+        net: NetBytes::from_kinds(
+            kind(NetKind::Loopback),
+            kind(NetKind::External),
+            kind(NetKind::Unix),
+        ),
+        syscalls: SyscallStats {
+            count: c.syscalls,
+            total_ns: c.syscall_ns,
+            latency_log2_ns: SyscallStats::buckets_from_hist(&c.syscall_hist),
+        },
+        read_bytes: c.disk_read_bytes,
+        write_bytes: c.disk_write_bytes,
+        cancelled_write_bytes: c.disk_cancelled_write_bytes,
+        requests: RequestStats::from_counters(&c),
+        ..ProcessSample::default()
+    }
+}
+
+/// Time inside syscalls: as measured when every syscall is timed, else the timed calls' time
+/// scaled by how many calls there were for each timed one.
+fn syscall_total_ns(c: &meshmark_common::ThreadCounters, sample_every: u32) -> u64 {
+    if sample_every <= 1 || c.timed_syscalls == 0 {
+        return c.syscall_ns;
+    }
+    let scaled = u128::from(c.syscall_ns) * u128::from(c.syscalls) / u128::from(c.timed_syscalls);
+    u64::try_from(scaled).unwrap_or(u64::MAX)
+}
+
 /// From what the duty-cycled signals saw while attached to an estimate for the whole window.
 #[derive(Clone, Copy, Debug)]
 struct Scale {
@@ -383,6 +402,14 @@ impl Scale {
                 window_ns,
                 observed_ns: s.observed_ns,
             },
+        }
+    }
+
+    /// Scales the counters of the duty-cycled signals (`probe::hooks`), and only those.
+    fn apply_to(self, counters: &mut meshmark_common::ThreadCounters) {
+        let words = counters.words_mut();
+        for index in crate::probe::hooks::scaled_counter_words() {
+            words[index] = self.apply(words[index]);
         }
     }
 
@@ -431,6 +458,47 @@ fn rfc3339(t: SystemTime) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::{Source, MEASURES};
+
+    /// Every measure the kernel counts is scaled by a duty cycle exactly when the signal that
+    /// fills its counter is duty-cycled; /proc readings and the rest stay as counted.
+    #[test]
+    fn every_duty_cycled_measure_is_scaled_and_no_other() {
+        let mut counters = meshmark_common::ThreadCounters::default();
+        counters.words_mut().fill(1_000);
+        let quarter = Sampled {
+            signals: Vec::new(),
+            observed_ns: 250,
+        };
+        let whole = counted(counters, Scale::of(None, 1_000), 1);
+        let scaled = counted(counters, Scale::of(Some(&quarter), 1_000), 1);
+        let mut duty_cycled = 0;
+        for measure in MEASURES {
+            let Source::Kernel(counter) = measure.source else {
+                continue;
+            };
+            let signal = crate::probe::hooks::filling(counter)
+                .unwrap_or_else(|| panic!("{counter} of {} has no producer", measure.field));
+            let (before, after) = (
+                (measure.of_process)(&whole).unwrap(),
+                (measure.of_process)(&scaled).unwrap(),
+            );
+            assert!(before > 0, "{} reads no counter", measure.field);
+            let expected = if signal.duty_cycled {
+                4 * before
+            } else {
+                before
+            };
+            assert_eq!(after, expected, "{} ({})", measure.field, signal.name);
+            duty_cycled += usize::from(signal.duty_cycled);
+        }
+        assert!(duty_cycled > 0, "some measure is duty-cycled");
+        // Histograms count the calls seen.
+        assert_eq!(
+            whole.syscalls.latency_log2_ns,
+            scaled.syscalls.latency_log2_ns
+        );
+    }
 
     #[test]
     fn a_quarter_observed_is_scaled_fourfold_and_nothing_sampled_stays_as_is() {

@@ -47,7 +47,7 @@ pub fn render(cmp: &Comparison) -> String {
             |v| format!("{v:.3}"),
             |d| format!("{d:+.3}"),
         ));
-        for &mue in class.mues() {
+        for mue in class.mues() {
             rows.push(Row::numbers(
                 &format!("  MUE {}", mue.name()),
                 profiles,

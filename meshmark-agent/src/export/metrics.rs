@@ -12,7 +12,6 @@
 
 use std::sync::Arc;
 
-use meshmark_common::Direction;
 use prometheus_client::{
     collector::Collector,
     encoding::{prometheus_text, DescriptorEncoder, EncodeMetric as _},
@@ -21,7 +20,11 @@ use prometheus_client::{
 };
 
 use super::totals::Totals;
-use crate::{model::MeshMark, probe::ProgramStats, report::Report};
+use crate::{
+    model::{MeshMark, Unit, MEASURES},
+    probe::ProgramStats,
+    report::Report,
+};
 
 /// `Content-Type` of the exposition.
 pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
@@ -332,36 +335,29 @@ fn unit_costs(out: &mut Builder, node: &MeshMark) {
 }
 
 fn counters(out: &mut Builder, totals: &Totals) {
-    out.family(
-        "meshmark_role_cpu_seconds",
-        MetricType::Counter,
-        "CPU time of all processes of each role since the agent started (idle: the idle task).",
-    );
-    for (role, t) in &totals.roles {
-        out.series(&[("role", role.as_str())], seconds(t.cpu_ns));
-    }
-
-    out.family(
-        "meshmark_role_network_bytes",
-        MetricType::Counter,
-        "Socket bytes sent (tx) and received (rx) by processes of each role since the agent started, all peer kinds.",
-    );
-    for (role, t) in &totals.roles {
-        for direction in Direction::ALL {
-            out.series(
-                &[("role", role.as_str()), ("direction", direction.as_str())],
-                Value::Int(t.bytes(direction)),
-            );
+    // One family per measure with a counter (see model::measures). `RoleTotals` holds the
+    // parts of every counter in registry order, as `counter_parts` walks them.
+    let mut first = 0usize;
+    for measure in &MEASURES {
+        let Some(counter) = &measure.counter else {
+            continue;
+        };
+        out.family(counter.family, MetricType::Counter, counter.help);
+        for (role, t) in &totals.roles {
+            for (offset, (part, _)) in counter.parts.iter().enumerate() {
+                let total = t.0.get(first.saturating_add(offset)).copied();
+                let total = total.unwrap_or(0);
+                let value = match measure.unit {
+                    Unit::Ns => seconds(total),
+                    Unit::Bytes | Unit::Count => Value::Int(total),
+                };
+                match counter.split {
+                    Some(label) => out.series(&[("role", role.as_str()), (label, part)], value),
+                    None => out.series(&[("role", role.as_str())], value),
+                };
+            }
         }
-    }
-
-    out.family(
-        "meshmark_role_syscalls",
-        MetricType::Counter,
-        "Syscalls completed by processes of each role since the agent started.",
-    );
-    for (role, t) in &totals.roles {
-        out.series(&[("role", role.as_str())], Value::Int(t.syscalls));
+        first = first.saturating_add(counter.parts.len());
     }
 
     out.family(

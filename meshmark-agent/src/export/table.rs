@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use crate::{
-    model::{display_score, MeshMark, PodMeshMark, RoleSums},
+    model::{display_score, Measure, MeshMark, Mue, PodMeshMark, RoleSums, Unit, MEASURES},
     report::Report,
     role::Role,
     snapshot::{ProcessSample, Snapshot},
@@ -158,29 +158,43 @@ fn class_list(mark: &MeshMark) -> String {
     }
 }
 
+/// One line per role: its processes, then each measure that has a column (CPU time also as a
+/// share of the window).
 fn roles(out: &mut String, mark: &MeshMark, snapshot: &Snapshot) {
-    let _ = writeln!(
-        out,
-        "\n{:<8} {:>6} {:>10} {:>6} {:>10} {:>11} {:>10}",
-        "ROLE", "PROCS", "CPU ms", "CPU%", "SYSCALLS", "NET", "RSS"
-    );
+    let columns: Vec<(&Measure, &str)> = MEASURES
+        .iter()
+        .filter_map(|m| m.column.map(|title| (m, title)))
+        .collect();
+    let _ = write!(out, "\n{:<8} {:>6}", "ROLE", "PROCS");
+    for (measure, title) in &columns {
+        let _ = write!(out, " {title:>10}");
+        if measure.mue == Mue::Cpu {
+            let _ = write!(out, " {:>6}", "CPU%");
+        }
+    }
+    out.push('\n');
     for role in Role::ALL {
         let sums = mark
             .sums
             .get(&role)
             .cloned()
             .unwrap_or_else(RoleSums::default);
-        let _ = writeln!(
-            out,
-            "{:<8} {:>6} {:>10.1} {:>6.1} {:>10} {:>11} {:>10}",
-            role.as_str(),
-            sums.processes,
-            sums.cpu_ns as f64 / 1e6,
-            percent(sums.cpu_ns, snapshot.window.duration_ns),
-            sums.syscalls.count,
-            bytes(sums.net_bytes),
-            sums.rss_bytes.map_or("-".into(), bytes),
-        );
+        let _ = write!(out, "{:<8} {:>6}", role.as_str(), sums.processes);
+        for (measure, title) in &columns {
+            let value = sums.get(measure);
+            let shown = match (value, measure.unit) {
+                (None, _) => "-".into(),
+                (Some(ns), Unit::Ns) => format!("{:.1}", ns as f64 / 1e6),
+                (Some(n), Unit::Bytes) => bytes(n),
+                (Some(n), Unit::Count) => n.to_string(),
+            };
+            let _ = write!(out, " {shown:>width$}", width = title.len().max(10));
+            if measure.mue == Mue::Cpu {
+                let cpu = value.unwrap_or(0);
+                let _ = write!(out, " {:>6.1}", percent(cpu, snapshot.window.duration_ns));
+            }
+        }
+        out.push('\n');
     }
 }
 

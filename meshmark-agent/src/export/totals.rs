@@ -7,25 +7,53 @@
 
 use std::collections::BTreeMap;
 
-use meshmark_common::Direction;
+use crate::{
+    model::{measures::Counter, Measure, MEASURES},
+    report::Report,
+    role::Role,
+    snapshot::ProcessSample,
+};
 
-use crate::{report::Report, role::Role};
+/// One series of a role counter: the measure, its counter, and the part (the value of the
+/// counter's split label, empty without one) with the figure it reads.
+pub struct CounterPart {
+    pub measure: &'static Measure,
+    pub counter: &'static Counter,
+    pub label: &'static str,
+    pub read: fn(&ProcessSample) -> u64,
+}
 
-/// What one role used, summed over windows.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct RoleTotals {
-    pub cpu_ns: u64,
-    pub tx_bytes: u64,
-    pub rx_bytes: u64,
-    pub syscalls: u64,
+/// Every role counter's parts, in registry order: the index of a part in [`RoleTotals`].
+pub fn counter_parts() -> impl Iterator<Item = CounterPart> {
+    MEASURES.iter().flat_map(|measure| {
+        measure.counter.iter().flat_map(move |counter| {
+            counter.parts.iter().map(move |&(label, read)| CounterPart {
+                measure,
+                counter,
+                label,
+                read,
+            })
+        })
+    })
+}
+
+/// What one role used, summed over windows: one total per [`counter_parts`] entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RoleTotals(pub Vec<u64>);
+
+impl Default for RoleTotals {
+    fn default() -> Self {
+        RoleTotals(vec![0; counter_parts().count()])
+    }
 }
 
 impl RoleTotals {
-    pub fn bytes(&self, direction: Direction) -> u64 {
-        match direction {
-            Direction::Tx => self.tx_bytes,
-            Direction::Rx => self.rx_bytes,
-        }
+    /// The total of counter `family`'s part `label` ("" without a split).
+    pub fn part(&self, family: &str, label: &str) -> u64 {
+        counter_parts()
+            .zip(&self.0)
+            .find(|(part, _)| part.counter.family == family && part.label == label)
+            .map_or(0, |(_, total)| *total)
     }
 }
 
@@ -83,10 +111,9 @@ impl Totals {
         for process in &report.snapshot.processes {
             let role = process.role.unwrap_or(Role::Node);
             let totals = self.roles.entry(role).or_default();
-            totals.cpu_ns = totals.cpu_ns.saturating_add(process.cpu_ns);
-            totals.tx_bytes = totals.tx_bytes.saturating_add(process.net.tx_bytes);
-            totals.rx_bytes = totals.rx_bytes.saturating_add(process.net.rx_bytes);
-            totals.syscalls = totals.syscalls.saturating_add(process.syscalls.count);
+            for (total, part) in totals.0.iter_mut().zip(counter_parts()) {
+                *total = total.saturating_add((part.read)(process));
+            }
         }
         for (reason, count) in &report.snapshot.dropped {
             let total = self.dropped.entry(reason.clone()).or_default();
@@ -105,6 +132,9 @@ impl Totals {
 mod tests {
     use super::*;
     use crate::snapshot::{NetBytes, ProcessSample, Snapshot, SyscallStats};
+
+    const CPU: &str = "meshmark_role_cpu_seconds";
+    const NET: &str = "meshmark_role_network_bytes";
 
     fn report(processes: Vec<ProcessSample>, dropped: &[(&str, u64)]) -> Report {
         Report {
@@ -148,16 +178,12 @@ mod tests {
             &[("event_ring_full", 1), ("thread_no_room", 2)],
         ));
 
-        assert_eq!(
-            totals.roles[&Role::Proxy],
-            RoleTotals {
-                cpu_ns: 16,
-                tx_bytes: 102,
-                rx_bytes: 203,
-                syscalls: 5
-            }
-        );
-        assert_eq!(totals.roles[&Role::App].rx_bytes, 9);
+        let proxy = &totals.roles[&Role::Proxy];
+        assert_eq!(proxy.part(CPU, ""), 16);
+        assert_eq!(proxy.part(NET, "tx"), 102);
+        assert_eq!(proxy.part(NET, "rx"), 203);
+        assert_eq!(proxy.part("meshmark_role_syscalls", ""), 5);
+        assert_eq!(totals.roles[&Role::App].part(NET, "rx"), 9);
         assert_eq!(totals.roles[&Role::Control], RoleTotals::default());
         assert_eq!(totals.dropped["event_ring_full"], 5);
         assert_eq!(totals.dropped["thread_no_room"], 2);
@@ -180,7 +206,7 @@ mod tests {
         }
         assert_eq!(totals.roles.len(), Role::ALL.len());
         assert_eq!(totals.dropped.len(), loss_reasons().count());
-        assert_eq!(totals.roles[&Role::App].cpu_ns, 10_000);
+        assert_eq!(totals.roles[&Role::App].part(CPU, ""), 10_000);
     }
 
     #[test]
@@ -188,6 +214,6 @@ mod tests {
         let mut totals = Totals::default();
         totals.fold(&report(vec![process(1, Role::App, u64::MAX, 0, 0, 0)], &[]));
         totals.fold(&report(vec![process(1, Role::App, 5, 0, 0, 0)], &[]));
-        assert_eq!(totals.roles[&Role::App].cpu_ns, u64::MAX);
+        assert_eq!(totals.roles[&Role::App].part(CPU, ""), u64::MAX);
     }
 }

@@ -1,8 +1,9 @@
-//! The consumption classes and their MUEs: which signal each MUE compares, which weight it takes,
-//! and why a class can have nothing to say.
+//! The consumption classes and their MUEs, and why a class can have nothing to say. Which
+//! measures feed each MUE, and its name and class, are in the registry (`super::measures`).
 
 use serde::{Deserialize, Serialize};
 
+use super::measures::{MEASURES, MUES};
 use super::sums::RoleSums;
 
 /// A kind of resource the mesh may cost; the score is the mean over classes, so each resource
@@ -14,6 +15,7 @@ pub enum Class {
     Network,
     Kernel,
     Memory,
+    Storage,
     Microarch,
 }
 
@@ -26,15 +28,16 @@ pub enum Mue {
     SyscallTime,
     Syscalls,
     Mem,
-    Cycles,
+    Io,
 }
 
 impl Class {
-    pub const ALL: [Class; 5] = [
+    pub const ALL: [Class; 6] = [
         Class::Compute,
         Class::Network,
         Class::Kernel,
         Class::Memory,
+        Class::Storage,
         Class::Microarch,
     ];
 
@@ -45,18 +48,17 @@ impl Class {
             Class::Network => "network",
             Class::Kernel => "kernel",
             Class::Memory => "memory",
+            Class::Storage => "storage",
             Class::Microarch => "microarch",
         }
     }
 
-    pub fn mues(self) -> &'static [Mue] {
-        match self {
-            Class::Compute => &[Mue::Cpu],
-            Class::Network => &[Mue::Net],
-            Class::Kernel => &[Mue::SyscallTime, Mue::Syscalls],
-            Class::Memory => &[Mue::Mem],
-            Class::Microarch => &[Mue::Cycles],
-        }
+    /// The class's MUEs, in registry order; none for a class whose signals have no producer
+    /// yet (`microarch`, until hardware counters are read).
+    pub fn mues(self) -> impl Iterator<Item = Mue> {
+        MUES.into_iter()
+            .filter(move |entry| entry.class == self)
+            .map(|entry| entry.mue)
     }
 
     /// Why the class has no MUE with data. `unreadable` says that no process in scope had a
@@ -65,26 +67,30 @@ impl Class {
     pub fn exclusion_reason(self, unreadable: bool) -> &'static str {
         match (self, unreadable) {
             (Class::Memory, true) => "no memory readings",
-            (Class::Microarch, true) => "no hardware counters (PMU) on this node",
+            (Class::Microarch, _) => "no hardware counters (PMU) on this node",
             (Class::Compute, _) => "application and mesh processes used no CPU time",
             (Class::Network, _) => "application and mesh processes moved no socket bytes",
             (Class::Kernel, _) => "application and mesh processes made no syscalls",
             (Class::Memory, false) => "application and mesh processes held no resident memory",
-            (Class::Microarch, false) => "application and mesh processes counted no CPU cycles",
+            (Class::Storage, _) => "application and mesh processes read and wrote no disk bytes",
         }
     }
 }
 
 impl Mue {
+    /// Number of MUEs.
+    pub const COUNT: usize = 6;
+
     /// Every MUE, in the order of the classes: the one list of MUE (and weight) names.
-    pub const ALL: [Mue; 6] = [
-        Mue::Cpu,
-        Mue::Net,
-        Mue::SyscallTime,
-        Mue::Syscalls,
-        Mue::Mem,
-        Mue::Cycles,
-    ];
+    pub const ALL: [Mue; Mue::COUNT] = {
+        let mut all = [Mue::Cpu; Mue::COUNT];
+        let mut i = 0;
+        while i < Mue::COUNT {
+            all[i] = MUES[i].mue;
+            i += 1;
+        }
+        all
+    };
 
     /// The MUE called `name` in JSON, tables and the configuration's `[weights]`.
     pub fn from_name(name: &str) -> Option<Mue> {
@@ -93,26 +99,21 @@ impl Mue {
 
     /// The name used in JSON and tables.
     pub fn name(self) -> &'static str {
-        match self {
-            Mue::Cpu => "cpu",
-            Mue::Net => "net",
-            Mue::SyscallTime => "syscall_time",
-            Mue::Syscalls => "syscalls",
-            Mue::Mem => "mem",
-            Mue::Cycles => "cycles",
-        }
+        MUES[self as usize].name
     }
 
-    /// The summed signal this MUE compares; `None` when the sums hold no reading of it.
+    pub fn class(self) -> Class {
+        MUES[self as usize].class
+    }
+
+    /// The summed signal this MUE compares (the sum of its measures, saturating); `None` when
+    /// the sums hold no reading of any of them.
     pub fn signal(self, sums: &RoleSums) -> Option<u64> {
-        match self {
-            Mue::Cpu => Some(sums.cpu_ns),
-            Mue::Net => Some(sums.net_bytes),
-            Mue::SyscallTime => Some(sums.syscalls.total_ns),
-            Mue::Syscalls => Some(sums.syscalls.count),
-            Mue::Mem => sums.rss_bytes,
-            Mue::Cycles => sums.cycles,
-        }
+        MEASURES
+            .iter()
+            .filter(|m| m.mue == self)
+            .filter_map(|m| sums.get(m))
+            .reduce(u64::saturating_add)
     }
 }
 
@@ -124,7 +125,7 @@ mod names {
     fn names_match_the_json_form() {
         for class in Class::ALL {
             assert_eq!(serde_json::to_value(class).unwrap(), class.name());
-            for &mue in class.mues() {
+            for mue in class.mues() {
                 assert_eq!(serde_json::to_value(mue).unwrap(), mue.name());
             }
         }
@@ -137,7 +138,7 @@ mod tests {
 
     #[test]
     fn every_mue_belongs_to_exactly_one_class_in_order() {
-        let listed: Vec<Mue> = Class::ALL.iter().flat_map(|c| c.mues()).copied().collect();
+        let listed: Vec<Mue> = Class::ALL.iter().flat_map(|c| c.mues()).collect();
         assert_eq!(listed, Mue::ALL);
     }
 
@@ -195,6 +196,6 @@ mod tests {
         };
         assert_eq!(Mue::Cpu.signal(&sums), Some(1));
         assert_eq!(Mue::Mem.signal(&sums), None);
-        assert_eq!(Mue::Cycles.signal(&sums), None);
+        assert_eq!(Mue::Io.signal(&sums), None);
     }
 }

@@ -15,7 +15,8 @@ pub struct Usage {
     pub syscall_ns: u64,
     pub syscalls: u64,
     pub rss_bytes: Option<u64>,
-    pub cycles: Option<u64>,
+    /// Disk bytes, half read and half written.
+    pub disk_bytes: u64,
 }
 
 impl Usage {
@@ -41,7 +42,8 @@ impl Usage {
                 latency_log2_ns: Vec::new(),
             },
             rss_bytes: self.rss_bytes,
-            cycles: self.cycles,
+            read_bytes: self.disk_bytes / 2,
+            write_bytes: self.disk_bytes - self.disk_bytes / 2,
             ..ProcessSample::default()
         }
     }

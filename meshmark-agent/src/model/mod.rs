@@ -5,6 +5,7 @@
 
 pub mod classes;
 pub mod input;
+pub mod measures;
 pub mod score;
 pub mod sums;
 pub mod unit_costs;
@@ -20,6 +21,7 @@ mod properties;
 
 pub use classes::{Class, Mue};
 pub use input::{inputs_from_snapshot, NodeContext, ProcessInput};
+pub use measures::{Measure, Source, Unit, MEASURES, MUES};
 pub use score::{
     display_score, score_node, score_pods, ClassScore, Excluded, MeshMark, Note, PodMeshMark,
 };

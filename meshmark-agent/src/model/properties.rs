@@ -2,6 +2,7 @@
 
 use proptest::prelude::*;
 
+use super::classes::{Class, Mue};
 use super::fixtures::{input, Usage};
 use super::input::{NodeContext, ProcessInput};
 use super::score::{score_node, score_pods};
@@ -20,16 +21,16 @@ fn usage() -> impl Strategy<Value = Usage> {
         signal(),
         signal(),
         proptest::option::of(signal()),
-        proptest::option::of(signal()),
+        signal(),
     )
         .prop_map(
-            |(cpu_ns, net_bytes, syscall_ns, syscalls, rss_bytes, cycles)| Usage {
+            |(cpu_ns, net_bytes, syscall_ns, syscalls, rss_bytes, disk_bytes)| Usage {
                 cpu_ns,
                 net_bytes,
                 syscall_ns,
                 syscalls,
                 rss_bytes,
-                cycles,
+                disk_bytes,
             },
         )
 }
@@ -50,24 +51,24 @@ fn weight_in_range() -> impl Strategy<Value = f64> {
 }
 
 fn options() -> impl Strategy<Value = ModelOptions> {
-    (prop::array::uniform6(weight_in_range()), any::<bool>()).prop_map(
-        |(w, count_control_plane)| ModelOptions {
-            weights: weights_from([w[0], w[1], w[2], w[3], w[4], w[5]]),
-            count_control_plane,
-        },
+    (
+        prop::array::uniform::<_, { Mue::COUNT }>(weight_in_range()),
+        any::<bool>(),
     )
+        .prop_map(|(w, count_control_plane)| ModelOptions {
+            weights: weights_from(w),
+            count_control_plane,
+        })
 }
 
 /// Weights in the order of [`Weights::named`].
-fn weights_from(w: [f64; 6]) -> Weights {
-    Weights {
-        cpu: w[0],
-        net: w[1],
-        syscall_time: w[2],
-        syscalls: w[3],
-        mem: w[4],
-        cycles: w[5],
-    }
+fn weights_from(w: [f64; Mue::COUNT]) -> Weights {
+    Mue::ALL
+        .into_iter()
+        .zip(w)
+        .fold(Weights::default(), |weights, (mue, value)| {
+            weights.with(mue, value)
+        })
 }
 
 const PODS: [&str; 3] = ["pod-0", "pod-1", "pod-2"];
@@ -115,7 +116,7 @@ fn add_signal(usage: &mut Usage, which: usize, amount: u64) {
         2 => add(&mut usage.syscall_ns),
         3 => add(&mut usage.syscalls),
         4 => add(usage.rss_bytes.get_or_insert(0)),
-        _ => add(usage.cycles.get_or_insert(0)),
+        _ => add(&mut usage.disk_bytes),
     }
 }
 
@@ -128,7 +129,7 @@ proptest! {
         let pods = score_pods(&inputs, &CTX, &opts).unwrap();
         for mark in std::iter::once(&node).chain(pods.iter().map(|p| &p.meshmark)) {
             prop_assert!((0.0..=100.0).contains(&mark.score), "score {}", mark.score);
-            prop_assert_eq!(mark.classes.len() + mark.excluded.len(), 5);
+            prop_assert_eq!(mark.classes.len() + mark.excluded.len(), Class::ALL.len());
             for class in mark.classes.values() {
                 prop_assert!((0.0..=1.0).contains(&class.score));
                 for v in class.mues.values().chain(class.weighted_mues.values()) {

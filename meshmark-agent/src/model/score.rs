@@ -140,7 +140,6 @@ fn score_scope<'a>(
             None => {
                 let unreadable = class
                     .mues()
-                    .iter()
                     .all(|m| m.signal(app).is_none() && m.signal(&mesh).is_none());
                 excluded.push(Excluded {
                     class,
@@ -192,7 +191,7 @@ fn score_class(
 ) -> Option<ClassScore> {
     let mut mues = BTreeMap::new();
     let mut weighted_mues = BTreeMap::new();
-    for &mue in class.mues() {
+    for mue in class.mues() {
         if let Some(value) = efficiency(mue.signal(app), mue.signal(mesh), proxy_seen) {
             // Without a proxy the score is 100 by definition, so weights do not apply.
             let weighted = if proxy_seen {

@@ -5,10 +5,11 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::input::ProcessInput;
+use super::measures::{Measure, MEASURES};
 use crate::role::Role;
 use crate::snapshot::{LatencyBucket, ProcessSample, SyscallStats};
 
-/// Every signal of the model, summed over a set of processes.
+/// Every measure of the model (see `super::measures`), summed over a set of processes.
 ///
 /// Sums saturate instead of wrapping or panicking, so a crafted profile cannot crash the scorer;
 /// real windows stay far below `u64::MAX` nanoseconds or bytes.
@@ -16,6 +17,7 @@ use crate::snapshot::{LatencyBucket, ProcessSample, SyscallStats};
 pub struct RoleSums {
     /// Processes added.
     pub processes: u64,
+    // The first measures have their own fields: the `meshmark.profile/v1` shape of `sums`.
     pub cpu_ns: u64,
     /// Socket bytes, sent and received, all peer kinds.
     pub net_bytes: u64,
@@ -24,42 +26,73 @@ pub struct RoleSums {
     pub syscalls: SyscallStats,
     /// Resident memory at the end of the window; `None` when no process had a reading.
     pub rss_bytes: Option<u64>,
-    /// CPU cycles from hardware counters; `None` when no process had a reading (no PMU).
-    pub cycles: Option<u64>,
+    /// Every later measure, by its field name; written only when not zero, so a profile
+    /// without the signal reads exactly as before it existed.
+    #[serde(flatten)]
+    pub more: BTreeMap<String, u64>,
 }
 
 impl RoleSums {
-    /// The signals of one process, as a sum of one.
+    /// The measures of one process, as a sum of one.
     pub fn of(sample: &ProcessSample) -> Self {
-        Self {
+        let mut sums = Self {
             processes: 1,
-            cpu_ns: sample.cpu_ns,
-            net_bytes: sample.net.total(),
-            syscalls: sample.syscalls.clone(),
-            rss_bytes: sample.rss_bytes,
-            cycles: sample.cycles,
+            rss_bytes: None,
+            ..Self::default()
+        };
+        for measure in &MEASURES {
+            sums.add_reading(measure, (measure.of_process)(sample));
+        }
+        sums.syscalls
+            .latency_log2_ns
+            .clone_from(&sample.syscalls.latency_log2_ns);
+        sums
+    }
+
+    /// The sum of `measure`, as the JSON has it: `None` for an optional measure without any
+    /// reading, and for a later measure that summed to zero (left out of the JSON), so that a
+    /// class whose measures all came after version 1 is excluded as before they existed.
+    pub fn get(&self, measure: &Measure) -> Option<u64> {
+        match measure.field {
+            "cpu_ns" => Some(self.cpu_ns),
+            "net_bytes" => Some(self.net_bytes),
+            "syscalls/total_ns" => Some(self.syscalls.total_ns),
+            "syscalls/count" => Some(self.syscalls.count),
+            "rss_bytes" => self.rss_bytes,
+            field => self.more.get(field).copied(),
         }
     }
 
-    /// Adds `other` into `self`. An optional signal stays `None` only while neither side has a
-    /// reading; a missing reading adds nothing (an exited process holds no memory at the end).
+    /// Adds one reading of `measure`. An optional measure stays `None` only while no reading
+    /// came; a missing reading adds nothing (an exited process holds no memory at the end).
+    pub fn add_reading(&mut self, measure: &Measure, reading: Option<u64>) {
+        let add = |sum: &mut u64| *sum = sum.saturating_add(reading.unwrap_or(0));
+        match measure.field {
+            "cpu_ns" => add(&mut self.cpu_ns),
+            "net_bytes" => add(&mut self.net_bytes),
+            "syscalls/total_ns" => add(&mut self.syscalls.total_ns),
+            "syscalls/count" => add(&mut self.syscalls.count),
+            "rss_bytes" => self.rss_bytes = add_readings(self.rss_bytes, reading),
+            // A zero of a measure that is never missing is left out; a reading of an optional
+            // one is kept even at zero, since it says the reading was there.
+            field => match reading {
+                Some(0) if !measure.optional() => {}
+                Some(_) => add(self.more.entry(field.to_owned()).or_default()),
+                None => {}
+            },
+        }
+    }
+
+    /// Adds `other` into `self`, measure by measure, and merges the syscall histograms.
     pub fn add(&mut self, other: &RoleSums) {
         self.processes = self.processes.saturating_add(other.processes);
-        self.cpu_ns = self.cpu_ns.saturating_add(other.cpu_ns);
-        self.net_bytes = self.net_bytes.saturating_add(other.net_bytes);
-        self.syscalls = SyscallStats {
-            count: self.syscalls.count.saturating_add(other.syscalls.count),
-            total_ns: self
-                .syscalls
-                .total_ns
-                .saturating_add(other.syscalls.total_ns),
-            latency_log2_ns: merge_buckets(
-                &self.syscalls.latency_log2_ns,
-                &other.syscalls.latency_log2_ns,
-            ),
-        };
-        self.rss_bytes = add_readings(self.rss_bytes, other.rss_bytes);
-        self.cycles = add_readings(self.cycles, other.cycles);
+        for measure in &MEASURES {
+            self.add_reading(measure, other.get(measure));
+        }
+        self.syscalls.latency_log2_ns = merge_buckets(
+            &self.syscalls.latency_log2_ns,
+            &other.syscalls.latency_log2_ns,
+        );
     }
 
     /// Sums of every role over `inputs`; all roles are present, those without processes at zero,
@@ -128,7 +161,6 @@ mod tests {
                 latency_log2_ns: vec![bucket(8, Some(16), 2), bucket(1 << 31, None, 1)],
             },
             rss_bytes: Some(100),
-            cycles: None,
             ..Default::default()
         };
         let b = ProcessSample {
@@ -140,7 +172,7 @@ mod tests {
                 latency_log2_ns: vec![bucket(2, Some(4), 1), bucket(8, Some(16), 3)],
             },
             rss_bytes: None,
-            cycles: Some(9),
+            read_bytes: 9,
             ..Default::default()
         };
 
@@ -163,7 +195,7 @@ mod tests {
                     ],
                 },
                 rss_bytes: Some(100),
-                cycles: Some(9),
+                more: BTreeMap::from([("read_bytes".to_owned(), 9)]),
             }
         );
     }
@@ -172,7 +204,11 @@ mod tests {
     fn optional_signals_stay_absent_without_any_reading() {
         let mut sum = RoleSums::of(&ProcessSample::default());
         sum.add(&RoleSums::of(&ProcessSample::default()));
-        assert_eq!((sum.rss_bytes, sum.cycles), (None, None));
+        assert_eq!(sum.rss_bytes, None);
+        // Later measures without a reading are left out of the JSON, as before they existed.
+        assert!(sum.more.is_empty());
+        let json = serde_json::to_value(&sum).unwrap();
+        assert!(json.get("read_bytes").is_none() && json.get("cycles").is_none());
     }
 
     #[test]

@@ -57,8 +57,12 @@ pub struct Signal {
     pub alternatives: &'static [Alternative],
     /// Whether `run` may attach its programs for only part of each window (its duty cycle) and
     /// scale what they saw. Never for signals whose programs hand out thread slots or whose
-    /// time must be exact (CPU, run queue, lifecycle).
+    /// time must be exact (CPU, run queue, lifecycle). The collector scales exactly the
+    /// counters the signal fills, so this flag is the one place that decides it.
     pub duty_cycled: bool,
+    /// The fields of `meshmark_common::ThreadCounters` its programs fill (by
+    /// `meshmark_common::COUNTER_FIELDS` name); each field is filled by one signal.
+    pub counters: &'static [&'static str],
 }
 
 const fn tp(name: &'static str, tracepoint: &'static str, args: usize) -> Program {
@@ -100,6 +104,14 @@ const fn kretprobe(name: &'static str, function: &'static str, required: bool) -
 pub const PROFILER: &[Signal] = &[
     Signal {
         name: "cpu",
+        counters: &[
+            "cpu_ns",
+            "switches",
+            // Read at the same switch-out, alongside the CPU time (meshmark-ebpf/src/disk.rs).
+            "disk_read_bytes",
+            "disk_write_bytes",
+            "disk_cancelled_write_bytes",
+        ],
         duty_cycled: false,
         alternatives: &[
             // prev_state became the fourth argument in 5.18.
@@ -115,6 +127,7 @@ pub const PROFILER: &[Signal] = &[
     },
     Signal {
         name: "run_queue",
+        counters: &["runq_wait_ns"],
         duty_cycled: false,
         alternatives: &[Alternative {
             name: "sched_wakeup",
@@ -126,6 +139,7 @@ pub const PROFILER: &[Signal] = &[
     },
     Signal {
         name: "syscalls",
+        counters: &["syscalls", "timed_syscalls", "syscall_ns", "syscall_hist"],
         duty_cycled: true,
         alternatives: &[Alternative {
             name: "sys_enter+sys_exit",
@@ -137,6 +151,15 @@ pub const PROFILER: &[Signal] = &[
     },
     Signal {
         name: "socket_bytes",
+        // Request turns are timed from the same byte hooks (meshmark-ebpf/src/requests.rs).
+        counters: &[
+            "net_bytes",
+            "requests",
+            "request_ns",
+            "mux_requests",
+            "mux_request_ns",
+            "request_hist",
+        ],
         duty_cycled: true,
         alternatives: &[
             // 6.3+.
@@ -193,8 +216,20 @@ pub const PROFILER: &[Signal] = &[
             },
         ],
     },
+    // Marks accepted TCP connections and ends their turns at close. Never duty-cycled: an
+    // accept or close missed would leave a connection unmarked or its entry behind.
+    Signal {
+        name: "tcp_connections",
+        counters: &[],
+        duty_cycled: false,
+        alternatives: &[Alternative {
+            name: "inet_sock_set_state",
+            programs: &[tp("inet_sock_set_state", "inet_sock_set_state", 3)],
+        }],
+    },
     Signal {
         name: "process_lifecycle",
+        counters: &[],
         duty_cycled: false,
         alternatives: &[Alternative {
             name: "sched_process_exec+fork",
@@ -206,6 +241,7 @@ pub const PROFILER: &[Signal] = &[
     },
     Signal {
         name: "process_exit",
+        counters: &[],
         duty_cycled: false,
         alternatives: &[
             // group_dead arrived in 6.16.
@@ -221,10 +257,26 @@ pub const PROFILER: &[Signal] = &[
     },
 ];
 
+/// The signal of [`PROFILER`] whose programs fill `counter` (a `COUNTER_FIELDS` name).
+pub fn filling(counter: &str) -> Option<&'static Signal> {
+    PROFILER.iter().find(|s| s.counters.contains(&counter))
+}
+
+/// Indexes into `ThreadCounters::words` of the counters a duty cycle scales: the sums (not the
+/// histograms) filled by a duty-cycled signal.
+pub fn scaled_counter_words() -> impl Iterator<Item = usize> {
+    meshmark_common::COUNTER_FIELDS
+        .iter()
+        .filter(|f| f.kind == meshmark_common::CounterKind::Sum)
+        .filter(|f| filling(f.name).is_some_and(|s| s.duty_cycled))
+        .flat_map(|f| f.first_word..f.first_word + f.words)
+}
+
 /// The empty syscall pair that `cargo xtask bench` measures as the floor.
 pub const BENCH_FLOOR: &[Signal] = &[Signal {
     name: "syscalls",
     duty_cycled: false,
+    counters: &[],
     alternatives: &[Alternative {
         name: "empty pair",
         programs: &[
@@ -239,6 +291,7 @@ pub const BENCH_FLOOR: &[Signal] = &[Signal {
 pub const BENCH_EMPTY: &[Signal] = &[Signal {
     name: "every hook",
     duty_cycled: false,
+    counters: &[],
     alternatives: &[Alternative {
         name: "empty programs",
         programs: &[
@@ -260,6 +313,7 @@ pub const BENCH_EMPTY: &[Signal] = &[Signal {
 pub const BENCH_CLOCK: &[Signal] = &[Signal {
     name: "syscalls",
     duty_cycled: false,
+    counters: &[],
     alternatives: &[Alternative {
         name: "clock pair",
         programs: &[
@@ -451,6 +505,8 @@ mod tests {
             ("sched_process_exec", 3),
             ("sched_process_fork", 2),
             ("sched_process_exit", exit),
+            // 4.16+.
+            ("inet_sock_set_state", 3),
         ]);
         if sock_tracepoints {
             tracepoints.insert("sock_send_length", 3);
@@ -544,6 +600,26 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    #[test]
+    fn every_counter_is_filled_by_exactly_one_signal() {
+        for field in meshmark_common::COUNTER_FIELDS {
+            let fillers: Vec<&str> = PROFILER
+                .iter()
+                .filter(|s| s.counters.contains(&field.name))
+                .map(|s| s.name)
+                .collect();
+            assert_eq!(fillers.len(), 1, "{} is filled by {fillers:?}", field.name);
+        }
+        for name in PROFILER.iter().flat_map(|s| s.counters) {
+            assert!(
+                meshmark_common::COUNTER_FIELDS
+                    .iter()
+                    .any(|f| f.name == *name),
+                "{name} is no field of ThreadCounters"
+            );
         }
     }
 

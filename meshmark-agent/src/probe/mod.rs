@@ -1,7 +1,10 @@
 //! Loading and attaching the kernel programs: preflight, the hook for each signal, kernel
-//! struct offsets, map sizes. This and `collect` are the only layers that know about aya.
+//! struct offsets, map sizes. This and `collect` hold the programs and maps through aya.
 
 pub mod hooks;
+#[cfg(test)]
+mod link_check;
+pub mod names;
 pub mod offsets;
 pub mod preflight;
 
@@ -113,6 +116,13 @@ impl Probe {
         let usable = hooks::apply_override(usable, options.hook_override)
             .map_err(PreflightError::HookUnavailable)?;
         let offsets = offsets::kernel_offsets(&btf)?;
+        if offsets.task_ioac_read_bytes == 0 && set == ProgramSet::Profiler {
+            // Not a refusal: everything else is measured. Said once, so a zero is not misread.
+            eprintln!(
+                "meshmark-agent: this kernel keeps no task I/O accounting \
+                 (CONFIG_TASK_IO_ACCOUNTING): disk bytes are not measured and read as 0"
+            );
+        }
         let ring_bytes = options.ring_bytes.clamp(4096, 1 << 30).next_power_of_two();
         let syscall_sample_every = options.syscall_sample_every.max(1);
         let tid_space = tid_space()?;
@@ -120,12 +130,12 @@ impl Probe {
         let aya_btf = aya::Btf::from_sys_fs().context("reading the kernel's BTF for aya")?;
         let mut ebpf = EbpfLoader::new()
             .btf(Some(&aya_btf))
-            .map_max_entries("THREADS", thread_slots)
-            .map_max_entries("FREE_SLOTS", thread_slots)
-            .map_max_entries("TID_SLOT", tid_space)
-            .map_max_entries("EVENTS", ring_bytes)
-            .override_global("OFFSETS", &offsets, true)
-            .override_global("SYSCALL_SAMPLE_EVERY", &syscall_sample_every, true)
+            .map_max_entries(names::THREADS, thread_slots)
+            .map_max_entries(names::FREE_SLOTS, thread_slots)
+            .map_max_entries(names::TID_SLOT, tid_space)
+            .map_max_entries(names::EVENTS, ring_bytes)
+            .override_global(names::OFFSETS, &offsets, true)
+            .override_global(names::SYSCALL_SAMPLE_EVERY, &syscall_sample_every, true)
             .load(OBJECT)
             .context("loading the eBPF object")?;
 
@@ -166,33 +176,56 @@ impl Probe {
     }
 
     /// Detaches the duty-cycled programs, last attached first (a kretprobe before its kprobe).
+    /// The detach mark goes first: a connection closed while they are detached may have sent
+    /// bytes unseen, so the kernel counts no turn it ends then.
     pub fn pause_sampled(&mut self) {
+        if self.sampled_links.is_empty() {
+            return;
+        }
+        let mark = monotonic_ns().and_then(|now| self.set_sampled_epoch(1, now.max(1)));
+        if let Err(err) = mark {
+            // An array update of our own map: not expected to fail. If it does, request turns
+            // ended by a close while detached may be short: say so.
+            tracing::error!(
+                error = %format!("{err:#}"),
+                "cannot mark the duty-cycled programs detached; request times of connections \
+                 closed while detached may be too short"
+            );
+        }
         while let Some(link) = self.sampled_links.pop() {
             drop(link);
         }
     }
 
-    /// Attaches the duty-cycled programs again, in their order. Syscalls entered while they were
-    /// detached are kept out through the syscall epoch, set first.
+    /// Attaches the duty-cycled programs again, in their order. Syscalls entered and request
+    /// turns begun while they were detached are kept out through the attach epoch, set first;
+    /// then the detach mark is cleared.
     pub fn resume_sampled(&mut self) -> Result<()> {
         if !self.sampled_links.is_empty() {
             return Ok(());
         }
-        let epoch = monotonic_ns()?;
-        let mut epochs: Array<&mut MapData, u64> = Array::try_from(
-            self.ebpf
-                .map_mut("SYSCALL_EPOCH")
-                .context("map SYSCALL_EPOCH missing from the eBPF object")?,
-        )?;
-        epochs
-            .set(0, epoch, 0)
-            .context("setting the syscall epoch")?;
+        self.set_sampled_epoch(0, monotonic_ns()?)?;
+        self.set_sampled_epoch(1, 0)?;
         for program in self.sampled_programs.clone() {
             let link = attach(&mut self.ebpf, program)
                 .with_context(|| format!("attaching {} again", program.name))?;
             self.sampled_links.push(link);
         }
         Ok(())
+    }
+}
+
+impl Probe {
+    /// Sets entry `index` of the `SAMPLED_EPOCH` map (0: last attach, 1: detached since).
+    fn set_sampled_epoch(&mut self, index: u32, ns: u64) -> Result<()> {
+        let mut epochs: Array<&mut MapData, u64> = Array::try_from(
+            self.ebpf
+                .map_mut(names::SAMPLED_EPOCH)
+                .context("map SAMPLED_EPOCH missing from the eBPF object")?,
+        )?;
+        epochs
+            .set(index, ns, 0)
+            .with_context(|| format!("setting entry {index} of the sampled epoch"))
     }
 }
 
@@ -228,7 +261,7 @@ fn tid_space() -> Result<u32> {
 /// first and a node with few threads touches only the start of the table.
 fn fill_free_slots(ebpf: &mut Ebpf, slots: u32) -> Result<()> {
     let map = ebpf
-        .map_mut("FREE_SLOTS")
+        .map_mut(names::FREE_SLOTS)
         .context("map FREE_SLOTS missing from the eBPF object")?;
     let mut free: Stack<&mut MapData, u32> =
         Stack::try_from(map).context("map FREE_SLOTS is not a stack")?;

@@ -1,5 +1,6 @@
-//! Kernel struct field offsets for the programs, from the running kernel's BTF: aya has no CO-RE
-//! field relocations, so the agent resolves them and hands them over as a read-only global.
+//! Kernel struct field offsets for the programs, from the running kernel's BTF. rustc does not
+//! emit CO-RE field relocations for BPF (aya-obj would apply them, but the object carries none),
+//! so the agent resolves the offsets and hands them over as a read-only global.
 
 use anyhow::{anyhow, Result};
 use meshmark_common::KernelOffsets;
@@ -36,5 +37,29 @@ pub fn kernel_offsets(btf: &Btf) -> Result<KernelOffsets> {
         task_state: btf
             .member_offset("task_struct", "__state")
             .map_or_else(|| field("task_struct", "state"), Ok)?,
+        task_ioac_read_bytes: task_disk_io(btf),
+        sk_wmem_queued: field("sock", "sk_wmem_queued")?,
+        _pad: 0,
     })
+}
+
+/// Offset of `task_struct.ioac.read_bytes`, where `write_bytes` and `cancelled_write_bytes`
+/// follow it as the kernel side reads them (one read of [`meshmark_common::DISK_IO_WORDS`] words); 0, and disk
+/// bytes not measured, on a kernel built without task I/O accounting.
+fn task_disk_io(btf: &Btf) -> u32 {
+    let ioac = btf.member_offset("task_struct", "ioac");
+    let member = |name| btf.member_offset("task_io_accounting", name);
+    let (Some(ioac), Some(read), Some(write), Some(cancelled)) = (
+        ioac,
+        member("read_bytes"),
+        member("write_bytes"),
+        member("cancelled_write_bytes"),
+    ) else {
+        return 0;
+    };
+    let consecutive = read.checked_add(8) == Some(write) && write.checked_add(8) == Some(cancelled);
+    match ioac.checked_add(read) {
+        Some(offset) if consecutive && offset > 0 => offset,
+        _ => 0,
+    }
 }

@@ -4,7 +4,7 @@
 
 use anyhow::Result;
 use clap::Parser;
-use meshmark_tests::scenario::{burn, churn, mesh, sleep, stream, threads, udp};
+use meshmark_tests::scenario::{burn, churn, disk, http, mesh, sleep, stream, threads, udp};
 
 #[derive(Parser)]
 #[command(about = "Workloads that print their own ground truth, for meshmark's tests")]
@@ -25,6 +25,10 @@ enum Command {
     Threads(threads::Spec),
     /// Sleep COUNT times for MS milliseconds with nanosleep.
     Sleep(sleep::Spec),
+    /// Write and read files of its own, O_DIRECT or buffered with fsync; report /proc/self/io.
+    Disk(disk::Spec),
+    /// An HTTP/1.1 keep-alive server taking a known time per request, and its client.
+    Http(http::Spec),
     /// Mesh scenario: the application, which burns CPU and makes requests through the relay.
     MeshApp(mesh::App),
     /// Mesh scenario: the sidecar relay, named `envoy`.
@@ -41,6 +45,8 @@ fn main() -> Result<()> {
         Command::Udp(spec) => udp::serve(&spec),
         Command::UdpClient(spec) => udp::send(&spec),
         Command::Sleep(spec) => sleep::run(&spec),
+        Command::Disk(spec) => disk::run(&spec),
+        Command::Http(spec) => http::run(&spec),
         Command::Threads(spec) => threads::run(&spec),
         Command::Churn(spec) => churn::run(&spec),
         Command::MeshApp(spec) => mesh::app(&spec),

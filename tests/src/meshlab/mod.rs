@@ -82,6 +82,9 @@ pub struct PodTruth {
     pub proxy_cpu_ns: u64,
     pub app_pids: Vec<u32>,
     pub proxy_pids: Vec<u32>,
+    /// Requests nginx counted (`stub_status`) from the first status read, inclusive, to the
+    /// second, inclusive: every request it served inside the profile's window.
+    pub app_requests: u64,
 }
 
 /// What one run of the lab produced.
@@ -191,11 +194,22 @@ impl Lab {
         self.pod_cpu().iter().map(|(app, proxy)| app + proxy).sum()
     }
 
-    fn truths(&self, before: &[(u64, u64)], after: &[(u64, u64)]) -> Vec<PodTruth> {
+    /// nginx's own request count of each pod (`stub_status`), which counts the read itself.
+    pub fn app_requests(&self) -> Result<Vec<u64>> {
+        self.net.pods.iter().map(|ns| nginx_requests(ns)).collect()
+    }
+
+    fn truths(
+        &self,
+        before: &[(u64, u64)],
+        after: &[(u64, u64)],
+        requests: &[(u64, u64)],
+    ) -> Vec<PodTruth> {
         self.pods
             .iter()
             .zip(before.iter().zip(after))
-            .map(|(pod, (before, after))| {
+            .zip(requests)
+            .map(|((pod, (before, after)), (first, last))| {
                 let [app, proxy] = pod.containers() else {
                     unreachable!("two containers")
                 };
@@ -207,6 +221,8 @@ impl Lab {
                     proxy_cpu_ns: after.1.saturating_sub(before.1),
                     app_pids: members(app),
                     proxy_pids: members(proxy),
+                    // The first read counts itself and is served inside the window.
+                    app_requests: last.saturating_sub(*first) + 1,
                 }
             })
             .collect()
@@ -229,11 +245,14 @@ pub fn run(options: &LabOptions, mesh: Mesh) -> Result<LabRun> {
         options.duration + WINDOW_MARGIN,
         &profile_path,
     )?;
+    let first = lab.app_requests()?;
     let before = lab.pod_cpu();
     let wrk = lab.load(options.duration)?;
     let after = lab.pod_cpu();
+    let last = lab.app_requests()?;
     agent.finish()?;
-    let pods = lab.truths(&before, &after);
+    let requests: Vec<(u64, u64)> = first.into_iter().zip(last).collect();
+    let pods = lab.truths(&before, &after, &requests);
     let text = std::fs::read_to_string(&profile_path)
         .with_context(|| format!("reading the profile {}", profile_path.display()))?;
     let profile = serde_json::from_str(&text).context("the agent's profile is not JSON")?;
@@ -245,6 +264,52 @@ pub fn run(options: &LabOptions, mesh: Mesh) -> Result<LabRun> {
         wrk,
         pods,
     })
+}
+
+/// nginx's `requests` from its `stub_status` in network namespace `netns`, read from a thread
+/// that joins the namespace (the read is one request, counted by nginx itself).
+fn nginx_requests(netns: &str) -> Result<u64> {
+    use std::io::{Read as _, Write as _};
+    use std::os::fd::AsRawFd as _;
+    let path = format!("/run/netns/{netns}");
+    let ns = std::fs::File::open(&path).with_context(|| format!("opening {path}"))?;
+    let text = std::thread::scope(|scope| {
+        scope
+            .spawn(|| -> Result<String> {
+                // SAFETY: a namespace file descriptor; only this thread moves.
+                let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
+                ensure!(rc == 0, "setns {path}: {}", std::io::Error::last_os_error());
+                let mut stream = std::net::TcpStream::connect(("127.0.0.1", parts::STATUS_PORT))
+                    .context("connecting to nginx's stub_status")?;
+                stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+                stream.write_all(b"GET / HTTP/1.0\r\nHost: status\r\n\r\n")?;
+                let mut text = String::new();
+                stream.take(64 * 1024).read_to_string(&mut text)?;
+                Ok(text)
+            })
+            .join()
+            .map_err(|_| anyhow::anyhow!("the stub_status thread panicked"))?
+    })?;
+    parse_stub_status(&text)
+}
+
+/// `requests` of a `stub_status` page: the third number of the line after
+/// `server accepts handled requests`.
+fn parse_stub_status(text: &str) -> Result<u64> {
+    let mut lines = text.lines().map(str::trim);
+    lines
+        .by_ref()
+        .find(|line| line.starts_with("server accepts handled requests"))
+        .context("no counters line in stub_status")?;
+    let counts = lines
+        .next()
+        .context("stub_status ends before its counters")?;
+    counts
+        .split_whitespace()
+        .nth(2)
+        .context("stub_status counters without requests")?
+        .parse()
+        .with_context(|| format!("stub_status counters {counts:?}"))
 }
 
 /// The processes of a container now.

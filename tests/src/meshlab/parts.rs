@@ -14,6 +14,9 @@ use anyhow::{bail, Context, Result};
 pub const POD_PORT: u16 = 80;
 /// Port the application listens on, on the pod's loopback, behind the sidecar.
 pub const APP_PORT: u16 = 8080;
+/// Port of nginx's `stub_status` on the pod's loopback: its own count of requests, the
+/// ground truth for the request turns meshmark counts.
+pub const STATUS_PORT: u16 = 8081;
 /// Bytes of every response body: a small API answer.
 const BODY_BYTES: usize = 512;
 /// How long a part may take to start listening.
@@ -65,6 +68,7 @@ pub fn nginx(netns: &str, cgroup: &Path, listen: &str, dir: &Path) -> Result<Par
          \x20 uwsgi_temp_path {d}/uwsgi;\n\
          \x20 scgi_temp_path {d}/scgi;\n\
          \x20 server {{ listen {listen}; location / {{ return 200 \"{body}\"; }} }}\n\
+         \x20 server {{ listen 127.0.0.1:{STATUS_PORT}; location / {{ stub_status; }} }}\n\
          }}\n"
     );
     let path = dir.join("nginx.conf");

@@ -9,6 +9,8 @@
 
 pub mod burn;
 pub mod churn;
+pub mod disk;
+pub mod http;
 pub mod mesh;
 pub mod sleep;
 pub mod sock;

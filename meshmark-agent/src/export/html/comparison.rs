@@ -138,7 +138,7 @@ pub fn render_comparison(cmp: &Comparison) -> String {
             },
             (Show::Ratio, Show::DeltaRatio, Some(true)),
         );
-        for &mue in class.mues() {
+        for mue in class.mues() {
             let m = mue.name();
             row(
                 &mut b,

@@ -7,7 +7,7 @@ use super::svg::{self, Bar};
 use super::{document, escape, figure, pointer, Show};
 use crate::{
     export::{smp, table},
-    model::{Class, MeshMark, PodMeshMark},
+    model::{Class, MeshMark, PodMeshMark, Unit, MEASURES},
     report::Report,
     role::Role,
     snapshot::LatencyBucket,
@@ -407,26 +407,33 @@ fn classes_table(mark: &MeshMark, base: &str) -> String {
     t
 }
 
+/// One row per role: its processes, then every measure of the registry.
 fn roles_table(mark: &MeshMark) -> String {
-    let mut t = String::from(
-        "<table><tr><th class=\"text\">role</th><th>processes</th><th>CPU</th><th>socket bytes</th>\
-         <th>syscalls</th><th>time in syscalls</th><th>RSS</th></tr>\n",
-    );
+    let mut t = String::from("<table><tr><th class=\"text\">role</th><th>processes</th>");
+    for measure in &MEASURES {
+        let _ = write!(t, "<th>{}</th>", measure.label);
+    }
+    t.push_str("</tr>\n");
     for role in Role::ALL {
         let Some(s) = mark.sums.get(&role) else {
             continue;
         };
         let at = |field: &str| format!("/meshmark/sums/{role}/{field}");
-        let _ = writeln!(
+        let _ = write!(
             t,
-            "<tr><td>{role}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            figure(&at("processes"), Some(s.processes as f64), Show::Int),
-            figure(&at("cpu_ns"), Some(s.cpu_ns as f64), Show::NsAsMs),
-            figure(&at("net_bytes"), Some(s.net_bytes as f64), Show::Bytes),
-            figure(&at("syscalls/count"), Some(s.syscalls.count as f64), Show::Int),
-            figure(&at("syscalls/total_ns"), Some(s.syscalls.total_ns as f64), Show::NsAsMs),
-            figure(&at("rss_bytes"), s.rss_bytes.map(|v| v as f64), Show::Bytes),
+            "<tr><td>{role}</td><td>{}</td>",
+            figure(&at("processes"), Some(s.processes as f64), Show::Int)
         );
+        for measure in &MEASURES {
+            let show = match measure.unit {
+                Unit::Ns => Show::NsAsMs,
+                Unit::Bytes => Show::Bytes,
+                Unit::Count => Show::Int,
+            };
+            let value = s.get(measure).map(|v| v as f64);
+            let _ = write!(t, "<td>{}</td>", figure(&at(measure.field), value, show));
+        }
+        t.push_str("</tr>\n");
     }
     t.push_str("</table>\n");
     t

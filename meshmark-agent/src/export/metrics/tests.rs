@@ -299,6 +299,16 @@ fn every_family_has_its_name_type_and_labels() {
         ),
         ("meshmark_role_syscalls_total", "counter", &["node", "role"]),
         (
+            "meshmark_role_disk_read_bytes_total",
+            "counter",
+            &["node", "role"],
+        ),
+        (
+            "meshmark_role_disk_write_bytes_total",
+            "counter",
+            &["node", "role"],
+        ),
+        (
             "meshmark_dropped_events_total",
             "counter",
             &["node", "reason"],

@@ -19,7 +19,7 @@ fn worked_example() -> Vec<ProcessSample> {
             syscall_ns: SEC / 2 - SEC / 5,
             syscalls: 60_000,
             rss_bytes: Some(300 * MIB),
-            cycles: None,
+            disk_bytes: 0,
         },
         Usage {
             cpu_ns: SEC,
@@ -27,7 +27,7 @@ fn worked_example() -> Vec<ProcessSample> {
             syscall_ns: SEC / 5,
             syscalls: 40_000,
             rss_bytes: Some(100 * MIB),
-            cycles: None,
+            disk_bytes: 0,
         },
         Usage {
             cpu_ns: SEC,
@@ -35,7 +35,7 @@ fn worked_example() -> Vec<ProcessSample> {
             syscall_ns: SEC / 2,
             syscalls: 300_000,
             rss_bytes: Some(100 * MIB),
-            cycles: None,
+            disk_bytes: 0,
         },
         Usage {
             cpu_ns: 5 * SEC,
@@ -43,7 +43,7 @@ fn worked_example() -> Vec<ProcessSample> {
             syscall_ns: SEC,
             syscalls: 1,
             rss_bytes: Some(MIB),
-            cycles: None,
+            disk_bytes: 0,
         },
     ]
     .iter()
@@ -93,10 +93,16 @@ fn worked_example_scores_56_458() {
     assert!(close(mue(Class::Memory, Mue::Mem), 0.8));
     assert_eq!(
         mark.excluded,
-        vec![Excluded {
-            class: Class::Microarch,
-            reason: "no hardware counters (PMU) on this node".into(),
-        }]
+        vec![
+            Excluded {
+                class: Class::Storage,
+                reason: "application and mesh processes read and wrote no disk bytes".into(),
+            },
+            Excluded {
+                class: Class::Microarch,
+                reason: "no hardware counters (PMU) on this node".into(),
+            }
+        ]
     );
     assert_eq!(mark.note, None);
 
@@ -117,10 +123,7 @@ fn worked_example_scores_56_458() {
 #[test]
 fn worked_example_with_network_weight_scores_58_125() {
     let samples = worked_example();
-    let opts = with_weights(Weights {
-        net: 0.2,
-        ..Weights::default()
-    });
+    let opts = with_weights(Weights::default().with(Mue::Net, 0.2));
     let mark = score_node(&worked_inputs(&samples), &CTX, &opts).unwrap();
 
     assert!(close(mark.score, 58.125));
@@ -141,10 +144,7 @@ fn weighted_mue_is_capped_at_one() {
         input(Role::App, None, &app),
         input(Role::Proxy, None, &proxy),
     ];
-    let opts = with_weights(Weights {
-        cpu: 0.5,
-        ..Weights::default()
-    });
+    let opts = with_weights(Weights::default().with(Mue::Cpu, 0.5));
     let mark = score_node(&inputs, &CTX, &opts).unwrap();
     assert!(close(mark.classes[&Class::Compute].mues[&Mue::Cpu], 0.9));
     assert_eq!(mark.classes[&Class::Compute].weighted_mues[&Mue::Cpu], 1.0);
@@ -174,7 +174,10 @@ fn worked_example_json_has_the_contract_shape_and_round_trips() {
     assert!(json["classes"].get("microarch").is_none());
     assert_eq!(
         json["excluded"],
-        serde_json::json!([{"class": "microarch", "reason": "no hardware counters (PMU) on this node"}])
+        serde_json::json!([
+            {"class": "storage", "reason": "application and mesh processes read and wrote no disk bytes"},
+            {"class": "microarch", "reason": "no hardware counters (PMU) on this node"}
+        ])
     );
     assert_eq!(json["unit_costs"]["proxy_cpu_ns_per_kib"], 12_800.0);
     assert!(json["unit_costs"]["app_syscall_p99_ns"].is_null());
@@ -219,7 +222,7 @@ fn without_a_proxy_every_mue_is_one_and_the_score_is_100() {
         syscall_ns: 0,
         syscalls: 0,
         rss_bytes: Some(10),
-        cycles: None,
+        disk_bytes: 0,
     }
     .sample();
     let control = Usage::cpu(50).sample();
@@ -228,11 +231,7 @@ fn without_a_proxy_every_mue_is_one_and_the_score_is_100() {
         input(Role::Control, None, &control),
     ];
     let opts = ModelOptions {
-        weights: Weights {
-            cpu: -0.5,
-            net: -0.5,
-            ..Weights::default()
-        },
+        weights: Weights::default().with(Mue::Cpu, -0.5).with(Mue::Net, -0.5),
         count_control_plane: true,
     };
 
@@ -252,8 +251,8 @@ fn without_a_proxy_every_mue_is_one_and_the_score_is_100() {
         "cpu, net, syscall_time, syscalls, mem; raw and weighted"
     );
     assert!(all.iter().all(|(_, v)| *v == 1.0), "{all:?}");
-    assert_eq!(mark.excluded.len(), 1);
-    assert_eq!(mark.excluded[0].class, Class::Microarch);
+    let excluded: Vec<Class> = mark.excluded.iter().map(|e| e.class).collect();
+    assert_eq!(excluded, [Class::Storage, Class::Microarch]);
     assert_eq!(mark.unit_costs.proxy_cpu_per_app_cpu, Some(0.0));
     let json = serde_json::to_value(&mark).unwrap();
     assert_eq!(json["note"], "no mesh data plane detected");
@@ -279,20 +278,21 @@ fn idle_proxy_with_nothing_recorded_is_noted() {
             "application and mesh processes moved no socket bytes",
             "application and mesh processes made no syscalls",
             "no memory readings",
+            "application and mesh processes read and wrote no disk bytes",
             "no hardware counters (PMU) on this node",
         ]
     );
 }
 
 #[test]
-fn microarch_counts_where_counters_exist() {
+fn storage_counts_where_there_is_disk_io() {
     let app = Usage {
-        cycles: Some(300),
+        disk_bytes: 300,
         ..Usage::cpu(3)
     }
     .sample();
     let proxy = Usage {
-        cycles: Some(100),
+        disk_bytes: 100,
         ..Usage::cpu(1)
     }
     .sample();
@@ -301,10 +301,8 @@ fn microarch_counts_where_counters_exist() {
         input(Role::Proxy, None, &proxy),
     ];
     let mark = score_node(&inputs, &CTX, &ModelOptions::default()).unwrap();
-    assert!(close(
-        mark.classes[&Class::Microarch].mues[&Mue::Cycles],
-        0.75
-    ));
+    assert!(close(mark.classes[&Class::Storage].mues[&Mue::Io], 0.75));
+    assert_eq!(mark.sums[&Role::App].more["read_bytes"], 150);
     assert!(close(mark.score, 75.0));
 }
 
@@ -367,38 +365,16 @@ fn weights_out_of_range_are_errors_not_clamps() {
     let samples = worked_example();
     let inputs = worked_inputs(&samples);
     for (weights, name) in [
-        (
-            Weights {
-                net: 0.51,
-                ..Weights::default()
-            },
-            "net",
-        ),
-        (
-            Weights {
-                mem: -0.51,
-                ..Weights::default()
-            },
-            "mem",
-        ),
-        (
-            Weights {
-                cycles: f64::NAN,
-                ..Weights::default()
-            },
-            "cycles",
-        ),
+        (Weights::default().with(Mue::Net, 0.51), "net"),
+        (Weights::default().with(Mue::Mem, -0.51), "mem"),
+        (Weights::default().with(Mue::Io, f64::NAN), "io"),
     ] {
         let opts = with_weights(weights);
         let err = score_node(&inputs, &CTX, &opts).unwrap_err();
         assert_eq!(err.name, name);
         assert_eq!(score_pods(&inputs, &CTX, &opts).unwrap_err().name, name);
     }
-    let edges = with_weights(Weights {
-        cpu: 0.5,
-        net: -0.5,
-        ..Weights::default()
-    });
+    let edges = with_weights(Weights::default().with(Mue::Cpu, 0.5).with(Mue::Net, -0.5));
     assert!(score_node(&inputs, &CTX, &edges).is_ok());
 }
 

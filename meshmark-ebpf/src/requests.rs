@@ -1,0 +1,255 @@
+//! Request turns on server-side TCP connections (IPv4 and IPv6): a turn starts with the first
+//! byte the process receives while the connection is idle or after its previous response, and
+//! ends with the last byte it sent before the next byte is received, or at close. Counted per
+//! process, as the response goes out (see `turn`): `requests`, `request_ns` and a log2
+//! histogram of turn times.
+//!
+//! A connection is server-side when the kernel moves it from `SYN_RECV` to `ESTABLISHED` (the
+//! handshake of a socket that will be accepted), seen at the `inet_sock_set_state` tracepoint;
+//! only those connections get state, in the bounded `CONNECTIONS` map, removed when the kernel
+//! moves the socket to `CLOSE`. A connection that finds the map full is counted
+//! (`request_conns_full`) and its turns are not measured.
+//!
+//! The data side is the socket byte hooks (`net::record`, whatever hook feeds it): every
+//! alternative there feeds `turn` alike.
+//!
+//! Multiplexed connections (HTTP/2, gRPC): bytes received while the previous response is still
+//! queued for sending (`sk_wmem_queued` > 0; in a request/response exchange the client's next
+//! request acknowledges the whole response) mark the connection multiplexed for good; its turns
+//! are then counted apart (`mux_requests`, `mux_request_ns`), because one turn may carry many
+//! requests. Pipelined HTTP/1.1 is not detected (the batch reads as one turn).
+//!
+//! Duty cycle: a turn that began before the socket programs were last attached is not counted,
+//! and a close while they are detached ends no turn: its first or last bytes may have gone
+//! unseen (`maps::SAMPLED_EPOCH`).
+//!
+//! Unix stream sockets are not measured yet: they have no handshake to tell the accepted end.
+//!
+//! # Minimum kernel
+//! 5.5 (BTF tracepoint `inet_sock_set_state`, 4.16+).
+
+use aya_ebpf::{
+    helpers::bpf_ktime_get_ns,
+    macros::{btf_tracepoint, map},
+    maps::HashMap,
+    programs::BtfTracePointContext,
+};
+use meshmark_common::{counter, hist_bucket, Direction, DEFAULT_CONNECTIONS, HIST_BUCKETS};
+
+use crate::{
+    kernel::read_field,
+    maps::{bump, offsets, sampled_attached_at, sampled_detached},
+    slots::{own_slot, slot_of},
+};
+
+/// `include/net/tcp_states.h`.
+const TCP_ESTABLISHED: i32 = 1;
+const TCP_SYN_RECV: i32 = 3;
+const TCP_FIN_WAIT1: i32 = 4;
+const TCP_CLOSE: i32 = 7;
+const TCP_LAST_ACK: i32 = 9;
+
+/// The connection carries several requests at once: its turns are approximate.
+const MULTIPLEXED: u64 = 1;
+/// The current turn was counted in `requests` (not `mux_requests`) at its first byte sent.
+const COUNTED_EXACT: u64 = 2;
+
+/// State of one accepted connection.
+#[derive(Clone, Copy)]
+#[repr(C)]
+pub struct Connection {
+    /// Monotonic ns of the first byte of the current turn; 0 while idle.
+    pub turn_start_ns: u64,
+    /// Monotonic ns of the last byte sent in the current turn; 0 before its response.
+    pub last_sent_ns: u64,
+    /// Thread that sent the turn's first response byte: the turn is counted in its slot.
+    pub tid: u64,
+    pub flags: u64,
+}
+
+/// Accepted connections, keyed by their `struct sock *`.
+#[map]
+pub static CONNECTIONS: HashMap<u64, Connection> =
+    HashMap::with_max_entries(DEFAULT_CONNECTIONS, 0);
+
+// (const struct sock *sk, const int oldstate, const int newstate)
+#[btf_tracepoint(function = "inet_sock_set_state")]
+pub fn inet_sock_set_state(ctx: BtfTracePointContext) -> i32 {
+    let sk: u64 = ctx.arg(0);
+    let old: i32 = ctx.arg(1);
+    let new: i32 = ctx.arg(2);
+    if old == TCP_SYN_RECV && new == TCP_ESTABLISHED {
+        let idle = Connection {
+            turn_start_ns: 0,
+            last_sent_ns: 0,
+            tid: 0,
+            flags: 0,
+        };
+        // BPF_ANY: an entry left at this address (a socket freed without a close seen) is
+        // stale by now, and overwriting it starts the new connection clean.
+        if CONNECTIONS.insert(&sk, &idle, 0).is_err() {
+            bump(counter::REQUEST_CONNS_FULL);
+        }
+        return 0;
+    }
+    // Closing (the process's `close` or `shutdown`, or a reset from the peer in softirq): the
+    // turn in progress ends with its last byte sent. At `CLOSE` the entry goes.
+    if new == TCP_FIN_WAIT1 || new == TCP_LAST_ACK || new == TCP_CLOSE {
+        if let Some(conn) = CONNECTIONS.get_ptr_mut(&sk) {
+            let conn = unsafe { &mut *conn };
+            // Detached, the response may have gone on unseen: its time is not known whole.
+            if conn.last_sent_ns != 0 && !sampled_detached() {
+                finish(conn);
+            }
+            conn.turn_start_ns = 0;
+            conn.last_sent_ns = 0;
+        }
+        if new == TCP_CLOSE {
+            let _ = CONNECTIONS.remove(&sk);
+        }
+    }
+    0
+}
+
+/// Bytes moved on `sk` by the current thread (positive returns only; called by `net::record`
+/// for IPv4 and IPv6 sockets).
+///
+/// A turn is counted, and its time added, as its response goes out, not when it ends: a
+/// connection left idle after its last response (a proxy's pooled upstream connection) ends
+/// its turn only at the next request or the close, maybe windows later. The histogram, which
+/// needs the whole turn, is filled when the turn ends.
+#[inline(always)]
+pub fn turn(sk: *const u8, dir: Direction) {
+    let Some(conn) = CONNECTIONS.get_ptr_mut(&(sk as u64)) else {
+        return;
+    };
+    let conn = unsafe { &mut *conn };
+    let now = unsafe { bpf_ktime_get_ns() };
+    match dir {
+        Direction::Tx => {
+            // Bytes sent before any request (a server greeting) belong to no turn.
+            if conn.turn_start_ns == 0 {
+                return;
+            }
+            // Began before the last attach: bytes in between went unseen, and this may even
+            // be a later turn whose first byte was missed. Left out until the next request.
+            if conn.turn_start_ns < sampled_attached_at() {
+                conn.turn_start_ns = 0;
+                conn.last_sent_ns = 0;
+                return;
+            }
+            let Some(found) = own_slot() else {
+                return;
+            };
+            let c = &mut found.slot.counters;
+            let multiplexed = conn.flags & MULTIPLEXED != 0;
+            if conn.last_sent_ns == 0 {
+                // The response begins: one more turn, timed from its first byte received.
+                conn.tid = u64::from(found.slot.tid);
+                add(
+                    if multiplexed {
+                        &mut c.mux_requests
+                    } else {
+                        &mut c.requests
+                    },
+                    1,
+                );
+                if !multiplexed {
+                    conn.flags |= COUNTED_EXACT;
+                }
+                let took = now.saturating_sub(conn.turn_start_ns);
+                add(
+                    if multiplexed {
+                        &mut c.mux_request_ns
+                    } else {
+                        &mut c.request_ns
+                    },
+                    took,
+                );
+            } else {
+                let more = now.saturating_sub(conn.last_sent_ns);
+                add(
+                    if multiplexed {
+                        &mut c.mux_request_ns
+                    } else {
+                        &mut c.request_ns
+                    },
+                    more,
+                );
+            }
+            conn.last_sent_ns = now;
+        }
+        Direction::Rx => {
+            if conn.turn_start_ns != 0 && conn.last_sent_ns == 0 {
+                // More of the same request.
+                return;
+            }
+            if conn.last_sent_ns != 0 {
+                if still_sending(sk) {
+                    conn.flags |= MULTIPLEXED;
+                }
+                finish(conn);
+            }
+            conn.turn_start_ns = now;
+            conn.last_sent_ns = 0;
+            conn.flags &= !COUNTED_EXACT;
+        }
+    }
+}
+
+/// The end of a turn that sent its response: its time goes into the histogram of the thread it
+/// was counted in. A turn counted as exact on a connection now known to be multiplexed moves
+/// to the multiplexed counts. From a close the thread may be running on another CPU, adding to
+/// the same counters: every add of the turn logic is atomic.
+#[inline(always)]
+fn finish(conn: &Connection) {
+    let took = conn.last_sent_ns.saturating_sub(conn.turn_start_ns);
+    let Some(found) = slot_of(conn.tid as u32) else {
+        // The thread exited before its connection's turn ended.
+        bump(counter::REQUEST_TURN_LOST);
+        return;
+    };
+    let c = &mut found.slot.counters;
+    if conn.flags & COUNTED_EXACT == 0 {
+        return;
+    }
+    if conn.flags & MULTIPLEXED != 0 {
+        // Wrapping adds of the negation: the counters only ever hold what was added before.
+        add(&mut c.requests, u64::MAX);
+        add(&mut c.request_ns, took.wrapping_neg());
+        add(&mut c.mux_requests, 1);
+        add(&mut c.mux_request_ns, took);
+        return;
+    }
+    if let Some(bucket) = c
+        .request_hist
+        .get_mut(hist_bucket(took) & (HIST_BUCKETS - 1))
+    {
+        add(bucket, 1);
+    }
+}
+
+#[inline(always)]
+fn add(counter: &mut u64, amount: u64) {
+    // BPF's atomic add without fetch (`lock xadd`, every kernel); core's atomics are not
+    // offered for the BPF target. SAFETY: a map value, aligned and alive for the run.
+    unsafe {
+        core::arch::asm!(
+            "lock *(u64 *)({0} + 0) += {1}",
+            in(reg) counter as *mut u64,
+            in(reg) amount,
+        )
+    };
+}
+
+/// Whether `sk` still holds sent bytes its peer has not acknowledged.
+#[inline(always)]
+fn still_sending(sk: *const u8) -> bool {
+    match read_field::<i32>(sk, offsets().sk_wmem_queued) {
+        Some(queued) => queued > 0,
+        None => {
+            bump(counter::SOCK_READ_FAILED);
+            false
+        }
+    }
+}

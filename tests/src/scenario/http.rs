@@ -1,0 +1,146 @@
+//! An HTTP/1.1 keep-alive server that takes a known time per request, and its client, in one
+//! process: the server's accepted connections are the ones meshmark times (the client's own
+//! connections are not accepted ones, so they add no turns). The client counts the responses it
+//! read whole; the record also carries the edge cases it played, each of which must add nothing
+//! but what it says.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::time::Duration;
+
+use anyhow::{ensure, Context, Result};
+
+use super::{emit, WAIT_LIMIT};
+use crate::truth::HttpRequests;
+
+#[derive(Debug, clap::Args)]
+pub struct Spec {
+    /// Keep-alive connections, one after another.
+    #[arg(long, default_value_t = 4)]
+    pub connections: u32,
+    /// Requests on each connection.
+    #[arg(long, default_value_t = 25)]
+    pub requests: u32,
+    /// Time the server takes for each request.
+    #[arg(long, default_value_t = 20)]
+    pub sleep_ms: u64,
+    /// Also: a connection that sends nothing, one closed halfway through a request, and one
+    /// reset by the client right after a full response (that request counts: it was served).
+    #[arg(long)]
+    pub edge_cases: bool,
+    /// Listen on IPv6 loopback instead of IPv4.
+    #[arg(long)]
+    pub ipv6: bool,
+}
+
+const REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: meshmark\r\n\r\n";
+const RESPONSE: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+
+pub fn run(spec: &Spec) -> Result<()> {
+    let listener = TcpListener::bind(if spec.ipv6 { "[::1]:0" } else { "127.0.0.1:0" })
+        .context("binding the test server")?;
+    let address = listener.local_addr()?;
+    let sleep = Duration::from_millis(spec.sleep_ms);
+    let server = std::thread::spawn(move || -> Result<()> {
+        for stream in listener.incoming() {
+            let stream = stream.context("accepting")?;
+            if serve(stream, sleep)? {
+                return Ok(());
+            }
+        }
+        Ok(())
+    });
+    let mut completed = 0u64;
+    let connect = || -> Result<TcpStream> {
+        let stream = TcpStream::connect(address).context("connecting to the test server")?;
+        stream.set_read_timeout(Some(WAIT_LIMIT))?;
+        Ok(stream)
+    };
+    for _ in 0..spec.connections {
+        let mut stream = connect()?;
+        for _ in 0..spec.requests {
+            exchange(&mut stream)?;
+            completed += 1;
+        }
+        // The client closes first; the server's read then ends and it closes its end.
+        drop(stream);
+    }
+    if spec.edge_cases {
+        drop(connect()?);
+        let mut half = connect()?;
+        half.write_all(&REQUEST[..10])?;
+        drop(half);
+        let mut reset = connect()?;
+        exchange(&mut reset)?;
+        completed += 1;
+        // SO_LINGER 0: close sends a reset instead of a FIN.
+        let linger = libc::linger {
+            l_onoff: 1,
+            l_linger: 0,
+        };
+        set_linger(&reset, linger)?;
+        drop(reset);
+    }
+    // The last connection tells the server to stop.
+    let mut stop = connect()?;
+    stop.write_all(b"STOP")?;
+    stop.shutdown(Shutdown::Write)?;
+    let _ = stop.read_to_end(&mut Vec::new());
+    server
+        .join()
+        .map_err(|_| anyhow::anyhow!("the server thread panicked"))??;
+    emit(&HttpRequests {
+        pid: std::process::id(),
+        requests: completed,
+        sleep_ns: spec.sleep_ms * 1_000_000,
+    })
+}
+
+/// One request written, one whole response read.
+fn exchange(stream: &mut TcpStream) -> Result<()> {
+    stream.write_all(REQUEST)?;
+    let mut response = [0u8; RESPONSE.len()];
+    stream
+        .read_exact(&mut response)
+        .context("reading a response")?;
+    ensure!(response == RESPONSE, "unexpected response {response:?}");
+    Ok(())
+}
+
+/// Serves one connection until the client closes it; true when it was told to stop.
+fn serve(mut stream: TcpStream, sleep: Duration) -> Result<bool> {
+    stream.set_read_timeout(Some(WAIT_LIMIT))?;
+    let mut pending = Vec::new();
+    let mut buffer = [0u8; 4096];
+    loop {
+        let read = match stream.read(&mut buffer) {
+            Ok(0) => return Ok(pending.starts_with(b"STOP")),
+            Ok(n) => n,
+            // The reset connection.
+            Err(err) if err.kind() == std::io::ErrorKind::ConnectionReset => return Ok(false),
+            Err(err) => return Err(err).context("reading a request"),
+        };
+        pending.extend_from_slice(&buffer[..read]);
+        while let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+            pending.drain(..end + 4);
+            std::thread::sleep(sleep);
+            stream.write_all(RESPONSE)?;
+        }
+    }
+}
+
+fn set_linger(stream: &TcpStream, linger: libc::linger) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a valid socket and a linger struct of the size given.
+    let rc = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    ensure!(rc == 0, "SO_LINGER: {}", std::io::Error::last_os_error());
+    Ok(())
+}

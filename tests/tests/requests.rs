@@ -1,0 +1,147 @@
+//! Request turns on accepted TCP connections, against the client's own count: an HTTP/1.1
+//! keep-alive server in the workload that sleeps a known time per request. The socket hooks are
+//! global, so every check reads the workload's own process only.
+
+use meshmark_agent::snapshot::Snapshot;
+use meshmark_tests::check::{assert_between, assert_exact};
+use meshmark_tests::lookup::process;
+use meshmark_tests::truth::HttpRequests;
+use meshmark_tests::window::ProfiledWindow;
+use meshmark_tests::workload;
+
+/// Mean turn within this of the server's sleep: the turn also holds the write and the wakeup.
+const MEAN_SLACK_NS: u64 = 1_000_000;
+
+/// The `http` workload run with `args` inside a profiled window; `None` where BPF cannot run.
+fn served(args: &str) -> Option<(HttpRequests, Snapshot)> {
+    let window = ProfiledWindow::start()?;
+    let mut server = workload!("http {args}");
+    let truth: HttpRequests = server.truth();
+    server.finish();
+    Some((truth, window.end()))
+}
+
+fn keep_alive_turns_are_exact(args: &str) {
+    let Some((truth, snapshot)) = served(args) else {
+        return;
+    };
+
+    let sample = process(&snapshot, truth.pid);
+    let requests = sample
+        .requests
+        .as_ref()
+        .unwrap_or_else(|| panic!("{args}: no request turns for pid {}", truth.pid));
+    assert_exact(
+        &format!("{args}: requests vs the client's responses"),
+        requests.count,
+        truth.requests,
+    );
+    assert_exact(
+        &format!("{args}: multiplexed turns"),
+        requests.multiplexed_turns,
+        0,
+    );
+    let mean = requests.total_ns / requests.count;
+    assert_between(
+        &format!("{args}: mean turn ns"),
+        mean,
+        truth.sleep_ns,
+        truth.sleep_ns + MEAN_SLACK_NS,
+    );
+    // Every turn in the log2 bucket of the sleep (20 ms: [2^24, 2^25) ns).
+    let bucket = 1u64 << (63 - truth.sleep_ns.leading_zeros());
+    let in_bucket: u64 = requests
+        .latency_log2_ns
+        .iter()
+        .filter(|b| b.lo_ns == bucket)
+        .map(|b| b.count)
+        .sum();
+    assert_exact(
+        &format!("{args}: turns in [{bucket}, {}) ns", bucket * 2),
+        in_bucket,
+        truth.requests,
+    );
+    let lost: Vec<_> = snapshot
+        .dropped
+        .iter()
+        .filter(|(name, _)| name.starts_with("request_"))
+        .collect();
+    assert!(lost.is_empty(), "{args}: request losses {lost:?}");
+}
+
+#[test]
+fn keep_alive_requests_over_ipv4_are_exact() {
+    keep_alive_turns_are_exact("--connections 4 --requests 25 --sleep-ms 20");
+}
+
+#[test]
+fn keep_alive_requests_over_ipv6_are_exact() {
+    keep_alive_turns_are_exact("--connections 2 --requests 20 --sleep-ms 20 --ipv6");
+}
+
+/// A connection that sends nothing, one closed halfway through a request and one reset right
+/// after its response: only the served request counts, the reset one included.
+#[test]
+fn idle_half_and_reset_connections_count_only_served_requests() {
+    keep_alive_turns_are_exact("--connections 1 --requests 10 --sleep-ms 20 --edge-cases");
+}
+
+/// 10,000 short connections, one request each, closed by the client.
+#[test]
+fn ten_thousand_short_connections_are_counted_exactly() {
+    let Some((truth, snapshot)) =
+        served("--connections 10000 --requests 1 --sleep-ms 0 --edge-cases")
+    else {
+        return;
+    };
+    let sample = process(&snapshot, truth.pid);
+    let count = sample.requests.as_ref().map_or(0, |r| r.count);
+    assert_exact("short connections: requests", count, truth.requests);
+    assert!(
+        !snapshot.dropped.contains_key("request_conns_full"),
+        "{:?}",
+        snapshot.dropped
+    );
+}
+
+/// `run`'s duty cycle, driven by hand: a turn that began before a detach is left out when the
+/// programs return, rather than timed across the gap. Every turn takes 20 ms and connections
+/// last 800 ms, so a turn timed across a gap (150 ms) would fall outside [2^24, 2^25) ns
+/// (without the attach epoch this test sees such turns at [2^27, 2^28)).
+#[test]
+fn turns_that_straddle_a_detach_or_attach_are_not_timed_wrong() {
+    let Some(mut window) = ProfiledWindow::start_with(&meshmark_agent::ProfilerOptions {
+        duty_cycled: true,
+        ..Default::default()
+    }) else {
+        return;
+    };
+    let mut server = workload!("http --connections 4 --requests 40 --sleep-ms 20");
+    for _ in 0..14 {
+        window.profiler().resume_sampled().expect("attaching");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        window.profiler().pause_sampled();
+        std::thread::sleep(std::time::Duration::from_millis(150));
+    }
+    let truth: HttpRequests = server.truth();
+    server.finish();
+    let snapshot = window.end();
+    assert!(snapshot.sampled.is_some(), "a duty-cycled window says so");
+    let requests = process(&snapshot, truth.pid)
+        .requests
+        .clone()
+        .expect("some turns were seen while attached");
+    let seen: u64 = requests.latency_log2_ns.iter().map(|b| b.count).sum();
+    let wrong: Vec<_> = requests
+        .latency_log2_ns
+        .iter()
+        .filter(|b| b.lo_ns != 1 << 24)
+        .collect();
+    eprintln!(
+        "check duty cycle: {seen} turns timed of {} served, scaled count {}; outside the bucket: {wrong:?}",
+        truth.requests, requests.count
+    );
+    assert!(seen >= 20, "turns were seen while attached: {requests:?}");
+    assert!(seen < truth.requests, "some turns fell in the gaps");
+    assert!(wrong.is_empty(), "turns timed across a gap: {wrong:?}");
+}
