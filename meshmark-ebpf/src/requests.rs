@@ -87,7 +87,7 @@ pub fn inet_sock_set_state(ctx: BtfTracePointContext) -> i32 {
         };
         // BPF_ANY: an entry left at this address (a socket freed without a close seen) is
         // stale by now, and overwriting it starts the new connection clean.
-        if CONNECTIONS.insert(&sk, &idle, 0).is_err() {
+        if CONNECTIONS.insert(sk, idle, 0).is_err() {
             bump(counter::REQUEST_CONNS_FULL);
         }
         return 0;
@@ -95,7 +95,7 @@ pub fn inet_sock_set_state(ctx: BtfTracePointContext) -> i32 {
     // Closing (the process's `close` or `shutdown`, or a reset from the peer in softirq): the
     // turn in progress ends with its last byte sent. At `CLOSE` the entry goes.
     if new == TCP_FIN_WAIT1 || new == TCP_LAST_ACK || new == TCP_CLOSE {
-        if let Some(conn) = CONNECTIONS.get_ptr_mut(&sk) {
+        if let Some(conn) = CONNECTIONS.get_ptr_mut(sk) {
             let conn = unsafe { &mut *conn };
             // Detached, the response may have gone on unseen: its time is not known whole.
             if conn.last_sent_ns != 0 && !sampled_detached() {
@@ -105,7 +105,7 @@ pub fn inet_sock_set_state(ctx: BtfTracePointContext) -> i32 {
             conn.last_sent_ns = 0;
         }
         if new == TCP_CLOSE {
-            let _ = CONNECTIONS.remove(&sk);
+            let _ = CONNECTIONS.remove(sk);
         }
     }
     0
@@ -120,7 +120,7 @@ pub fn inet_sock_set_state(ctx: BtfTracePointContext) -> i32 {
 /// needs the whole turn, is filled when the turn ends.
 #[inline(always)]
 pub fn turn(sk: *const u8, dir: Direction) {
-    let Some(conn) = CONNECTIONS.get_ptr_mut(&(sk as u64)) else {
+    let Some(conn) = CONNECTIONS.get_ptr_mut(sk as u64) else {
         return;
     };
     let conn = unsafe { &mut *conn };
