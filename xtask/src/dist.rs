@@ -34,7 +34,7 @@ pub struct DistArgs {
 }
 
 pub fn run(ws: &Workspace, args: &DistArgs) -> Result<()> {
-    setup::run(ws)?;
+    setup::run(ws, setup::Purpose::Dist)?;
     let dist = ws.target_dir().join("dist");
     fs::create_dir_all(&dist).with_context(|| format!("creating {}", dist.display()))?;
 
