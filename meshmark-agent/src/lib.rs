@@ -6,6 +6,7 @@
 //! `collect` know about aya; everything after them works on plain data. `serve` runs the whole
 //! flow continuously for `meshmark-agent run` and serves it over HTTP.
 
+pub mod bounded;
 pub mod btf;
 pub mod collect;
 pub mod probe;
@@ -19,6 +20,7 @@ pub mod duration;
 pub mod export;
 pub mod inventory;
 pub mod model;
+pub mod node_lock;
 pub mod report;
 pub mod saved_profile;
 pub mod serve;

@@ -15,7 +15,7 @@ use meshmark_agent::inventory::kubelet::{Kubelet, KubeletOptions, Verify, TIMEOU
 use meshmark_agent::inventory::pod_metadata::{PodMetadata, Poll};
 use meshmark_agent::snapshot::{ProcessSample, Snapshot};
 use meshmark_tests::cgroup::Pod;
-use meshmark_tests::daemon::{Daemon, TempDir};
+use meshmark_tests::daemon::{own_lock_file, Daemon, TempDir};
 use meshmark_tests::gate::{require_agent_bin, require_bpf, require_cgroup2};
 use meshmark_tests::http::{free_port, get};
 use meshmark_tests::kubelet::{recorded_pods, Seen, TestCa, TestKubelet};
@@ -379,6 +379,8 @@ fn run_names_a_real_pod_from_the_kubelet_and_its_istio_proxy_is_the_proxy() {
         Command::new(&agent_bin)
             .args(["run", "--listen", &format!("127.0.0.1:{port}")])
             .args(["--window", "1s", "--log-level", "debug"])
+            .arg("--lock-file")
+            .arg(own_lock_file(&setup.dir.path))
             .args(["--kubelet", &kubelet.url()])
             .arg("--kubelet-token")
             .arg(&setup.token)

@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use meshmark_tests::cgroup::Pod;
-use meshmark_tests::daemon::{Daemon, TempDir};
+use meshmark_tests::daemon::{own_lock_file, Daemon, TempDir};
 use meshmark_tests::gate::{require_agent_bin, require_bpf, require_cgroup2};
 use meshmark_tests::http::{free_port, get};
 use meshmark_tests::window::ProfiledWindow;
@@ -45,6 +45,8 @@ fn prometheus_scrapes_run_and_sigterm_detaches_everything() {
         Command::new(&agent_bin)
             .args(["run", "--listen", &format!("127.0.0.1:{agent_port}")])
             .args(["--window", "1s", "--log-level", "debug", "--bpf-stats"])
+            .arg("--lock-file")
+            .arg(own_lock_file(&dir.path))
             .env_remove("NODE_NAME"),
         &agent_log,
     );
@@ -258,6 +260,8 @@ fn a_gone_pods_series_leave_the_metrics() {
         Command::new(&agent_bin)
             .args(["run", "--listen", &format!("127.0.0.1:{port}")])
             .args(["--window", "1s"])
+            .arg("--lock-file")
+            .arg(own_lock_file(&dir.path))
             .env("NODE_NAME", "node-from-env"),
         &dir.path.join("agent.log"),
     );
@@ -354,6 +358,8 @@ fn window_precedence_is_flag_environment_file_default() {
         cmd.args(["--bounding-set=-bpf,-perfmon,-sys_admin", "--inh-caps=-all"])
             .arg(&agent_bin)
             .args(["run", "--listen", "127.0.0.1:0"])
+            .arg("--lock-file")
+            .arg(own_lock_file(&dir.path))
             .args(args);
         for var in [
             "MESHMARK_LISTEN",

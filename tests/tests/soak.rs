@@ -40,7 +40,7 @@ use std::time::{Duration, Instant};
 
 use meshmark_agent::serve::MIN_WINDOW;
 use meshmark_tests::cgroup::Pod;
-use meshmark_tests::daemon::{Daemon, TempDir};
+use meshmark_tests::daemon::{own_lock_file, Daemon, TempDir};
 use meshmark_tests::exposition::{self, Sample};
 use meshmark_tests::gate::{require_agent_bin, require_bpf, require_cgroup2};
 use meshmark_tests::http::{free_port, get};
@@ -136,6 +136,8 @@ fn hundreds_of_windows_of_churn_leave_memory_and_series_flat() {
         Command::new(&agent_bin)
             .args(["run", "--listen", &format!("127.0.0.1:{port}")])
             .args(["--window", &window])
+            .arg("--lock-file")
+            .arg(own_lock_file(&dir.path))
             .env("NODE_NAME", NODE),
         &dir.path.join("agent.log"),
     );
