@@ -424,11 +424,13 @@ async fn profile(args: ProfileArgs) -> Result<()> {
     };
     let mut profiler = Profiler::start(&options)?;
     let duration = args.duration.unwrap_or(config.window);
+    // Handlers first: a signal sent as soon as the window is announced must end it, not kill it.
+    let signals = EndSignals::install()?;
     eprintln!(
         "meshmark-agent: profiling for {} (Ctrl-C, SIGTERM or SIGHUP end the window early)",
         humantime::format_duration(duration)
     );
-    wait_or_signal(duration).await?;
+    signals.wait(duration).await;
     let snapshot = profiler.end_window()?;
     drop(profiler);
     let report = live_scorer(config, pods)(snapshot)?;
@@ -666,28 +668,43 @@ async fn attach(args: AttachArgs) -> Result<()> {
         ..ProbeOptions::default()
     };
     let probe = Probe::load(&options, args.programs)?;
+    let signals = EndSignals::install()?;
     // Say when the programs are attached, so a benchmark knows when to start.
     eprintln!("meshmark-agent: attached");
-    wait_or_signal(args.duration).await?;
+    signals.wait(args.duration).await;
     if args.stats {
         println!("{}", serde_json::to_string(&probe.program_stats()?)?);
     }
     Ok(())
 }
 
-/// Sleeps for `duration` or until SIGINT, SIGTERM or SIGHUP (a closed terminal or ssh
-/// session), whichever comes first: the window is then written, not lost.
-async fn wait_or_signal(duration: Duration) -> Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut hangup = signal(SignalKind::hangup())?;
-    tokio::select! {
-        _ = tokio::time::sleep(duration) => {}
-        _ = tokio::signal::ctrl_c() => eprintln!("meshmark-agent: interrupted, ending early"),
-        _ = term.recv() => eprintln!("meshmark-agent: terminated, ending early"),
-        _ = hangup.recv() => eprintln!("meshmark-agent: hung up, ending early"),
+/// SIGINT, SIGTERM and SIGHUP (a closed terminal or ssh session), caught from the moment they
+/// are installed, so that any of them ends a window early and the window is still written.
+struct EndSignals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+    hangup: tokio::signal::unix::Signal,
+}
+
+impl EndSignals {
+    fn install() -> Result<EndSignals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(EndSignals {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+            hangup: signal(SignalKind::hangup())?,
+        })
     }
-    Ok(())
+
+    /// Sleeps for `duration` or until one of the signals, whichever comes first.
+    async fn wait(mut self, duration: Duration) {
+        tokio::select! {
+            _ = tokio::time::sleep(duration) => {}
+            _ = self.interrupt.recv() => eprintln!("meshmark-agent: interrupted, ending early"),
+            _ = self.terminate.recv() => eprintln!("meshmark-agent: terminated, ending early"),
+            _ = self.hangup.recv() => eprintln!("meshmark-agent: hung up, ending early"),
+        }
+    }
 }
 
 fn write_output(report: &Report, output: &OutputArgs) -> Result<()> {
