@@ -75,13 +75,7 @@ pub fn acquire(path: &Path) -> Result<NodeLock, Held> {
 /// The pid holding a `flock` on the file of `meta`, from the text of `/proc/locks`
 /// (`1: FLOCK  ADVISORY  WRITE 4242 00:1c:1 0 EOF`, device in hex, inode in decimal).
 fn holder_of(meta: &std::fs::Metadata, locks: &str) -> Option<u32> {
-    let dev = meta.dev();
-    let wanted = format!(
-        "{:02x}:{:02x}:{}",
-        libc::major(dev),
-        libc::minor(dev),
-        meta.ino()
-    );
+    let wanted = file_id(meta);
     locks.lines().find_map(|line| {
         let fields: Vec<&str> = line.split_whitespace().collect();
         // A waiting lock is listed as `1: -> FLOCK ...`; only holders count.
@@ -90,6 +84,17 @@ fn holder_of(meta: &std::fs::Metadata, locks: &str) -> Option<u32> {
             _ => None,
         }
     })
+}
+
+/// A file as `/proc/locks` names it: device major and minor in hex, then the inode.
+fn file_id(meta: &std::fs::Metadata) -> String {
+    let dev = meta.dev();
+    format!(
+        "{:02x}:{:02x}:{}",
+        libc::major(dev),
+        libc::minor(dev),
+        meta.ino()
+    )
 }
 
 /// A path for tests and tools that start several agents at once: one lock of their own each.
@@ -133,13 +138,7 @@ mod tests {
     #[test]
     fn holders_are_found_by_device_and_inode() {
         let meta = std::fs::metadata("/").unwrap();
-        let dev = meta.dev();
-        let id = format!(
-            "{:02x}:{:02x}:{}",
-            libc::major(dev),
-            libc::minor(dev),
-            meta.ino()
-        );
+        let id = file_id(&meta);
         let locks = format!(
             "1: POSIX  ADVISORY  WRITE 7 {id} 0 EOF\n2: -> FLOCK  ADVISORY  WRITE 8 {id} 0 EOF\n\
              3: FLOCK  ADVISORY  WRITE 9 {id} 0 EOF\n"
