@@ -8,11 +8,13 @@ use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand};
 
 use crate::{
+    bounded,
     collect::{Profiler, ProfilerOptions},
     config::{self, Config, ConfigError},
     duration::parse_duration,
     export::{self, Format},
     inventory::{self, pod_metadata::PodMetadata},
+    node_lock,
     probe::{PreflightError, Probe, ProbeOptions, ProgramSet},
     report::{build_report, Report},
     saved_profile, serve,
@@ -122,12 +124,21 @@ pub struct RunArgs {
     )]
     pub listen: SocketAddr,
     /// Length of each scored window, e.g. 15s, 1m [default: the configuration's `window`,
-    /// else 15s].
+    /// else 15s, as for `profile`].
     #[arg(long, env = "MESHMARK_WINDOW", value_name = "DUR", value_parser = parse_run_window)]
     pub window: Option<Duration>,
     /// Rules, weights and options (see docs/configuration.md).
     #[arg(long, env = "MESHMARK_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub limits: ConfigLimit,
+    /// The file whose lock keeps a second `run` off this node. The default, the root of the
+    /// cgroup hierarchy, is one inode node-wide: an agent on the host and one in a pod that
+    /// mounts the host's /sys/fs/cgroup (deploy/) see the same lock. Name another file only to
+    /// run several agents on purpose, e.g. in tests (docs/configuration.md#one-agent-per-node).
+    #[arg(long, env = "MESHMARK_LOCK_FILE", value_name = "FILE",
+          default_value = crate::node_lock::DEFAULT_LOCK_FILE)]
+    pub lock_file: PathBuf,
     /// Log level: error, warn, info, debug or trace.
     #[arg(
         long,
@@ -282,7 +293,42 @@ pub enum ConfigCommand {
     Check {
         /// The TOML file to check.
         file: PathBuf,
+        #[command(flatten)]
+        limits: ConfigLimit,
     },
+}
+
+/// How large a configuration file may be.
+#[derive(clap::Args, Debug, Clone, Copy)]
+pub struct ConfigLimit {
+    /// Largest configuration file read, in bytes; a larger one is refused before it is parsed
+    /// (16,000 rules take about 1 MiB).
+    #[arg(long, env = "MESHMARK_MAX_CONFIG_BYTES", value_name = "BYTES",
+          default_value_t = bounded::DEFAULT_MAX_CONFIG_BYTES,
+          value_parser = parse_byte_limit)]
+    pub max_config_bytes: u64,
+}
+
+/// How large a saved profile may be.
+#[derive(clap::Args, Debug, Clone, Copy)]
+pub struct ProfileLimit {
+    /// Largest saved profile read, in bytes (about 1 KiB per process); a larger one is refused.
+    #[arg(long, env = "MESHMARK_MAX_PROFILE_BYTES", value_name = "BYTES",
+          default_value_t = bounded::DEFAULT_MAX_PROFILE_BYTES,
+          value_parser = parse_byte_limit)]
+    pub max_profile_bytes: u64,
+}
+
+/// A byte limit: a whole number of bytes from 1 up, as the flags that take one say.
+fn parse_byte_limit(text: &str) -> Result<u64, String> {
+    match text.trim().parse::<u64>() {
+        Ok(bytes @ 1..) => Ok(bytes),
+        _ => Err(format!(
+            "{text:?} is not a number of bytes; write a whole number from 1 to {}, such as \
+             16777216 for 16 MiB",
+            u64::MAX
+        )),
+    }
 }
 
 /// Where output goes and in which form.
@@ -306,6 +352,10 @@ pub struct ScoreArgs {
     #[arg(long)]
     pub config: Option<PathBuf>,
     #[command(flatten)]
+    pub limits: ConfigLimit,
+    #[command(flatten)]
+    pub profile_limit: ProfileLimit,
+    #[command(flatten)]
     pub output: OutputArgs,
 }
 
@@ -320,6 +370,10 @@ pub struct ReportArgs {
     /// Rules, weights and options to score every input with (see docs/configuration.md).
     #[arg(long)]
     pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub limits: ConfigLimit,
+    #[command(flatten)]
+    pub profile_limit: ProfileLimit,
     /// Output format: table, json, html or smp (one input only). One input gives what `score`
     /// gives; several give the comparison (json: the `meshmark.comparison/v1` document).
     #[arg(long, default_value = "table")]
@@ -331,13 +385,15 @@ pub struct ReportArgs {
 
 #[derive(clap::Args, Debug)]
 pub struct ProfileArgs {
-    /// Length of the window, e.g. 10s, 500ms, 1m (default: the configuration's window, 10s).
-    /// Ctrl-C ends it early.
+    /// Length of the window, e.g. 10s, 500ms, 1m (default: the configuration's window, else
+    /// 15s). Ctrl-C, SIGTERM or SIGHUP end it early, and the window is still written.
     #[arg(long, value_parser = parse_duration)]
     pub duration: Option<Duration>,
     /// Rules, weights and options (see docs/configuration.md).
     #[arg(long)]
     pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub limits: ConfigLimit,
     #[command(flatten)]
     pub output: OutputArgs,
     #[command(flatten)]
@@ -403,7 +459,9 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Score(args) => score(args),
         Command::Report(args) => report_command(args),
         Command::Run(args) => run_continuously(args).await,
-        Command::Config(ConfigCommand::Check { file }) => return config_check(&file),
+        Command::Config(ConfigCommand::Check { file, limits }) => {
+            return config_check(&file, limits)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -420,13 +478,21 @@ fn report(err: anyhow::Error) -> ExitCode {
         eprintln!("meshmark-agent: {bad}");
         return ExitCode::from(EXIT_PREFLIGHT);
     }
+    if let Some(held) = err.downcast_ref::<node_lock::Held>() {
+        eprintln!("meshmark-agent: {held}");
+        return ExitCode::from(EXIT_PREFLIGHT);
+    }
+    if let Some(closed) = err.downcast_ref::<OutputClosed>() {
+        eprintln!("meshmark-agent: {closed}");
+        return ExitCode::from(EXIT_OUTPUT_CLOSED);
+    }
     eprintln!("meshmark-agent: error: {err:#}");
     ExitCode::FAILURE
 }
 
 async fn profile(args: ProfileArgs) -> Result<()> {
     // Read the configuration before loading anything: a typo should not cost a window.
-    let config = load_config(args.config.as_deref())?;
+    let config = load_config(args.config.as_deref(), args.limits)?;
     // Warnings only: a kubelet that cannot be read is said, the rest stays quiet.
     serve::init_logging(tracing::level_filters::LevelFilter::WARN);
     let pods = pod_metadata(&args.kubelet)?;
@@ -436,11 +502,13 @@ async fn profile(args: ProfileArgs) -> Result<()> {
     };
     let mut profiler = Profiler::start(&options)?;
     let duration = args.duration.unwrap_or(config.window);
+    // Handlers first: a signal sent as soon as the window is announced must end it, not kill it.
+    let signals = EndSignals::install()?;
     eprintln!(
-        "meshmark-agent: profiling for {} (Ctrl-C ends the window early)",
+        "meshmark-agent: profiling for {} (Ctrl-C, SIGTERM or SIGHUP end the window early)",
         humantime::format_duration(duration)
     );
-    wait_or_signal(duration).await?;
+    signals.wait(duration).await;
     let snapshot = profiler.end_window()?;
     drop(profiler);
     let report = live_scorer(config, pods)(snapshot)?;
@@ -478,16 +546,18 @@ fn live_scorer(
 
 async fn run_continuously(args: RunArgs) -> Result<()> {
     // Everything the user can get wrong is checked before the programs load.
-    let config = load_config(args.config.as_deref())?;
+    let config = load_config(args.config.as_deref(), args.limits)?;
     let window = match (args.window, args.config.as_deref()) {
         (Some(window), _) => window,
-        (None, Some(path)) if config_sets_window(path) => {
+        (None, Some(path)) if config.sets(config::TopKey::Window) => {
             check_run_window(config.window)
                 .map_err(|why| BadInput(format!("{}: window: {why}", path.display())))?;
             config.window
         }
-        _ => serve::DEFAULT_WINDOW,
+        _ => config::DEFAULT_WINDOW,
     };
+    // Before anything is bound or loaded: a second agent says so and leaves the first alone.
+    let _node_lock = node_lock::acquire(&args.lock_file)?;
     let listener = std::net::TcpListener::bind(args.listen).map_err(|e| {
         BadInput(format!(
             "cannot listen on {}: {e}; choose a free local address and port with --listen \
@@ -528,24 +598,15 @@ async fn run_continuously(args: RunArgs) -> Result<()> {
     .await
 }
 
-/// Whether the (already validated) configuration file sets `window` itself, rather than
-/// leaving the default: for `run`, a file's window comes before `run`'s own default.
-fn config_sets_window(path: &std::path::Path) -> bool {
-    std::fs::read_to_string(path)
-        .ok()
-        .and_then(|text| text.parse::<toml::Table>().ok())
-        .is_some_and(|table| table.contains_key("window"))
-}
-
 fn score(args: ScoreArgs) -> Result<()> {
-    let config = load_config(args.config.as_deref())?;
-    let report = score_profile(&args.input, &config)?;
+    let config = load_config(args.config.as_deref(), args.limits)?;
+    let report = score_profile(&args.input, &config, args.profile_limit)?;
     write_output(&report, &args.output)
 }
 
 /// Reads a saved profile and scores it again under `config`; a bad file is a [`BadInput`].
-fn score_profile(path: &std::path::Path, config: &Config) -> Result<Report> {
-    let snapshot = read_profile(path)?;
+fn score_profile(path: &std::path::Path, config: &Config, limit: ProfileLimit) -> Result<Report> {
+    let snapshot = read_profile(path, limit)?;
     // The agent that measured the profile is still the agent, not a workload.
     let recorded_self = snapshot
         .processes
@@ -578,11 +639,11 @@ fn report_command(args: ReportArgs) -> Result<()> {
         )
         .into());
     }
-    let config = load_config(args.config.as_deref())?;
+    let config = load_config(args.config.as_deref(), args.limits)?;
     let reports = args
         .input
         .iter()
-        .map(|path| score_profile(path, &config))
+        .map(|path| score_profile(path, &config, args.profile_limit))
         .collect::<Result<Vec<Report>>>()?;
     if let [one] = reports.as_slice() {
         // One profile: exactly what `score` writes, in every format.
@@ -634,32 +695,59 @@ fn default_labels(paths: &[PathBuf]) -> Vec<String> {
     }
 }
 
-fn config_check(file: &std::path::Path) -> ExitCode {
-    let (text, ok) = config::config_check_report(file);
+fn config_check(file: &std::path::Path, limits: ConfigLimit) -> ExitCode {
+    let (text, ok) = config::config_check_report(file, limits.max_config_bytes);
     if ok {
-        println!("{text}");
-        ExitCode::SUCCESS
+        match write_text(format!("{text}\n"), None) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => report(err),
+        }
     } else {
-        eprintln!("{text}");
+        eprintln!("{}", export::terminal::escape_lines(&text));
         ExitCode::from(EXIT_PREFLIGHT)
     }
 }
 
 /// The configuration at `path`, or the defaults; a bad file is a [`BadInput`].
-fn load_config(path: Option<&std::path::Path>) -> Result<Config> {
+fn load_config(path: Option<&std::path::Path>, limits: ConfigLimit) -> Result<Config> {
     match path {
         None => Ok(Config::default()),
-        Some(path) => config::load_config(path)
-            .map_err(|e: ConfigError| BadInput(format!("invalid configuration:\n{e}")).into()),
+        Some(path) => {
+            config::load_config(path, limits.max_config_bytes).map_err(|e: ConfigError| {
+                let problems = export::terminal::escape_lines(&e.to_string());
+                BadInput(format!("invalid configuration:\n{problems}")).into()
+            })
+        }
     }
 }
 
-/// A saved `meshmark.profile/v1` document, checked by [`saved_profile::parse_profile`].
-fn read_profile(path: &std::path::Path) -> Result<Snapshot> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| BadInput(format!("cannot read profile {}: {e}", path.display())))?;
-    saved_profile::parse_profile(&text)
-        .map_err(|e| BadInput(format!("{}: {e}", path.display())).into())
+/// A saved `meshmark.profile/v1` document, checked by [`saved_profile::parse_profile`]; read
+/// as a stream, so that only the parsed profile is held, never its text as well.
+fn read_profile(path: &std::path::Path, limit: ProfileLimit) -> Result<Snapshot> {
+    let limit = bounded::Limit {
+        bytes: limit.max_profile_bytes,
+        flag: Some("--max-profile-bytes"),
+    };
+    let bad = |why: String| anyhow::Error::from(BadInput(why));
+    let reader = bounded::open(path, limit).map_err(|e| match e {
+        bounded::ReadError::Io { error, .. } => {
+            bad(format!("cannot read profile {}: {error}", path.display()))
+        }
+        too_large => bad(format!("profile: {too_large}")),
+    })?;
+    saved_profile::read_profile(reader).map_err(|e| match e {
+        saved_profile::ReadError::TooLarge => bad(format!(
+            "profile: {}",
+            bounded::ReadError::TooLarge {
+                path: path.to_owned(),
+                limit
+            }
+        )),
+        saved_profile::ReadError::Refused { position, error } => match position {
+            Some((line, column)) => bad(format!("{}:{line}:{column}: {error}", path.display())),
+            None => bad(format!("{}: {error}", path.display())),
+        },
+    })
 }
 
 async fn attach(args: AttachArgs) -> Result<()> {
@@ -674,24 +762,43 @@ async fn attach(args: AttachArgs) -> Result<()> {
         ..ProbeOptions::default()
     };
     let probe = Probe::load(&options, args.programs)?;
+    let signals = EndSignals::install()?;
     // Say when the programs are attached, so a benchmark knows when to start.
     eprintln!("meshmark-agent: attached");
-    wait_or_signal(args.duration).await?;
+    signals.wait(args.duration).await;
     if args.stats {
         println!("{}", serde_json::to_string(&probe.program_stats()?)?);
     }
     Ok(())
 }
 
-/// Sleeps for `duration` or until SIGINT/SIGTERM, whichever comes first.
-async fn wait_or_signal(duration: Duration) -> Result<()> {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        _ = tokio::time::sleep(duration) => {}
-        _ = tokio::signal::ctrl_c() => eprintln!("meshmark-agent: interrupted, ending early"),
-        _ = term.recv() => eprintln!("meshmark-agent: terminated, ending early"),
+/// SIGINT, SIGTERM and SIGHUP (a closed terminal or ssh session), caught from the moment they
+/// are installed, so that any of them ends a window early and the window is still written.
+struct EndSignals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+    hangup: tokio::signal::unix::Signal,
+}
+
+impl EndSignals {
+    fn install() -> Result<EndSignals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(EndSignals {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+            hangup: signal(SignalKind::hangup())?,
+        })
     }
-    Ok(())
+
+    /// Sleeps for `duration` or until one of the signals, whichever comes first.
+    async fn wait(mut self, duration: Duration) {
+        tokio::select! {
+            _ = tokio::time::sleep(duration) => {}
+            _ = self.interrupt.recv() => eprintln!("meshmark-agent: interrupted, ending early"),
+            _ = self.terminate.recv() => eprintln!("meshmark-agent: terminated, ending early"),
+            _ = self.hangup.recv() => eprintln!("meshmark-agent: hung up, ending early"),
+        }
+    }
 }
 
 fn write_output(report: &Report, output: &OutputArgs) -> Result<()> {
@@ -704,14 +811,45 @@ fn write_output(report: &Report, output: &OutputArgs) -> Result<()> {
     write_text(text, output.output.as_deref())
 }
 
+/// Exit status when standard output was closed before everything was written (`profile |
+/// head -1`): the reader left, which is not an error of the agent's, but the output is short.
+pub const EXIT_OUTPUT_CLOSED: u8 = 3;
+
+/// Standard output closed by its reader.
+#[derive(Debug)]
+struct OutputClosed;
+
+impl std::fmt::Display for OutputClosed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("standard output was closed before the output was complete (broken pipe)")
+    }
+}
+
+impl std::error::Error for OutputClosed {}
+
+/// Writes `text` to `path` or standard output. A full disk or any other write error is an
+/// error naming the destination (exit 1); a reader that closed the pipe is [`OutputClosed`].
 fn write_text(text: String, path: Option<&std::path::Path>) -> Result<()> {
+    use std::io::Write as _;
     match path {
         Some(path) => {
-            std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+            let written = std::fs::File::create(path).and_then(|mut file| {
+                file.write_all(text.as_bytes())?;
+                // A full disk may show only when the data reaches it.
+                file.sync_all()
+            });
+            written.with_context(|| format!("writing {}", path.display()))
         }
         None => {
-            print!("{text}");
-            Ok(())
+            let mut stdout = std::io::stdout().lock();
+            match stdout
+                .write_all(text.as_bytes())
+                .and_then(|()| stdout.flush())
+            {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(OutputClosed.into()),
+                Err(e) => Err(anyhow::Error::from(e).context("writing to standard output")),
+            }
         }
     }
 }

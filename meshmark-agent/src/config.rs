@@ -6,6 +6,7 @@
 
 #![warn(clippy::arithmetic_side_effects)]
 
+use std::collections::HashMap;
 use std::fmt;
 use std::ops::Range;
 use std::path::Path;
@@ -14,13 +15,56 @@ use std::time::Duration;
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
-use crate::classify::{Classifier, Glob, Matchers, NoMatcher, Rule, Scope};
+use crate::bounded::{self, Limit};
+use crate::classify::{Classifier, Glob, MatcherKey, Matchers, NoMatcher, Rule, Scope};
 use crate::duration::parse_duration;
 use crate::model::{ModelOptions, Mue, Weights};
 use crate::role::Role;
 
-/// Window length when the file does not set one.
-pub const DEFAULT_WINDOW: Duration = Duration::from_secs(10);
+/// Window length when neither the command line nor the file sets one, for `profile` and `run`
+/// alike.
+pub const DEFAULT_WINDOW: Duration = Duration::from_secs(15);
+
+/// Problems listed in full; a file with more gets a count of the rest, so that a generated
+/// file with a mistake in every rule still gets a readable answer quickly.
+pub const MAX_LISTED_PROBLEMS: usize = 100;
+
+/// The keys of the top level of the file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum TopKey {
+    Window,
+    CountControlPlane,
+    Presets,
+    Weights,
+    Rules,
+}
+
+impl TopKey {
+    pub const ALL: [TopKey; 5] = [
+        TopKey::Window,
+        TopKey::CountControlPlane,
+        TopKey::Presets,
+        TopKey::Weights,
+        TopKey::Rules,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            TopKey::Window => "window",
+            TopKey::CountControlPlane => "count_control_plane",
+            TopKey::Presets => "presets",
+            TopKey::Weights => "weights",
+            TopKey::Rules => "rules",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<TopKey> {
+        TopKey::ALL.into_iter().find(|key| key.name() == name)
+    }
+}
+
+/// The keys of a `[[rules]]` table besides its matchers.
+const RULE_KEYS: [&str; 3] = ["name", "role", "scope"];
 
 /// A validated configuration.
 #[derive(Clone, Debug, PartialEq)]
@@ -32,6 +76,8 @@ pub struct Config {
     pub rules: Vec<Rule>,
     /// Whether the built-in mesh presets are used.
     pub presets: bool,
+    /// The top-level keys the file set (a default was not taken for them), in file order.
+    pub keys_set: Vec<TopKey>,
 }
 
 impl Default for Config {
@@ -41,6 +87,7 @@ impl Default for Config {
             window: DEFAULT_WINDOW,
             rules: Vec::new(),
             presets: true,
+            keys_set: Vec::new(),
         }
     }
 }
@@ -49,6 +96,11 @@ impl Config {
     /// The classifier these rules describe; `self_pid` is the agent's own pid.
     pub fn classifier(&self, self_pid: Option<u32>) -> Classifier {
         Classifier::new(self.rules.clone(), self.presets, self_pid)
+    }
+
+    /// Whether the file set `key` itself rather than leaving the default.
+    pub fn sets(&self, key: TopKey) -> bool {
+        self.keys_set.contains(&key)
     }
 
     /// One line saying what the configuration amounts to.
@@ -92,10 +144,27 @@ impl fmt::Display for Problem {
     }
 }
 
-/// Every problem found in a configuration, in the order they appear in the file.
+/// Every problem found in a configuration, in the order they appear in the file (the first
+/// [`MAX_LISTED_PROBLEMS`] of them, and how many more there are).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConfigError {
     pub problems: Vec<Problem>,
+    /// Problems found after the listed ones.
+    pub more: usize,
+}
+
+impl ConfigError {
+    fn one(problem: Problem) -> ConfigError {
+        ConfigError {
+            problems: vec![problem],
+            more: 0,
+        }
+    }
+
+    /// How many problems were found, listed or not.
+    pub fn count(&self) -> usize {
+        self.problems.len().saturating_add(self.more)
+    }
 }
 
 impl fmt::Display for ConfigError {
@@ -106,36 +175,67 @@ impl fmt::Display for ConfigError {
             }
             write!(f, "{problem}")?;
         }
+        if self.more > 0 {
+            write!(
+                f,
+                "\n... and {} more problem{} not listed",
+                self.more,
+                if self.more == 1 { "" } else { "s" }
+            )?;
+        }
         Ok(())
     }
 }
 
 impl std::error::Error for ConfigError {}
 
-/// Reads and validates the configuration file at `path`.
-pub fn load_config(path: &Path) -> Result<Config, ConfigError> {
+/// Reads and validates the configuration file at `path`, which may hold at most `max_bytes`
+/// (`--max-config-bytes`).
+pub fn load_config(path: &Path, max_bytes: u64) -> Result<Config, ConfigError> {
     let origin = path.display().to_string();
-    match std::fs::read_to_string(path) {
-        Ok(text) => parse_config(&text, &origin),
-        Err(err) => Err(ConfigError {
-            problems: vec![Problem {
+    let limit = Limit {
+        bytes: max_bytes,
+        flag: Some("--max-config-bytes"),
+    };
+    let unplaced = |message| {
+        ConfigError::one(Problem {
+            origin: origin.clone(),
+            position: None,
+            message,
+        })
+    };
+    let bytes = match bounded::read(path, limit) {
+        Ok(bytes) => bytes,
+        Err(bounded::ReadError::Io { error, .. }) => {
+            return Err(unplaced(format!("cannot read the file: {error}")))
+        }
+        Err(too_large) => return Err(unplaced(format!("refused: {too_large}"))),
+    };
+    match std::str::from_utf8(&bytes) {
+        Ok(text) => parse_config(text, &origin),
+        Err(err) => {
+            // The valid part is text, so the bad byte gets a line and column like any problem.
+            let valid = &bytes[..err.valid_up_to()];
+            let valid = std::str::from_utf8(valid).unwrap_or_default();
+            Err(ConfigError::one(Problem {
+                position: Some(line_column(valid, valid.len())),
                 origin,
-                position: None,
-                message: format!("cannot read the file: {err}"),
-            }],
-        }),
+                message: "invalid UTF-8: a configuration is UTF-8 text; save the file as UTF-8"
+                    .into(),
+            }))
+        }
     }
 }
 
 /// What `meshmark-agent config check FILE` prints, and whether the file is valid.
-pub fn config_check_report(path: &Path) -> (String, bool) {
-    match load_config(path) {
+pub fn config_check_report(path: &Path, max_bytes: u64) -> (String, bool) {
+    match load_config(path, max_bytes) {
         Ok(config) => (
             format!("{}: ok: {}", path.display(), config.summary()),
             true,
         ),
         Err(err) => {
-            let count = err.problems.len();
+            let count = err.count();
             (
                 format!(
                     "{err}\n{count} problem{} found",
@@ -153,6 +253,7 @@ pub fn parse_config(text: &str, origin: &str) -> Result<Config, ConfigError> {
         text,
         origin,
         problems: Vec::new(),
+        lines: None,
     };
     let (root, syntax_errors) = DeTable::parse_recoverable(text);
     if !syntax_errors.is_empty() {
@@ -166,8 +267,15 @@ pub fn parse_config(text: &str, origin: &str) -> Result<Config, ConfigError> {
 
     let mut config = Config::default();
     for (key, value) in root.get_ref().iter() {
-        match key.get_ref().as_ref() {
-            "window" => {
+        let name = key.get_ref().as_ref();
+        let Some(top) = TopKey::from_name(name) else {
+            let known = TopKey::ALL.map(TopKey::name);
+            check.unknown_key(key.span(), name, "the top level", &known);
+            continue;
+        };
+        config.keys_set.push(top);
+        match top {
+            TopKey::Window => {
                 if let Some(text) = check.string(value, "window", "a duration such as \"10s\"") {
                     match parse_duration(text) {
                         Ok(window) => config.window = window,
@@ -175,19 +283,18 @@ pub fn parse_config(text: &str, origin: &str) -> Result<Config, ConfigError> {
                     }
                 }
             }
-            "count_control_plane" => {
+            TopKey::CountControlPlane => {
                 if let Some(on) = check.boolean(value, "count_control_plane") {
                     config.model.count_control_plane = on;
                 }
             }
-            "presets" => {
+            TopKey::Presets => {
                 if let Some(on) = check.boolean(value, "presets") {
                     config.presets = on;
                 }
             }
-            "weights" => config.model.weights = check.weights(value),
-            "rules" => config.rules = check.rules(value),
-            other => check.unknown_key(key.span(), other, "the top level", TOP_KEYS),
+            TopKey::Weights => config.model.weights = check.weights(value),
+            TopKey::Rules => config.rules = check.rules(value),
         }
     }
     if check.problems.is_empty() {
@@ -197,42 +304,54 @@ pub fn parse_config(text: &str, origin: &str) -> Result<Config, ConfigError> {
     }
 }
 
-const TOP_KEYS: &[&str] = &[
-    "window",
-    "count_control_plane",
-    "presets",
-    "weights",
-    "rules",
-];
-const MATCHER_KEYS: &[&str] = &["comm", "exe", "cgroup", "container", "cmdline"];
 /// Prefixes of the names meshmark gives its own decisions; a user rule using one would pass
 /// itself off as built in.
 const RESERVED_PREFIXES: &[&str] = &["preset:", "builtin:", "default:"];
 
 type Value<'i> = Spanned<DeValue<'i>>;
 
-/// Collects problems while walking the document.
+/// Collects problems while walking the document. Problems keep their byte offset until
+/// [`Checker::finish`], which turns the listed ones into lines and columns in one pass.
 struct Checker<'t> {
     text: &'t str,
     origin: &'t str,
-    problems: Vec<Problem>,
+    /// Byte offset and message of every problem found.
+    problems: Vec<(usize, String)>,
+    /// Byte offsets of the line starts, made when a message first needs a line number.
+    lines: Option<Vec<usize>>,
 }
 
 impl Checker<'_> {
     fn report(&mut self, span: Range<usize>, message: String) {
-        let position = Some(line_column(self.text, span.start));
-        self.problems.push(Problem {
-            origin: self.origin.to_owned(),
-            position,
-            message,
+        self.problems.push((span.start, message));
+    }
+
+    /// The 1-based line of byte `offset`, in logarithmic time once the line starts are known.
+    fn line_of(&mut self, offset: usize) -> usize {
+        let text = self.text;
+        let lines = self.lines.get_or_insert_with(|| {
+            std::iter::once(0)
+                .chain(text.match_indices('\n').map(|(at, _)| at.saturating_add(1)))
+                .collect()
         });
+        // Line starts begin with 0, so at least one start is at or before any offset.
+        lines.partition_point(|&start| start <= offset)
     }
 
     fn finish(mut self) -> ConfigError {
-        self.problems.sort_by_key(|p| p.position);
-        ConfigError {
-            problems: self.problems,
-        }
+        self.problems.sort_by_key(|(offset, _)| *offset);
+        let more = self.problems.len().saturating_sub(MAX_LISTED_PROBLEMS);
+        self.problems.truncate(MAX_LISTED_PROBLEMS);
+        let problems = self
+            .problems
+            .into_iter()
+            .map(|(offset, message)| Problem {
+                origin: self.origin.to_owned(),
+                position: Some(line_column(self.text, offset)),
+                message,
+            })
+            .collect();
+        ConfigError { problems, more }
     }
 
     fn wrong_type(&mut self, value: &Value, key: &str, expected: &str) {
@@ -289,7 +408,11 @@ impl Checker<'_> {
                 continue;
             };
             let Some(number) = number(value.get_ref()) else {
-                self.wrong_type(value, &format!("weights.{name}"), "a number");
+                self.wrong_type(
+                    value,
+                    &format!("weights.{name}"),
+                    "a number (a weight from -0.5 to 0.5, such as 0.1)",
+                );
                 continue;
             };
             let mut alone = Weights::default();
@@ -313,22 +436,25 @@ impl Checker<'_> {
             return Vec::new();
         };
         let mut rules: Vec<Rule> = Vec::new();
-        // Name and line of every rule kept so far.
-        let mut names: Vec<(String, usize)> = Vec::new();
+        // Byte offset of the name of every rule kept so far, by name: one lookup per rule keeps
+        // checking linear in the number of rules.
+        let mut names: HashMap<String, usize> = HashMap::new();
         for (index, item) in array.iter().enumerate() {
             let Some(table) = item.get_ref().as_table() else {
                 self.wrong_type(item, &format!("rules[{index}]"), "a table");
                 continue;
             };
             if let Some((rule, name_span)) = self.rule(index, item.span(), table) {
-                match names.iter().find(|(name, _)| name == rule.name()) {
-                    Some((_, line)) => self.report(
-                        name_span,
-                        format!("rule name {:?} is already used on line {line}; give each rule its own name", rule.name()),
-                    ),
+                match names.get(rule.name()) {
+                    Some(&first) => {
+                        let line = self.line_of(first);
+                        self.report(
+                            name_span,
+                            format!("rule name {:?} is already used on line {line}; give each rule its own name", rule.name()),
+                        )
+                    }
                     None => {
-                        let (line, _) = line_column(self.text, name_span.start);
-                        names.push((rule.name().to_owned(), line));
+                        names.insert(rule.name().to_owned(), name_span.start);
                         rules.push(rule);
                     }
                 }
@@ -350,7 +476,7 @@ impl Checker<'_> {
         let mut matchers = Matchers::default();
         for (key, value) in table.iter() {
             let key_name = key.get_ref().as_ref();
-            let slot = match key_name {
+            let matcher = match key_name {
                 "name" => {
                     name = self.rule_name(value);
                     continue;
@@ -371,29 +497,27 @@ impl Checker<'_> {
                     );
                     continue;
                 }
-                "comm" => &mut matchers.comm,
-                "exe" => &mut matchers.exe,
-                "cgroup" => &mut matchers.cgroup,
-                "container" => &mut matchers.container,
-                "cmdline" => &mut matchers.cmdline,
-                other => {
-                    let known: Vec<&str> = ["name", "role", "scope"]
-                        .into_iter()
-                        .chain(MATCHER_KEYS.iter().copied())
-                        .collect();
-                    self.unknown_key(
-                        key.span(),
-                        other,
-                        &format!("{what} (a [[rules]] table)"),
-                        &known,
-                    );
-                    continue;
-                }
+                other => match MatcherKey::from_name(other) {
+                    Some(matcher) => matcher,
+                    None => {
+                        let known: Vec<&str> = RULE_KEYS
+                            .into_iter()
+                            .chain(MatcherKey::ALL.map(MatcherKey::name))
+                            .collect();
+                        self.unknown_key(
+                            key.span(),
+                            other,
+                            &format!("{what} (a [[rules]] table)"),
+                            &known,
+                        );
+                        continue;
+                    }
+                },
             };
             let key = format!("{what}.{key_name}");
             if let Some(pattern) = self.string(value, &key, "a pattern string") {
                 match Glob::new(pattern) {
-                    Ok(glob) => *slot = Some(glob),
+                    Ok(glob) => *matchers.slot(matcher) = Some(glob),
                     Err(err) => self.report(value.span(), format!("bad pattern for {key}: {err}")),
                 }
             }
@@ -406,7 +530,10 @@ impl Checker<'_> {
             let fix = "add role = \"proxy\" (or app, control, node, idle)";
             self.report(span.clone(), format!("{what} has no role; {fix}"));
         }
-        if !MATCHER_KEYS.iter().any(|key| table.contains_key(*key)) {
+        if !MatcherKey::ALL
+            .iter()
+            .any(|key| table.contains_key(key.name()))
+        {
             self.report(span, format!("{what}: {NoMatcher}"));
         }
         if self.problems.len() > problems_before {
@@ -591,8 +718,36 @@ exe = "/opt/mesh/bin/*"
     fn empty_file_means_defaults() {
         let config = parse_config("# nothing set\n", "test.toml").unwrap();
         assert_eq!(config, Config::default());
-        assert_eq!(config.window, Duration::from_secs(10));
+        assert_eq!(config.window, Duration::from_secs(15));
         assert!(config.presets);
+    }
+
+    #[test]
+    fn the_config_records_which_keys_the_file_set() {
+        let config = parse_config("presets = true\nwindow = \"15s\"\n", "t.toml").unwrap();
+        assert!(config.sets(TopKey::Window) && config.sets(TopKey::Presets));
+        assert!(!config.sets(TopKey::Rules));
+        // The same values as the defaults, but set: `run` takes a file's window before its own.
+        assert_eq!(config.window, DEFAULT_WINDOW);
+        assert!(!Config::default().sets(TopKey::Window));
+        for key in TopKey::ALL {
+            assert_eq!(TopKey::from_name(key.name()), Some(key));
+        }
+    }
+
+    #[test]
+    fn problems_past_the_first_hundred_are_counted() {
+        let text = "[[rules]]\ncomm = \"x\"\n".repeat(150);
+        let err = parse_config(&text, "t.toml").unwrap_err();
+        // Each rule lacks a name and a role: 300 problems, in file order.
+        assert_eq!(err.problems.len(), MAX_LISTED_PROBLEMS);
+        assert_eq!(err.count(), 300);
+        assert_eq!(err.problems[99].position.map(|p| p.0), Some(99));
+        assert!(
+            err.to_string()
+                .ends_with("... and 200 more problems not listed"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -834,23 +989,23 @@ window = 5
             "[weights]\nnet = 0.2\n[[rules]]\nname = \"r\"\nrole = \"app\"\ncomm = \"x\"\n",
         )
         .unwrap();
-        let (text, ok) = config_check_report(&good);
+        let (text, ok) = config_check_report(&good, 1 << 20);
         assert!(ok);
         assert_eq!(text.lines().count(), 1, "{text}");
         assert!(
-            text.contains("ok: 1 rule, presets on, window 10s") && text.contains("net=0.2"),
+            text.contains("ok: 1 rule, presets on, window 15s") && text.contains("net=0.2"),
             "{text}"
         );
 
         let bad = dir.join("bad.toml");
         std::fs::write(&bad, "window = \"x\"\n[weights]\ncpu = 9\n").unwrap();
-        let (text, ok) = config_check_report(&bad);
+        let (text, ok) = config_check_report(&bad, 1 << 20);
         assert!(!ok);
         assert!(text.contains("bad.toml:1:10: bad window"), "{text}");
         assert!(text.contains("bad.toml:3:7: weight cpu = 9"), "{text}");
         assert!(text.ends_with("2 problems found"), "{text}");
 
-        let (text, ok) = config_check_report(&dir.join("missing.toml"));
+        let (text, ok) = config_check_report(&dir.join("missing.toml"), 1 << 20);
         assert!(!ok && text.contains("cannot read the file"), "{text}");
         std::fs::remove_dir_all(&dir).unwrap();
     }

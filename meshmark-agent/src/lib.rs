@@ -7,6 +7,7 @@
 //! data. `serve` runs the whole flow continuously for `meshmark-agent run` and serves it over
 //! HTTP; it and `cli` call aya only to switch the kernel's BPF run statistics on.
 
+pub mod bounded;
 pub mod collect;
 pub mod probe;
 pub mod role;
@@ -19,6 +20,7 @@ pub mod duration;
 pub mod export;
 pub mod inventory;
 pub mod model;
+pub mod node_lock;
 pub mod report;
 pub mod saved_profile;
 pub mod serve;

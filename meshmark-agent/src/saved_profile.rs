@@ -41,11 +41,57 @@ fn refuse(problem: String) -> ProfileError {
     ProfileError(format!("{problem}; {FIX}"))
 }
 
+/// Why a profile stream was not read.
+#[derive(Debug)]
+pub enum ReadError {
+    /// The stream went past its byte limit ([`crate::bounded::LimitedReader`]).
+    TooLarge,
+    /// The document is not a usable profile; `position` is the 1-based line and column where
+    /// reading stopped, when the problem has one (bad JSON, invalid UTF-8).
+    Refused {
+        position: Option<(usize, usize)>,
+        error: ProfileError,
+    },
+}
+
 /// Parses and checks a `meshmark.profile/v1` document (a bare snapshot or a full report).
 pub fn parse_profile(text: &str) -> Result<Snapshot, ProfileError> {
-    let snapshot: Snapshot = serde_json::from_str(text).map_err(|e| {
+    from_json(serde_json::from_str(text))
+}
+
+/// [`parse_profile`] on a stream: only the parsed profile is held, never the text as well,
+/// which halves what a large profile costs. A stream from [`crate::bounded::open`] stops at
+/// its limit.
+pub fn read_profile(reader: impl std::io::Read) -> Result<Snapshot, ReadError> {
+    let parsed = serde_json::from_reader(reader);
+    let position = parsed
+        .as_ref()
+        .err()
+        .filter(|e| e.line() > 0)
+        .map(|e| (e.line(), e.column()));
+    match parsed {
+        Err(e) if e.is_io() => {
+            // Converting back gives the reader's own error, which says whether it was the limit.
+            let io = std::io::Error::from(e);
+            if crate::bounded::is_limit_exceeded(&io) {
+                Err(ReadError::TooLarge)
+            } else {
+                Err(ReadError::Refused {
+                    position: None,
+                    error: ProfileError(format!("cannot read the profile: {io}")),
+                })
+            }
+        }
+        parsed => from_json(parsed).map_err(|error| ReadError::Refused { position, error }),
+    }
+}
+
+/// The checked snapshot of a parse result; a parse error says what a counter must be.
+fn from_json(parsed: serde_json::Result<Snapshot>) -> Result<Snapshot, ProfileError> {
+    let snapshot = parsed.map_err(|e| {
         refuse(format!(
-            "this is not a meshmark profile ({e}); counters are whole numbers from 0 to {}",
+            "this is not a meshmark profile ({e}); it is UTF-8 JSON, and counters are whole \
+             numbers from 0 to {}",
             u64::MAX
         ))
     })?;

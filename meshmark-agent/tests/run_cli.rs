@@ -21,8 +21,17 @@ fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
     ] {
         cmd.env_remove(var);
     }
+    // A lock of its own: agents of other tests on this machine hold theirs (or the node's).
+    cmd.env("MESHMARK_LOCK_FILE", own_lock_file());
     cmd.envs(env.iter().copied());
     cmd.output().expect("running meshmark-agent run")
+}
+
+/// An empty file, of this test process, to lock.
+fn own_lock_file() -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!("meshmark-run-cli-{}.lock", std::process::id()));
+    std::fs::write(&path, "").expect("creating the test's lock file");
+    path
 }
 
 /// Asserts exit status 2 and that stderr says each of `needles`; returns stderr.
@@ -198,4 +207,52 @@ fn help_shows_every_flag_its_variable_and_default() {
     ] {
         assert!(help.contains(needle), "help lacks {needle:?}:\n{help}");
     }
+}
+
+/// A second `run` on the node refuses before it loads anything, naming the process that holds
+/// the node's lock: here this test, holding it as a first agent would. It is the one test that
+/// uses the node's own lock (`/sys/fs/cgroup`), so it never meets another test's agent.
+#[test]
+fn a_second_run_on_the_node_is_refused_naming_the_first() {
+    use meshmark_agent::node_lock;
+    let node = std::path::Path::new(node_lock::DEFAULT_LOCK_FILE);
+    let _first = node_lock::acquire(node).expect("no agent on this node holds its lock");
+    let me = std::process::id();
+    let needles = [
+        "another meshmark agent already runs on this node",
+        &format!("process {me} ("),
+        "/sys/fs/cgroup",
+        "--lock-file",
+    ];
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_meshmark-agent"));
+    cmd.args(["run", "--listen", "127.0.0.1:0"])
+        .env_remove("MESHMARK_LOCK_FILE")
+        .env_remove("MESHMARK_CONFIG");
+    refused("second agent", &cmd.output().unwrap(), &needles);
+
+    // As in the DaemonSet's pod: a network namespace of its own and the host's cgroup hierarchy
+    // mounted read-only. Needs root (unshare); the lock is the same inode there.
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIP the pod-like half: not root");
+        return;
+    }
+    let script =
+        "mount --bind -o ro /sys/fs/cgroup /sys/fs/cgroup && exec \"$0\" run --listen 127.0.0.1:0";
+    let out = Command::new("unshare")
+        .args([
+            "--mount",
+            "--net",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            script,
+        ])
+        .arg(env!("CARGO_BIN_EXE_meshmark-agent"))
+        .env_remove("MESHMARK_LOCK_FILE")
+        .env_remove("MESHMARK_CONFIG")
+        .output()
+        .expect("running unshare");
+    refused("second agent in its own namespaces", &out, &needles);
 }

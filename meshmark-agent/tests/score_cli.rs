@@ -3,6 +3,9 @@
 
 mod common;
 
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
 use std::path::{Path, PathBuf};
 
 use common::{agent, scratch, worked_example, POD};
@@ -259,4 +262,257 @@ fn extreme_but_valid_profiles_score() {
         json!(20_000)
     );
     assert_eq!(report["meshmark"]["sums"]["app"]["cpu_ns"], json!(20_000));
+}
+
+/// `meshmark-agent ARGS` with its address space capped at 1 GiB (reading an endless file whole
+/// fails against the cap instead of taking the machine's memory), `stdin` and `stdout` as given.
+fn capped(args: &[&str], stdin: Stdio, stdout: Stdio) -> std::process::Child {
+    use std::os::unix::process::CommandExt as _;
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_meshmark-agent"));
+    cmd.args(args)
+        .stdin(stdin)
+        .stdout(stdout)
+        .stderr(Stdio::piped());
+    // SAFETY: setrlimit is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            let cap = libc::rlimit {
+                rlim_cur: 1 << 30,
+                rlim_max: 1 << 30,
+            };
+            if libc::setrlimit(libc::RLIMIT_AS, &cap) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd.spawn().expect("running meshmark-agent")
+}
+
+/// Waits for `child` at most `limit`; its status code (`None`: killed by a signal, a panic's
+/// abort or the time limit) and stderr.
+fn finish(mut child: std::process::Child, limit: Duration) -> (Option<i32>, String) {
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            return (None, format!("still running after {limit:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `config check /dev/zero` and `score --input /dev/zero` grew to 16 GB: every file is read up
+/// to a limit, and the refusal names the limit and its flag.
+#[test]
+fn endless_and_oversized_inputs_are_refused_quickly_in_bounded_memory() {
+    let limit = Duration::from_secs(10);
+    let profile = scratch("bounded.json");
+    worked_example(&profile);
+    let profile = profile.to_str().unwrap();
+    let cases: [(&[&str], &[&str]); 4] = [
+        (
+            &["config", "check", "/dev/zero"],
+            &[
+                "/dev/zero is larger than 8388608 bytes",
+                "--max-config-bytes",
+            ],
+        ),
+        (
+            &["score", "--input", profile, "--config", "/dev/zero"],
+            &["/dev/zero is larger than", "--max-config-bytes"],
+        ),
+        (
+            &["score", "--input", "/dev/zero"],
+            &["/dev/zero", "not a meshmark profile"],
+        ),
+        (
+            &["score", "--input", profile, "--max-profile-bytes", "100"],
+            &[
+                "larger than 100 bytes",
+                "raise the limit with --max-profile-bytes",
+            ],
+        ),
+    ];
+    for (args, needles) in cases {
+        let child = capped(args, Stdio::null(), Stdio::null());
+        let (status, stderr) = finish(child, limit);
+        assert_eq!(status, Some(2), "{args:?}: {stderr}");
+        for needle in needles {
+            assert!(
+                stderr.contains(needle),
+                "{args:?} lacks {needle:?}: {stderr}"
+            );
+        }
+    }
+
+    // An endless stream that is all white space, which a parser would take in forever.
+    let child = capped(
+        &[
+            "score",
+            "--input",
+            "/dev/stdin",
+            "--max-profile-bytes",
+            "65536",
+        ],
+        Stdio::piped(),
+        Stdio::null(),
+    );
+    let mut child = child;
+    let mut stdin = child.stdin.take().unwrap();
+    let feeder = std::thread::spawn(move || {
+        use std::io::Write as _;
+        let spaces = [b' '; 4096];
+        // Ends with a broken pipe once the agent has refused.
+        while stdin.write_all(&spaces).is_ok() {}
+    });
+    let (status, stderr) = finish(child, limit);
+    feeder.join().unwrap();
+    assert_eq!(status, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("larger than 65536 bytes") && stderr.contains("--max-profile-bytes"),
+        "{stderr}"
+    );
+}
+
+/// A standard output with no reader and one with no room end with a message and a documented
+/// status (3 for a closed pipe, 1 for a write error), never a panic (101).
+#[test]
+fn closed_and_full_outputs_end_with_a_message_not_a_panic() {
+    let profile = scratch("outputs.json");
+    worked_example(&profile);
+    let profile = profile.to_str().unwrap();
+    let good = scratch("outputs.toml");
+    std::fs::write(&good, "window = \"5s\"\n").unwrap();
+    let good = good.to_str().unwrap();
+
+    for args in [
+        &["score", "--input", profile][..],
+        &["report", "--input", profile, "--format", "json"][..],
+        &["config", "check", good][..],
+    ] {
+        // A pipe whose reading end is closed before the agent starts: `| head -0`, made certain.
+        let mut fds = [0; 2];
+        // SAFETY: pipe writes two descriptors into the array it is given.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        // SAFETY: both descriptors are new and owned here.
+        let (reader, writer) = unsafe {
+            use std::os::fd::FromRawFd as _;
+            (
+                std::os::fd::OwnedFd::from_raw_fd(fds[0]),
+                std::os::fd::OwnedFd::from_raw_fd(fds[1]),
+            )
+        };
+        drop(reader);
+        let child = capped(args, Stdio::null(), Stdio::from(writer));
+        let (status, stderr) = finish(child, Duration::from_secs(10));
+        assert_eq!(status, Some(3), "{args:?}: {stderr}");
+        assert!(stderr.contains("broken pipe"), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        let child = capped(args, Stdio::null(), Stdio::from(full));
+        let (status, stderr) = finish(child, Duration::from_secs(10));
+        assert_eq!(status, Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("writing to standard output") && stderr.contains("No space left"),
+            "{args:?}: {stderr}"
+        );
+    }
+    let out = agent(&["score", "--input", profile, "--output", "/dev/full"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("writing /dev/full") && stderr.contains("No space left"),
+        "{stderr}"
+    );
+}
+
+/// Invalid UTF-8 is placed like any other problem, FILE:LINE:COLUMN, in a configuration and in
+/// a saved profile.
+#[test]
+fn invalid_utf8_is_placed_at_file_line_and_column() {
+    let config = scratch("latin1.toml");
+    std::fs::write(&config, b"window = \"10s\"\n# caf\xe9\n").unwrap();
+    let out = agent(&["config", "check", config.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("latin1.toml:2:6: invalid UTF-8"),
+        "{stderr}"
+    );
+
+    let good = scratch("utf8-good.json");
+    worked_example(&good);
+    let mut bytes = std::fs::read(&good).unwrap();
+    let at = bytes
+        .windows(5)
+        .position(|w| w == b"envoy")
+        .expect("the example has an envoy");
+    bytes[at + 1] = 0xff;
+    let line = bytes[..at].iter().filter(|&&b| b == b'\n').count() + 1;
+    let bad = scratch("latin1.json");
+    std::fs::write(&bad, &bytes).unwrap();
+    let out = agent(&["score", "--input", bad.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!("latin1.json:{line}:")),
+        "line {line}: {stderr}"
+    );
+}
+
+/// Checking a configuration was quadratic in its rules (16,000 rules: 4 s): duplicate names
+/// were searched for in a list, and each rule's line was counted from the top of the file.
+#[test]
+fn sixteen_thousand_rules_are_checked_quickly() {
+    let mut text = String::new();
+    for i in 0..16_000 {
+        text.push_str(&format!(
+            "[[rules]]\nname = \"rule-{i}\"\nrole = \"app\"\ncomm = \"proc-{i}\"\n\n"
+        ));
+    }
+    let config = scratch("many-rules.toml");
+    std::fs::write(&config, &text).unwrap();
+    let started = Instant::now();
+    let out = agent(&["config", "check", config.to_str().unwrap()]);
+    let took = started.elapsed();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Well under a second in a release build; a debug build is several times slower.
+    let bound = if cfg!(debug_assertions) { 5 } else { 1 };
+    assert!(took < Duration::from_secs(bound), "{took:?}");
+
+    // The same rules, every name used twice: each duplicate is found, the first 100 listed.
+    text.push_str(&text.clone());
+    std::fs::write(&config, &text).unwrap();
+    let started = Instant::now();
+    let out = agent(&["config", "check", config.to_str().unwrap()]);
+    let took = started.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr.contains("rule name \"rule-0\" is already used on line 2")
+            && stderr.ends_with("16000 problems found\n"),
+        "{}",
+        &stderr[stderr.len().saturating_sub(500)..]
+    );
+    assert_eq!(
+        stderr.lines().count(),
+        102,
+        "100 listed, one for the rest, one count"
+    );
+    assert!(took < Duration::from_secs(2 * bound), "{took:?}");
 }

@@ -6,6 +6,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::MutexGuard;
 use std::time::{Duration, Instant};
 
@@ -42,10 +43,14 @@ impl RunAgent {
         })
     }
 
-    /// `meshmark-agent run --listen <address>`, for the test to add its flags to.
+    /// `meshmark-agent run --listen <address>` under a lock file of its own, for the test to add its
+    /// flags to.
     pub fn command(&self) -> Command {
         let mut command = Command::new(&self.bin);
         command.args(["run", "--listen", &self.address.to_string()]);
+        command
+            .arg("--lock-file")
+            .arg(own_lock_file(&self.dir.path));
         command
     }
 
@@ -59,6 +64,20 @@ impl RunAgent {
         )
     }
 }
+
+/// A lock file of one agent's own for `run --lock-file`: several agents, of one test run or of
+/// several engineers' on one machine, run side by side, each under its own lock; only the test
+/// of the lock itself uses the node's.
+pub fn own_lock_file(dir: &Path) -> PathBuf {
+    let path = dir.join(format!(
+        "agent-{}.lock",
+        OWN_LOCKS.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::write(&path, "").unwrap_or_else(|err| panic!("creating {}: {err}", path.display()));
+    path
+}
+
+static OWN_LOCKS: AtomicU32 = AtomicU32::new(0);
 
 /// A running child with its output in a log file.
 pub struct Daemon {

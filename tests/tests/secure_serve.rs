@@ -18,7 +18,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use meshmark_tests::daemon::{Daemon, TempDir};
+use meshmark_tests::daemon::{own_lock_file, Daemon, TempDir};
 use meshmark_tests::gate::{require_agent_bin, require_bpf};
 use meshmark_tests::http::{free_port, get};
 use meshmark_tests::kubelet::TestCa;
@@ -76,6 +76,8 @@ fn prometheus_scrapes_over_tls_with_a_client_certificate_and_basic_auth() {
         "meshmark-agent run",
         Command::new(&agent_bin)
             .args(["run", "--listen", &address.to_string(), "--window", "1s"])
+            .arg("--lock-file")
+            .arg(own_lock_file(&dir.path))
             .env("MESHMARK_WEB_CONFIG", &web_config)
             .env("MESHMARK_HEALTH_LISTEN", health.to_string())
             .env_remove("NODE_NAME"),
@@ -240,6 +242,8 @@ fn a_bad_web_configuration_is_refused_with_status_2() {
         "meshmark-agent run",
         Command::new(&agent_bin)
             .args(["run", "--listen", "127.0.0.1:0"])
+            .arg("--lock-file")
+            .arg(own_lock_file(&dir.path))
             .env("MESHMARK_WEB_CONFIG", &file),
         &log,
     );
@@ -283,6 +287,8 @@ fn abuse_leaves_the_agent_up_bounded_and_counting() {
     let mut command = Command::new(&agent_bin);
     command
         .args(["run", "--listen", &address.to_string(), "--window", "1s"])
+        .arg("--lock-file")
+        .arg(own_lock_file(&dir.path))
         .env("MESHMARK_HEADER_TIMEOUT", "2s")
         .env_remove("NODE_NAME");
     memory.enter_on_spawn(&mut command);

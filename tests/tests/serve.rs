@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use meshmark_tests::cgroup::Pod;
-use meshmark_tests::daemon::{Daemon, RunAgent, TempDir};
+use meshmark_tests::daemon::{own_lock_file, Daemon, RunAgent, TempDir};
 use meshmark_tests::gate::{require_agent_bin, require_cgroup2};
 use meshmark_tests::http::get;
 use meshmark_tests::prometheus::Prometheus;
@@ -321,6 +321,8 @@ fn window_precedence_is_flag_environment_file_default() {
         cmd.args(["--bounding-set=-bpf,-perfmon,-sys_admin", "--inh-caps=-all"])
             .arg(&agent_bin)
             .args(["run", "--listen", "127.0.0.1:0"])
+            .arg("--lock-file")
+            .arg(own_lock_file(&dir.path))
             .args(args);
         for var in [
             "MESHMARK_LISTEN",

@@ -107,7 +107,7 @@ pub fn run(ws: &Workspace, args: &BenchArgs) -> Result<()> {
         args.rounds > 0 && args.storms > 0 && args.bytes > 0,
         "rounds, storms and bytes must be positive"
     );
-    let agent = build::run(ws)?;
+    let agent = build::run(ws, crate::setup::Purpose::Bench)?;
     let syscalls = 2 * args.bytes;
     let script = meshmark_bench::write_bpftrace_script(&ws.target_dir())?;
     let tracefs = Tracefs::mount()?;

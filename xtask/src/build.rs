@@ -7,8 +7,9 @@ use anyhow::{ensure, Result};
 
 use crate::{exec, setup, workspace::Workspace};
 
-pub fn run(ws: &Workspace) -> Result<PathBuf> {
-    setup::run(ws)?;
+/// Sets up for `purpose` (the command that builds), then builds.
+pub fn run(ws: &Workspace, purpose: setup::Purpose) -> Result<PathBuf> {
+    setup::run(ws, purpose)?;
     release(ws)
 }
 

@@ -66,7 +66,7 @@ pub fn binary_name(platform: &Platform) -> String {
 }
 
 pub fn run(ws: &Workspace, args: &DistArgs) -> Result<()> {
-    setup::run(ws)?;
+    setup::run(ws, setup::Purpose::Dist)?;
     let dist = ws.target_dir().join("dist");
     fs::create_dir_all(&dist).with_context(|| format!("creating {}", dist.display()))?;
     // The single binary of earlier versions: gone, so nobody ships a stale one.

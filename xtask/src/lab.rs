@@ -41,7 +41,7 @@ pub fn run(ws: &Workspace, args: &LabArgs) -> Result<ExitCode> {
         unsafe { libc::geteuid() } == 0,
         "the lab makes network namespaces and cgroups and loads eBPF programs: run it as root"
     );
-    let agent = build::run(ws)?;
+    let agent = build::run(ws, crate::setup::Purpose::Lab)?;
     let lab = ws.target_dir().join("release/mm-lab");
     ensure!(lab.is_file(), "the release build left no {}", lab.display());
     let out = ws.target_dir().join("lab");

@@ -16,7 +16,8 @@ use anyhow::{bail, ensure, Context as _, Result};
 /// Windows the agent is read over, after its first.
 const WINDOWS: u32 = 4;
 const WINDOW: Duration = Duration::from_secs(5);
-/// `run`'s default window.
+/// `run`'s default window, `meshmark_agent::config::DEFAULT_WINDOW` (xtask does not link the
+/// agent).
 const DEFAULT_WINDOW: Duration = Duration::from_secs(15);
 
 /// Starts `processes` processes of `threads_each` worker threads (each waits on a shared pipe),
@@ -26,9 +27,14 @@ pub fn run(agent: &Path, workload: &Path, processes: u32, threads_each: u32) -> 
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
+    let lock = std::env::temp_dir().join(format!("meshmark-live-{}.lock", std::process::id()));
+    std::fs::write(&lock, "").with_context(|| format!("creating {}", lock.display()))?;
     let mut child = Command::new(agent)
         .args(["run", "--listen", &format!("127.0.0.1:{port}")])
         .args(["--window", &format!("{}s", WINDOW.as_secs())])
+        // A lock of its own, so that agents of tests running meanwhile do not stop it.
+        .arg("--lock-file")
+        .arg(&lock)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -37,6 +43,7 @@ pub fn run(agent: &Path, workload: &Path, processes: u32, threads_each: u32) -> 
     // SAFETY: signalling our own child.
     unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
     let status = child.wait()?;
+    let _ = std::fs::remove_file(&lock);
     drop(crowd);
     let (cpu_per_window, rss, windows) = outcome?;
     ensure!(status.success(), "meshmark-agent run ended with {status}");

@@ -41,8 +41,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Install what is missing: nightly rust-src, bpf-linker, the Debian packages the tests use.
-    Setup,
+    /// Install what is missing for a command: nightly rust-src and bpf-linker always, the
+    /// Debian packages that command uses (every command does this for itself first).
+    Setup {
+        /// The command to prepare for: build (also `run`), dist, kernels, lab, bench, or test
+        /// (everything).
+        #[arg(long = "for", value_enum, default_value = "test")]
+        purpose: setup::Purpose,
+    },
     /// Set up, then build the workspace in release mode; prints the agent binary's path.
     Build,
     /// Set up, then build the static (musl) agents for x86_64 and aarch64 and their scratch OCI
@@ -95,8 +101,8 @@ fn main() -> ExitCode {
 fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     let ws = Workspace::locate()?;
     match command {
-        Command::Setup => setup::run(&ws)?,
-        Command::Build => println!("{}", build::run(&ws)?.display()),
+        Command::Setup { purpose } => setup::run(&ws, purpose)?,
+        Command::Build => println!("{}", build::run(&ws, setup::Purpose::Build)?.display()),
         Command::Test { args } => test::run(&ws, &args)?,
         Command::Run { args } => return run::run(&ws, &args),
         Command::Bench(args) => bench::run(&ws, &args)?,

@@ -18,7 +18,7 @@ use anyhow::{Context as _, Result};
 use crate::{build, workspace::Workspace};
 
 pub fn run(ws: &Workspace, args: &[OsString]) -> Result<ExitCode> {
-    let agent = build::run(ws)?;
+    let agent = build::run(ws, crate::setup::Purpose::Build)?;
     // SAFETY: geteuid has no preconditions and cannot fail.
     let root = unsafe { libc::geteuid() } == 0;
     let mut cmd = agent_command(&agent, args, root);

@@ -19,7 +19,7 @@ const END_TO_END: &str = "meshmark-tests";
 
 pub fn run(ws: &Workspace, args: &[OsString]) -> Result<()> {
     let start = Instant::now();
-    setup::run(ws)?;
+    setup::run(ws, setup::Purpose::Test)?;
     let (cargo_args, harness_args) = match args.iter().position(|a| a == "--") {
         Some(at) => (&args[..at], &args[at + 1..]),
         None => (args, &[][..]),

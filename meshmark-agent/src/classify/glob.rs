@@ -79,6 +79,17 @@ impl Glob {
         self.tokens.contains(&Token::Literal('/'))
     }
 
+    /// The one text the pattern matches, when it has no wildcard.
+    pub fn literal(&self) -> Option<String> {
+        self.tokens
+            .iter()
+            .map(|token| match token {
+                Token::Literal(c) => Some(*c),
+                Token::AnyOne | Token::AnyRun => None,
+            })
+            .collect()
+    }
+
     /// Whether `text` matches the whole pattern.
     ///
     /// Greedy with a single backtrack point: on a mismatch, the most recent `*` takes one more
@@ -185,6 +196,14 @@ mod tests {
         assert_eq!(Glob::new("envoy[12]"), Err(GlobError::Unsupported('[')));
         assert_eq!(Glob::new("{a,b}"), Err(GlobError::Unsupported('{')));
         assert!(GlobError::Unsupported('[').to_string().contains("\\["));
+    }
+
+    #[test]
+    fn literals_are_patterns_without_wildcards() {
+        assert_eq!(glob("envoy").literal().as_deref(), Some("envoy"));
+        assert_eq!(glob("a\\*b").literal().as_deref(), Some("a*b"));
+        assert_eq!(glob("env*").literal(), None);
+        assert_eq!(glob("e?voy").literal(), None);
     }
 
     #[test]

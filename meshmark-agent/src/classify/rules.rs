@@ -44,13 +44,66 @@ pub struct Matchers {
     pub cmdline: Option<Glob>,
 }
 
+/// The keys of the matchers, as the configuration names them; one list for the parser, the
+/// messages and [`Matchers`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MatcherKey {
+    Comm,
+    Exe,
+    Cgroup,
+    Container,
+    Cmdline,
+}
+
+impl MatcherKey {
+    pub const ALL: [MatcherKey; 5] = [
+        MatcherKey::Comm,
+        MatcherKey::Exe,
+        MatcherKey::Cgroup,
+        MatcherKey::Container,
+        MatcherKey::Cmdline,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            MatcherKey::Comm => "comm",
+            MatcherKey::Exe => "exe",
+            MatcherKey::Cgroup => "cgroup",
+            MatcherKey::Container => "container",
+            MatcherKey::Cmdline => "cmdline",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<MatcherKey> {
+        MatcherKey::ALL.into_iter().find(|key| key.name() == name)
+    }
+}
+
 impl Matchers {
+    /// The pattern of `key`, to set.
+    pub fn slot(&mut self, key: MatcherKey) -> &mut Option<Glob> {
+        match key {
+            MatcherKey::Comm => &mut self.comm,
+            MatcherKey::Exe => &mut self.exe,
+            MatcherKey::Cgroup => &mut self.cgroup,
+            MatcherKey::Container => &mut self.container,
+            MatcherKey::Cmdline => &mut self.cmdline,
+        }
+    }
+
+    /// The pattern of `key`, if set.
+    pub fn get(&self, key: MatcherKey) -> Option<&Glob> {
+        match key {
+            MatcherKey::Comm => self.comm.as_ref(),
+            MatcherKey::Exe => self.exe.as_ref(),
+            MatcherKey::Cgroup => self.cgroup.as_ref(),
+            MatcherKey::Container => self.container.as_ref(),
+            MatcherKey::Cmdline => self.cmdline.as_ref(),
+        }
+    }
+
     fn is_empty(&self) -> bool {
-        self.comm.is_none()
-            && self.exe.is_none()
-            && self.cgroup.is_none()
-            && self.container.is_none()
-            && self.cmdline.is_none()
+        MatcherKey::ALL.iter().all(|&key| self.get(key).is_none())
     }
 
     fn matches(&self, id: &ProcessIdentity) -> bool {
@@ -88,8 +141,11 @@ pub struct NoMatcher;
 
 impl fmt::Display for NoMatcher {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(
-            "rule has no matcher; add at least one of comm, exe, cgroup, container, cmdline",
+        let keys = MatcherKey::ALL.map(MatcherKey::name);
+        write!(
+            f,
+            "rule has no matcher; add at least one of {}",
+            keys.join(", ")
         )
     }
 }
@@ -139,6 +195,17 @@ impl Rule {
     /// Whether every matcher of the rule holds for `id`.
     pub fn matches(&self, id: &ProcessIdentity) -> bool {
         self.matchers.matches(id)
+    }
+
+    /// Whether the rule looks at command lines, which are then read from /proc.
+    pub fn needs_cmdline(&self) -> bool {
+        self.matchers.cmdline.is_some()
+    }
+
+    /// The one command name the rule can match, when its `comm` pattern has no wildcard: the
+    /// classifier looks such rules up by name instead of trying each.
+    pub fn exact_comm(&self) -> Option<String> {
+        self.matchers.comm.as_ref().and_then(Glob::literal)
     }
 }
 

@@ -3,6 +3,8 @@
 
 use std::fmt::Write as _;
 
+use super::terminal::escape;
+
 use super::compare::{Comparison, Summary};
 use super::table::{bytes, latency};
 use crate::{
@@ -113,9 +115,9 @@ pub fn render(cmp: &Comparison) -> String {
     let mut out = String::new();
     let mut header = vec![String::new()];
     for (i, s) in profiles.iter().enumerate() {
-        header.push(s.label.clone());
+        header.push(escape(&s.label).into_owned());
         if i > 0 {
-            header.push(format!("Δ vs {}", profiles[0].label));
+            header.push(format!("Δ vs {}", escape(&profiles[0].label)));
         }
     }
     let widths = column_widths(&header, &rows);
@@ -128,36 +130,45 @@ pub fn render(cmp: &Comparison) -> String {
             Row::Cells(cells) => write_row(&mut out, cells, &widths),
         }
     }
+    // Labels come from file names and comms from processes: both escaped for the terminal.
+    let names = |comms: &[String]| {
+        comms
+            .iter()
+            .map(|comm| escape(comm))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     for (i, s) in profiles.iter().enumerate() {
+        let label = escape(&s.label);
         for excluded in &s.excluded {
             let _ = writeln!(
                 out,
                 "{}: excluded {} ({})",
-                s.label,
+                label,
                 excluded.class.name(),
                 excluded.reason
             );
         }
         if let Some(note) = s.note {
-            let _ = writeln!(out, "{}: {}", s.label, super::smp::note_text(note));
+            let _ = writeln!(out, "{}: {}", label, super::smp::note_text(note));
         }
         if let Some(d) = delta_of(i) {
             if !d.comms_only_in_baseline.is_empty() {
                 let _ = writeln!(
                     out,
                     "{}: not running (but in {}): {}",
-                    s.label,
-                    d.baseline,
-                    d.comms_only_in_baseline.join(", ")
+                    label,
+                    escape(&d.baseline),
+                    names(&d.comms_only_in_baseline)
                 );
             }
             if !d.comms_only_here.is_empty() {
                 let _ = writeln!(
                     out,
                     "{}: running (not in {}): {}",
-                    s.label,
-                    d.baseline,
-                    d.comms_only_here.join(", ")
+                    label,
+                    escape(&d.baseline),
+                    names(&d.comms_only_here)
                 );
             }
         }
@@ -273,6 +284,31 @@ mod tests {
 
     fn report(procs: &[(&str, Role, u64)]) -> Report {
         fixtures::report(fixtures::classified_all(procs), 1_000_000_000)
+    }
+
+    #[test]
+    fn labels_and_commands_are_escaped_for_the_terminal() {
+        let mesh = report(&[
+            ("app", Role::App, 300_000_000),
+            ("\x1b[2Jenvoy", Role::Proxy, 100_000_000),
+        ]);
+        let plain = report(&[("app", Role::App, 200_000_000)]);
+        let cmp = Comparison::build(&[
+            Labeled {
+                label: "mesh\x1b]0;t\x07",
+                report: &mesh,
+            },
+            Labeled {
+                label: "plain\r",
+                report: &plain,
+            },
+        ]);
+        let text = render(&cmp);
+        assert!(
+            !text.chars().any(|c| c != '\n' && c.is_control()),
+            "{text:?}"
+        );
+        assert!(text.contains("\\x1b[2Jenvoy"), "{text}");
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod json;
 pub mod metrics;
 pub mod smp;
 pub mod table;
+pub mod terminal;
 pub mod totals;
 
 use std::str::FromStr;

@@ -2,6 +2,7 @@
 
 use std::fmt::Write as _;
 
+use super::terminal::escape;
 use crate::{
     model::{display_score, Measure, MeshMark, Mue, PodMeshMark, RoleSums, Unit, MEASURES},
     report::Report,
@@ -24,7 +25,7 @@ pub fn render(report: &Report) -> String {
     out.push('\n');
     processes(&mut out, snapshot);
     for (reason, count) in &snapshot.dropped {
-        let _ = writeln!(out, "dropped: {count} x {reason}");
+        let _ = writeln!(out, "dropped: {count} x {}", escape(reason));
     }
     out
 }
@@ -56,16 +57,20 @@ fn pods(out: &mut String, pods: &[PodMeshMark]) {
         let _ = writeln!(
             out,
             "{:<38} {:>8}  {}",
-            pod.pod_uid,
+            escape(&pod.pod_uid),
             display_score(pod.meshmark.score),
             class_list(&pod.meshmark)
         );
     }
 }
 
-/// `namespace/pod`, where the pod is named.
+/// `namespace/pod`, where the pod is named, escaped for the terminal.
 fn pod_label(namespace: Option<&str>, pod: Option<&str>) -> Option<String> {
-    Some(format!("{}/{}", namespace.unwrap_or("-"), pod?))
+    Some(format!(
+        "{}/{}",
+        escape(namespace.unwrap_or("-")),
+        escape(pod?)
+    ))
 }
 
 fn header(out: &mut String, snapshot: &Snapshot) {
@@ -74,7 +79,7 @@ fn header(out: &mut String, snapshot: &Snapshot) {
         let hooks: Vec<String> = snapshot
             .hooks
             .iter()
-            .map(|(signal, hook)| format!("{signal} {hook}"))
+            .map(|(signal, hook)| format!("{} {}", escape(signal), escape(hook)))
             .collect();
         let _ = writeln!(out, "hooks: {}", hooks.join(", "));
     }
@@ -84,9 +89,9 @@ fn header_line(out: &mut String, snapshot: &Snapshot) {
     let _ = writeln!(
         out,
         "meshmark profile of {} - {:.1} s from {} - {} CPUs, {:.1}% idle",
-        snapshot.node,
+        escape(&snapshot.node),
         snapshot.window.duration_ns as f64 / 1e9,
-        snapshot.window.start,
+        escape(&snapshot.window.start),
         snapshot.ncpu,
         percent_of(
             snapshot.idle_ns,
@@ -219,7 +224,7 @@ fn processes(out: &mut String, snapshot: &Snapshot) {
     let rule = |p: &ProcessSample| {
         format!(
             "{}{}",
-            p.rule.as_deref().unwrap_or("-"),
+            escape(p.rule.as_deref().unwrap_or("-")),
             if p.exited { " (exited)" } else { "" }
         )
     };
@@ -271,7 +276,7 @@ fn processes(out: &mut String, snapshot: &Snapshot) {
             out,
             "{:>7}  {:<16} {:<7} {:>9.1} {:>6.1} {:>9} {:>7} {:>7} {:>9} {:>9} {:>9}  {:<rule_width$}{}",
             p.pid,
-            truncate(&p.comm, 16),
+            truncate(&escape(&p.comm), 16),
             p.role.map_or("-", Role::as_str),
             p.cpu_ns as f64 / 1e6,
             percent(p.cpu_ns, snapshot.window.duration_ns),
@@ -282,7 +287,7 @@ fn processes(out: &mut String, snapshot: &Snapshot) {
             bytes(p.net.rx_bytes),
             bytes(p.net.loopback()),
             rule(p),
-            names(&pod_of(p), p.container_name.as_deref().unwrap_or("-")).trim_end(),
+            names(&pod_of(p), &escape(p.container_name.as_deref().unwrap_or("-"))).trim_end(),
         );
     }
     if let Some(more) = busy.len().checked_sub(TOP).filter(|&more| more > 0) {
@@ -459,6 +464,38 @@ mod tests {
             .find(|l| l.trim_start().starts_with("PID"))
             .unwrap();
         assert!(header.ends_with("LOOPBACK  RULE"), "{header}");
+    }
+
+    /// Names chosen by a process or a pod owner cannot reach the terminal as control codes:
+    /// every one is escaped, and only the table's own line breaks remain.
+    #[test]
+    fn names_from_processes_are_escaped_for_the_terminal() {
+        let hostile = "x\x1b]0;owned\x07\x1b[2J\u{9b}1m\u{202e}\ry";
+        let mut report = report(true);
+        let snapshot = &mut report.snapshot;
+        snapshot.node = hostile.into();
+        snapshot.window.start = hostile.into();
+        snapshot.hooks.insert(hostile.into(), hostile.into());
+        snapshot.dropped.insert(hostile.into(), 1);
+        for p in &mut snapshot.processes {
+            p.comm = hostile.into();
+            p.rule = Some(hostile.into());
+            p.namespace = Some(hostile.into());
+            p.pod_name = Some(hostile.into());
+            p.container_name = Some(hostile.into());
+        }
+        for pod in &mut report.pods {
+            pod.pod_uid = hostile.into();
+            pod.namespace = Some(hostile.into());
+            pod.pod_name = Some(hostile.into());
+        }
+        let text = render(&report);
+        let unsafe_chars: Vec<char> = text
+            .chars()
+            .filter(|&c| c != '\n' && (c.is_control() || ('\u{202a}'..='\u{2069}').contains(&c)))
+            .collect();
+        assert!(unsafe_chars.is_empty(), "{unsafe_chars:?} in:\n{text}");
+        assert!(text.contains("x\\x1b]0;owned\\x07"), "{text}");
     }
 
     #[test]

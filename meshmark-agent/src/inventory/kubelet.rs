@@ -264,13 +264,24 @@ fn rustls_error(error: &ureq::Error) -> Option<&rustls::Error> {
     }
 }
 
+/// Most bytes read from the kubelet CA or token file: a CA bundle of a thousand certificates
+/// or a token is far smaller, and the token is read again at every request.
+const MAX_CREDENTIAL_FILE: crate::bounded::Limit = crate::bounded::Limit {
+    bytes: 1 << 20,
+    flag: None,
+};
+
 /// The CA certificates of a PEM file, each checked to be usable as a trust anchor.
 fn read_ca(path: &Path) -> Result<Vec<Certificate<'static>>, SetupError> {
     let shown = path.display();
     let fix = "give a PEM file of CA certificates with --kubelet-ca, or skip the check \
                explicitly with --kubelet-insecure-skip-verify";
-    let pem = std::fs::read(path)
-        .map_err(|e| SetupError(format!("cannot read the kubelet CA {shown}: {e}; {fix}")))?;
+    let pem = crate::bounded::read(path, MAX_CREDENTIAL_FILE).map_err(|e| match e {
+        crate::bounded::ReadError::Io { error, .. } => SetupError(format!(
+            "cannot read the kubelet CA {shown}: {error}; {fix}"
+        )),
+        too_large => SetupError(format!("the kubelet CA: {too_large}; {fix}")),
+    })?;
     let mut certificates = Vec::new();
     for item in ureq::tls::parse_pem(&pem) {
         match item {
@@ -306,12 +317,16 @@ fn read_ca(path: &Path) -> Result<Vec<Certificate<'static>>, SetupError> {
 /// The bearer token in `path`, without surrounding white space.
 fn read_token(path: &Path) -> Result<String, KubeletError> {
     let shown = path.display();
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        KubeletError(format!(
-            "cannot read the kubelet token {shown}: {e}; in a pod the service account token is \
-             mounted there (automountServiceAccountToken), or name another with --kubelet-token"
-        ))
+    let fix = "in a pod the service account token is mounted there \
+               (automountServiceAccountToken), or name another with --kubelet-token";
+    let bytes = crate::bounded::read(path, MAX_CREDENTIAL_FILE).map_err(|e| match e {
+        crate::bounded::ReadError::Io { error, .. } => KubeletError(format!(
+            "cannot read the kubelet token {shown}: {error}; {fix}"
+        )),
+        too_large => KubeletError(format!("the kubelet token: {too_large}; {fix}")),
     })?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| KubeletError(format!("the kubelet token {shown} is not UTF-8 text")))?;
     let token = text.trim();
     if token.is_empty() {
         return Err(KubeletError(format!("the kubelet token {shown} is empty")));

@@ -96,12 +96,19 @@ fn page_size() -> u64 {
         .get_or_init(|| u64::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096))
 }
 
-/// Arguments from `/proc/<pid>/cmdline`, for `cmdline` rules only: they can hold secrets, so
-/// callers match on them and drop them, never store or print them.
+/// Bytes of a command line that `cmdline` rules see: any process can make its arguments
+/// megabytes long, and the agent reads them for every process of every window.
+pub const MAX_CMDLINE_BYTES: u64 = 64 << 10;
+
+/// Arguments from `/proc/<pid>/cmdline` (the first [`MAX_CMDLINE_BYTES`]), for `cmdline` rules
+/// only: they can hold secrets, so callers match on them and drop them, never store or print
+/// them.
 pub fn cmdline(pid: u32) -> Option<Vec<String>> {
-    Some(parse_cmdline(
-        &fs::read(format!("/proc/{pid}/cmdline")).ok()?,
-    ))
+    use std::io::Read as _;
+    let file = fs::File::open(format!("/proc/{pid}/cmdline")).ok()?;
+    let mut raw = Vec::new();
+    file.take(MAX_CMDLINE_BYTES).read_to_end(&mut raw).ok()?;
+    Some(parse_cmdline(&raw))
 }
 
 /// The NUL-separated arguments of a `/proc/<pid>/cmdline` file, empty ones dropped.

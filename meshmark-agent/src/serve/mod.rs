@@ -24,8 +24,6 @@ use crate::probe::ProgramStats;
 use crate::report::Report;
 use crate::snapshot::Snapshot;
 
-/// Window length of `run` when neither the flag, the environment nor the file sets one.
-pub const DEFAULT_WINDOW: Duration = Duration::from_secs(15);
 /// Share of each window during which `run` observes the duty-cycled signals (syscalls and
 /// socket bytes) unless told otherwise: the share at which the mesh lab's throughput cost fell
 /// under 2% (docs/benchmarks.md).

@@ -224,6 +224,8 @@ impl Watching {
                         .args(["run", "--listen", &format!("127.0.0.1:{port}")])
                         .args(["--window", &window, "--duty-cycle", duty, "--config"])
                         .arg(config)
+                        .arg("--lock-file")
+                        .arg(crate::daemon::own_lock_file(&options.out))
                         .stdout(Stdio::null()),
                     Stream::Stderr,
                     agent_says::SERVING,

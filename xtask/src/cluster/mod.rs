@@ -134,7 +134,7 @@ pub fn run(ws: &Workspace, action: &Action) -> Result<()> {
     let layout = Layout::new(ws);
     match action {
         Action::Up => {
-            setup::run(ws)?;
+            setup::run(ws, setup::Purpose::Cluster)?;
             let binaries = build::ensure(None)?;
             up(&layout, &binaries)?;
             eprintln!(
@@ -148,7 +148,7 @@ pub fn run(ws: &Workspace, action: &Action) -> Result<()> {
         }
         Action::Down => teardown::down(&layout),
         Action::Test => {
-            setup::run(ws)?;
+            setup::run(ws, setup::Purpose::Cluster)?;
             let binaries = build::ensure(None)?;
             let mut dist = crate::test::dist(ws)?;
             exec::run("dist", &mut dist)?;

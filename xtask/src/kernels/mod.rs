@@ -46,7 +46,7 @@ const BOOT_MARGIN: Duration = Duration::from_secs(60);
 
 /// `cargo xtask kernels`: set-up, then the matrix alone.
 pub fn run(ws: &Workspace) -> Result<()> {
-    setup::run(ws)?;
+    setup::run(ws, setup::Purpose::Kernels)?;
     matrix(ws)
 }
 

@@ -1,7 +1,9 @@
-//! `cargo xtask setup`: installs what building and testing need and is missing, idempotently.
-//! Each step checks cheaply before it installs anything, so set-up costs well under two seconds
-//! when nothing is missing; every other command runs it first. One line per step: what was found
-//! or installed, and how long it took.
+//! `cargo xtask setup`: installs what a command needs and is missing, idempotently. Every
+//! command runs it first for its own [`Purpose`]: building and running need the toolchain and
+//! bpf-linker only, `dist` adds podman and the musl compiler, `test` installs the rest (browser,
+//! QEMU, Prometheus, ...). Each step checks cheaply before it installs anything, so set-up costs
+//! well under two seconds when nothing is missing. One line per step: what was found or
+//! installed, and how long it took.
 
 mod bpf_linker;
 mod deb_src;
@@ -15,13 +17,51 @@ use anyhow::{Context as _, Result};
 
 use crate::{exec, workspace::Workspace};
 
-pub fn run(ws: &Workspace) -> Result<()> {
+/// What set-up prepares for: the command about to run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Purpose {
+    /// `build` and `run`: the toolchain and bpf-linker.
+    Build,
+    /// `dist`: also podman and the musl C compiler.
+    Dist,
+    /// `kernels`: also QEMU, busybox and the musl C compiler.
+    Kernels,
+    /// `lab`: also nginx, haproxy, wrk and iproute2.
+    Lab,
+    /// `bench`: also the lab's packages, bpftrace and the syscall storm's tools.
+    Bench,
+    /// `cluster`: also Go, containerd, etcd, podman and Debian's kubernetes sources.
+    Cluster,
+    /// `test`: everything, the Python tools included.
+    Test,
+}
+
+impl Purpose {
+    /// "build", "test", ... for messages.
+    pub fn doing(self) -> &'static str {
+        match self {
+            Purpose::Build => "build and run",
+            Purpose::Dist => "dist",
+            Purpose::Kernels => "run the kernel matrix",
+            Purpose::Lab => "run the lab",
+            Purpose::Bench => "bench",
+            Purpose::Cluster => "run a cluster",
+            Purpose::Test => "test",
+        }
+    }
+}
+
+pub fn run(ws: &Workspace, purpose: Purpose) -> Result<()> {
     let nightly = step("nightly toolchain", || toolchain::nightly(ws))?;
     step("rust components", || toolchain::components(ws, &nightly))?;
     step("bpf-linker", || bpf_linker::ensure(ws, &nightly))?;
-    step("debian sources", deb_src::ensure)?;
-    step("debian packages", packages::ensure)?;
-    step("python tools", || python::ensure(ws))?;
+    if matches!(purpose, Purpose::Cluster | Purpose::Test) {
+        step("debian sources", deb_src::ensure)?;
+    }
+    step("debian packages", || packages::ensure(purpose))?;
+    if purpose == Purpose::Test {
+        step("python tools", || python::ensure(ws))?;
+    }
     Ok(())
 }
 
