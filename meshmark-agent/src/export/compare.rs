@@ -58,12 +58,16 @@ pub struct Summary {
     pub processes: usize,
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct RoleTotals {
     pub processes: u64,
     pub cpu_ns: u64,
     pub net_bytes: u64,
     pub syscalls: u64,
+    /// The registry's later measures (`read_bytes`, `write_bytes`), as the profile's `sums`
+    /// has them: only those not zero.
+    #[serde(flatten)]
+    pub more: BTreeMap<String, u64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -150,6 +154,7 @@ fn summarize(p: &Labeled) -> Summary {
                         cpu_ns: sums.cpu_ns,
                         net_bytes: sums.net_bytes,
                         syscalls: sums.syscalls.count,
+                        more: sums.more.clone(),
                     },
                 )
             })
