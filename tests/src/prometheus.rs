@@ -22,7 +22,6 @@ impl Prometheus {
     /// Starts Prometheus in `dir` (configuration, storage and log there) with `scrape_configs`,
     /// the YAML list under that key; every job scrapes and evaluates each second.
     pub fn start(dir: &Path, scrape_configs: &str) -> Prometheus {
-        let address: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let config = dir.join("prometheus.yml");
         std::fs::write(
             &config,
@@ -32,6 +31,13 @@ impl Prometheus {
             ),
         )
         .unwrap();
+        Prometheus::start_with_config(dir, &config)
+    }
+
+    /// Starts Prometheus with a whole configuration file the test wrote (storage and log in
+    /// `dir`), on a free loopback port.
+    pub fn start_with_config(dir: &Path, config: &Path) -> Prometheus {
+        let address: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let daemon = Daemon::spawn(
             "prometheus",
             Command::new("prometheus")

@@ -25,9 +25,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use deploy_support::{deploy, repo, require_venv, yaml_documents};
-use meshmark_tests::daemon::{Daemon, TempDir};
+use meshmark_tests::daemon::TempDir;
 use meshmark_tests::exposition;
-use meshmark_tests::http::{free_port, get};
+use meshmark_tests::http::get;
+use meshmark_tests::prometheus::Prometheus;
 use serde_json::{json, Value};
 
 const HTTP_TIMEOUT: Duration = Duration::from_secs(5);
@@ -500,7 +501,6 @@ fn prometheus_records_the_cluster_score(node: &Node, dir: &Path) {
     }
     eprintln!("check Prometheus: the Service's endpoints {targets:?}");
     assert_eq!(targets.len(), 1, "one agent, one endpoint");
-    let port = free_port();
     let config = dir.join("prometheus.yml");
     std::fs::write(
         &config,
@@ -527,23 +527,13 @@ fn prometheus_records_the_cluster_score(node: &Node, dir: &Path) {
         "promtool check config: {}",
         text(&check)
     );
-    let address: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let mut prometheus = Daemon::spawn(
-        "prometheus",
-        Command::new("prometheus")
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.join("tsdb").display()
-            ))
-            .arg(format!("--web.listen-address={address}")),
-        &dir.join("prometheus.log"),
-    );
+    let mut prometheus = Prometheus::start_with_config(dir, &config);
+    let address = prometheus.address;
     let recorded = until(
         "cluster:meshmark_score:app_cpu_weighted in Prometheus",
         READY_LIMIT,
         || {
-            prometheus.assert_running();
+            prometheus.daemon.assert_running();
             // NaN (0/0) until the agent's CPU counters have moved between two scrapes: they
             // advance once per window.
             query(address, "cluster:meshmark_score:app_cpu_weighted", None)
@@ -581,7 +571,10 @@ fn prometheus_records_the_cluster_score(node: &Node, dir: &Path) {
     eprintln!("check Prometheus: proxy CPU per app CPU {proxy:?}");
     assert!(proxy.is_some(), "the proxy-per-app recording has a value");
     assert!(
-        prometheus.terminate(Duration::from_secs(10)).is_some(),
+        prometheus
+            .daemon
+            .terminate(Duration::from_secs(10))
+            .is_some(),
         "Prometheus stops"
     );
 }

@@ -17,7 +17,7 @@ use serde_json::Value;
 const READY_LIMIT: Duration = Duration::from_secs(60);
 /// Prometheus starts, scrapes and ingests within seconds; generous too.
 const QUERY_LIMIT: Duration = Duration::from_secs(60);
-/// What issue 7 allows from SIGTERM to exit.
+/// How long `run` may take from SIGTERM to exit: the README promises 2 seconds.
 const EXIT_LIMIT: Duration = Duration::from_secs(2);
 /// The kernel frees a program shortly after its last file descriptor closes (the release is
 /// deferred); bpftool may list it for some milliseconds after the agent exits.

@@ -57,7 +57,7 @@ struct Profile {
     processes: Vec<Process>,
     #[serde(default)]
     dropped: BTreeMap<String, u64>,
-    /// Absent from agents older than issue 8.
+    /// Absent from profiles of agents that did not yet report their hooks.
     hooks: Option<serde_json::Value>,
     /// Present when signals were observed for part of the window (`run`'s duty cycle).
     sampled: Option<Sampled>,

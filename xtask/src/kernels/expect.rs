@@ -1,7 +1,7 @@
 //! The matrix itself, in one table: which Debian kernel series boot on which architecture, how
 //! their packages are named, and, for each profile window the guest runs, the `--hook` it forces
 //! and the hook the agent must then report for each signal. The hooks follow from what each
-//! kernel's BTF has (see issue 8), never from the version number: 6.1 lacks the
+//! kernel's BTF has (docs/how-it-measures.md, kernel support), never from the version number: 6.1 lacks the
 //! `sock_send_length`/`sock_recv_length` tracepoints (6.3+), so socket bytes come from fexit;
 //! all have the four-argument `sched_switch` (5.18+) and none has `group_dead` in
 //! `sched_process_exit` (6.16+). Debian's arm64 6.1 lists fexit's functions but refuses fexit at
