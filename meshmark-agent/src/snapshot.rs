@@ -260,6 +260,19 @@ pub struct RequestStats {
     /// Nanoseconds of those turns.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub multiplexed_ns: u64,
+    /// Of the exact turns, those on connections from outside the process's network namespace:
+    /// in a pod, the requests that entered it (a sidecar's inbound traffic). Left out when none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inbound: Option<InboundTurns>,
+}
+
+/// Exact turns on connections whose peer is outside the network namespace.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InboundTurns {
+    pub count: u64,
+    pub total_ns: u64,
+    /// Non-empty log2 buckets of their times, in increasing order.
+    pub latency_log2_ns: Vec<LatencyBucket>,
 }
 
 impl RequestStats {
@@ -274,6 +287,11 @@ impl RequestStats {
             latency_log2_ns: SyscallStats::buckets_from_hist(&c.request_hist),
             multiplexed_turns: c.mux_requests,
             multiplexed_ns: c.mux_request_ns,
+            inbound: (c.inbound_requests != 0).then(|| InboundTurns {
+                count: c.inbound_requests,
+                total_ns: c.inbound_request_ns,
+                latency_log2_ns: SyscallStats::buckets_from_hist(&c.inbound_request_hist),
+            }),
         })
     }
 }

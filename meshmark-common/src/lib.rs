@@ -124,18 +124,25 @@ pub struct ThreadCounters {
     /// so these are approximate and kept apart.
     pub mux_requests: u64,
     pub mux_request_ns: u64,
+    /// Of `requests`, the turns on connections from outside the network namespace (a pod's
+    /// inbound requests), and their nanoseconds.
+    pub inbound_requests: u64,
+    pub inbound_request_ns: u64,
     /// Latency histogram of the timed syscalls, see [`HIST_BUCKETS`].
     pub syscall_hist: [u64; HIST_BUCKETS],
     /// Time histogram of the turns counted in `requests`.
     pub request_hist: [u64; HIST_BUCKETS],
+    /// Time histogram of the turns counted in `inbound_requests`.
+    pub inbound_request_hist: [u64; HIST_BUCKETS],
 }
 
 /// Number of `u64` words in [`ThreadCounters`].
 pub const COUNTER_WORDS: usize =
-    6 + NET_KINDS * 2 + DISK_IO_WORDS + REQUEST_WORDS + 2 * HIST_BUCKETS;
+    6 + NET_KINDS * 2 + DISK_IO_WORDS + REQUEST_WORDS + 3 * HIST_BUCKETS;
 
-/// Words of request-turn sums: `requests`, `request_ns`, `mux_requests`, `mux_request_ns`.
-pub const REQUEST_WORDS: usize = 4;
+/// Words of request-turn sums: `requests`, `request_ns`, `mux_requests`, `mux_request_ns`,
+/// `inbound_requests`, `inbound_request_ns`.
+pub const REQUEST_WORDS: usize = 6;
 const _: () = assert!(core::mem::size_of::<ThreadCounters>() == COUNTER_WORDS * 8);
 
 /// Words of task I/O accounting the kernel side copies in one read: `read_bytes`,
@@ -171,7 +178,7 @@ const fn field(name: &'static str, first_word: usize, words: usize) -> CounterFi
 }
 
 /// Every field of [`ThreadCounters`], in layout order (a test checks them against the struct).
-pub const COUNTER_FIELDS: [CounterField; 16] = [
+pub const COUNTER_FIELDS: [CounterField; 19] = [
     field("cpu_ns", 0, 1),
     field("switches", 1, 1),
     field("runq_wait_ns", 2, 1),
@@ -186,6 +193,8 @@ pub const COUNTER_FIELDS: [CounterField; 16] = [
     field("request_ns", 7 + NET_KINDS * 2 + DISK_IO_WORDS, 1),
     field("mux_requests", 8 + NET_KINDS * 2 + DISK_IO_WORDS, 1),
     field("mux_request_ns", 9 + NET_KINDS * 2 + DISK_IO_WORDS, 1),
+    field("inbound_requests", 10 + NET_KINDS * 2 + DISK_IO_WORDS, 1),
+    field("inbound_request_ns", 11 + NET_KINDS * 2 + DISK_IO_WORDS, 1),
     CounterField {
         name: "syscall_hist",
         first_word: 6 + NET_KINDS * 2 + DISK_IO_WORDS + REQUEST_WORDS,
@@ -195,6 +204,12 @@ pub const COUNTER_FIELDS: [CounterField; 16] = [
     CounterField {
         name: "request_hist",
         first_word: 6 + NET_KINDS * 2 + DISK_IO_WORDS + REQUEST_WORDS + HIST_BUCKETS,
+        words: HIST_BUCKETS,
+        kind: CounterKind::Histogram,
+    },
+    CounterField {
+        name: "inbound_request_hist",
+        first_word: 6 + NET_KINDS * 2 + DISK_IO_WORDS + REQUEST_WORDS + 2 * HIST_BUCKETS,
         words: HIST_BUCKETS,
         kind: CounterKind::Histogram,
     },
@@ -514,8 +529,11 @@ mod tests {
             offset_of!(ThreadCounters, request_ns),
             offset_of!(ThreadCounters, mux_requests),
             offset_of!(ThreadCounters, mux_request_ns),
+            offset_of!(ThreadCounters, inbound_requests),
+            offset_of!(ThreadCounters, inbound_request_ns),
             offset_of!(ThreadCounters, syscall_hist),
             offset_of!(ThreadCounters, request_hist),
+            offset_of!(ThreadCounters, inbound_request_hist),
         ];
         let mut next = 0;
         for (field, offset) in COUNTER_FIELDS.iter().zip(offsets) {
@@ -541,7 +559,7 @@ mod tests {
         use core::mem::size_of;
         assert_eq!(
             size_of::<ThreadCounters>(),
-            8 * (6 + 6 + 3 + 4 + 2 * HIST_BUCKETS)
+            8 * (6 + 6 + 3 + 6 + 3 * HIST_BUCKETS)
         );
         assert_eq!(size_of::<ThreadSlot>(), 80 + size_of::<ThreadCounters>());
         assert_eq!(size_of::<SlotFlush>(), 24 + size_of::<ThreadCounters>());

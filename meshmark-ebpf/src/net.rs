@@ -252,7 +252,7 @@ fn peer_or_local<const N: usize>(sk: *const u8, peer: u32, local: u32) -> Option
 
 /// `::1`, or an IPv4 loopback address mapped into IPv6 (`::ffff:127.x.y.z`).
 #[inline(always)]
-fn v6_loopback(addr: [u8; 16]) -> bool {
+pub(crate) fn v6_loopback(addr: [u8; 16]) -> bool {
     let zero_prefix = addr[..10] == [0; 10];
     let v6_loopback = zero_prefix && addr[10..15] == [0; 5] && addr[15] == 1;
     let v4_mapped_loopback = zero_prefix && addr[10] == 0xff && addr[11] == 0xff && addr[12] == 127;

@@ -13,6 +13,13 @@
 //! The data side is the socket byte hooks (`net::record`, whatever hook feeds it): every
 //! alternative there feeds `turn` alike.
 //!
+//! Inbound turns: a connection whose peer came from outside the network namespace (neither its
+//! peer nor its local address is loopback, and they differ) is marked at the handshake, and
+//! its exact turns are also counted as `inbound_requests`, `inbound_request_ns` and their
+//! histogram. In a pod that is what a sidecar receives from other pods and nodes; what the
+//! application sends it to carry out (redirected to a loopback listener) and what it passes on
+//! to the application (to loopback or the pod's own address) is not inbound.
+//!
 //! Multiplexed connections (HTTP/2, gRPC): bytes received while the previous response is still
 //! queued for sending (`sk_wmem_queued` > 0; in a request/response exchange the client's next
 //! request acknowledges the whole response) mark the connection multiplexed for good; its turns
@@ -34,11 +41,14 @@ use aya_ebpf::{
     maps::HashMap,
     programs::BtfTracePointContext,
 };
-use meshmark_common::{counter, hist_bucket, Direction, DEFAULT_CONNECTIONS, HIST_BUCKETS};
+use meshmark_common::{
+    counter, hist_bucket, Direction, AF_INET, AF_INET6, DEFAULT_CONNECTIONS, HIST_BUCKETS,
+};
 
 use crate::{
     kernel::read_field,
     maps::{bump, offsets, sampled_attached_at, sampled_detached},
+    net::v6_loopback,
     slots::{own_slot, slot_of},
 };
 
@@ -53,6 +63,8 @@ const TCP_LAST_ACK: i32 = 9;
 const MULTIPLEXED: u64 = 1;
 /// The current turn was counted in `requests` (not `mux_requests`) at its first byte sent.
 const COUNTED_EXACT: u64 = 2;
+/// The peer is outside the network namespace: exact turns are also counted as inbound.
+const INBOUND: u64 = 4;
 
 /// State of one accepted connection.
 #[derive(Clone, Copy)]
@@ -83,7 +95,11 @@ pub fn inet_sock_set_state(ctx: BtfTracePointContext) -> i32 {
             turn_start_ns: 0,
             last_sent_ns: 0,
             tid: 0,
-            flags: 0,
+            flags: if from_outside(sk as *const u8) {
+                INBOUND
+            } else {
+                0
+            },
         };
         // BPF_ANY: an entry left at this address (a socket freed without a close seen) is
         // stale by now, and overwriting it starts the new connection clean.
@@ -166,6 +182,10 @@ pub fn turn(sk: *const u8, dir: Direction) {
                     },
                     took,
                 );
+                if !multiplexed && conn.flags & INBOUND != 0 {
+                    add(&mut c.inbound_requests, 1);
+                    add(&mut c.inbound_request_ns, took);
+                }
             } else {
                 let more = now.saturating_sub(conn.last_sent_ns);
                 add(
@@ -176,6 +196,9 @@ pub fn turn(sk: *const u8, dir: Direction) {
                     },
                     more,
                 );
+                if !multiplexed && conn.flags & INBOUND != 0 {
+                    add(&mut c.inbound_request_ns, more);
+                }
             }
             conn.last_sent_ns = now;
         }
@@ -213,20 +236,64 @@ fn finish(conn: &Connection) {
     if conn.flags & COUNTED_EXACT == 0 {
         return;
     }
+    let inbound = conn.flags & INBOUND != 0;
     if conn.flags & MULTIPLEXED != 0 {
         // Wrapping adds of the negation: the counters only ever hold what was added before.
         add(&mut c.requests, u64::MAX);
         add(&mut c.request_ns, took.wrapping_neg());
+        if inbound {
+            add(&mut c.inbound_requests, u64::MAX);
+            add(&mut c.inbound_request_ns, took.wrapping_neg());
+        }
         add(&mut c.mux_requests, 1);
         add(&mut c.mux_request_ns, took);
         return;
     }
-    if let Some(bucket) = c
-        .request_hist
-        .get_mut(hist_bucket(took) & (HIST_BUCKETS - 1))
-    {
-        add(bucket, 1);
+    let bucket = hist_bucket(took) & (HIST_BUCKETS - 1);
+    if let Some(count) = c.request_hist.get_mut(bucket) {
+        add(count, 1);
     }
+    if inbound {
+        if let Some(count) = c.inbound_request_hist.get_mut(bucket) {
+            add(count, 1);
+        }
+    }
+}
+
+/// Whether the peer of the accepted `sk` is outside its network namespace: neither address is
+/// loopback and they differ (a connection to the namespace's own address stays inside it).
+/// Unknown addresses (a failed read, counted) are taken as inside: no turn is called inbound on
+/// a guess.
+#[inline(always)]
+fn from_outside(sk: *const u8) -> bool {
+    let off = offsets();
+    let Some(family) = read_field::<u16>(sk, off.sk_family) else {
+        bump(counter::SOCK_READ_FAILED);
+        return false;
+    };
+    let outside = match family {
+        AF_INET => match (
+            read_field::<[u8; 4]>(sk, off.sk_daddr),
+            read_field::<[u8; 4]>(sk, off.sk_rcv_saddr),
+        ) {
+            (Some(peer), Some(local)) => Some(peer[0] != 127 && local[0] != 127 && peer != local),
+            _ => None,
+        },
+        AF_INET6 => match (
+            read_field::<[u8; 16]>(sk, off.sk_v6_daddr),
+            read_field::<[u8; 16]>(sk, off.sk_v6_rcv_saddr),
+        ) {
+            (Some(peer), Some(local)) => {
+                Some(!v6_loopback(peer) && !v6_loopback(local) && peer != local)
+            }
+            _ => None,
+        },
+        _ => Some(false),
+    };
+    outside.unwrap_or_else(|| {
+        bump(counter::SOCK_READ_FAILED);
+        false
+    })
 }
 
 #[inline(always)]

@@ -4,7 +4,9 @@
 
 use meshmark_agent::snapshot::Snapshot;
 use meshmark_tests::check::{assert_between, assert_exact};
+use meshmark_tests::gate::require_bpf;
 use meshmark_tests::lookup::process;
+use meshmark_tests::netns::{NetnsPair, ADDR_A};
 use meshmark_tests::truth::HttpRequests;
 use meshmark_tests::window::ProfiledWindow;
 use meshmark_tests::workload;
@@ -21,7 +23,20 @@ fn served(args: &str) -> Option<(HttpRequests, Snapshot)> {
     Some((truth, window.end()))
 }
 
+/// Where the test's client connects from, which says whether its turns are inbound.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Peer {
+    /// Loopback, or the server's own namespace: no turn is inbound.
+    Inside,
+    /// Another network namespace: every turn is inbound.
+    Outside,
+}
+
 fn keep_alive_turns_are_exact(args: &str) {
+    keep_alive_turns_from(args, Peer::Inside);
+}
+
+fn keep_alive_turns_from(args: &str, peer: Peer) {
     let Some((truth, snapshot)) = served(args) else {
         return;
     };
@@ -67,6 +82,30 @@ fn keep_alive_turns_are_exact(args: &str) {
         .filter(|(name, _)| name.starts_with("request_"))
         .collect();
     assert!(lost.is_empty(), "{args}: request losses {lost:?}");
+
+    match (peer, &requests.inbound) {
+        (Peer::Inside, None) => {}
+        (Peer::Inside, Some(inbound)) => {
+            panic!("{args}: turns from inside taken as inbound: {inbound:?}")
+        }
+        (Peer::Outside, None) => panic!("{args}: no inbound turns from another namespace"),
+        (Peer::Outside, Some(inbound)) => {
+            assert_exact(
+                &format!("{args}: inbound turns"),
+                inbound.count,
+                truth.requests,
+            );
+            assert_exact(
+                &format!("{args}: inbound ns"),
+                inbound.total_ns,
+                requests.total_ns,
+            );
+            assert_eq!(
+                inbound.latency_log2_ns, requests.latency_log2_ns,
+                "{args}: the inbound histogram is the whole one"
+            );
+        }
+    }
 }
 
 #[test]
@@ -77,6 +116,40 @@ fn keep_alive_requests_over_ipv4_are_exact() {
 #[test]
 fn keep_alive_requests_over_ipv6_are_exact() {
     keep_alive_turns_are_exact("--connections 2 --requests 20 --sleep-ms 20 --ipv6");
+}
+
+/// Served across a veth pair to a client in another network namespace: every turn is inbound.
+#[test]
+fn turns_from_another_namespace_are_inbound() {
+    if !require_bpf() {
+        return;
+    }
+    let pair = NetnsPair::create();
+    keep_alive_turns_from(
+        &format!(
+            "--connections 2 --requests 20 --sleep-ms 20 --edge-cases --addr {ADDR_A} \
+             --server-netns {} --client-netns {}",
+            pair.a, pair.b
+        ),
+        Peer::Outside,
+    );
+}
+
+/// To the namespace's own address from inside it (a pod calling its own IP): not inbound.
+#[test]
+fn turns_to_the_own_address_from_inside_are_not_inbound() {
+    if !require_bpf() {
+        return;
+    }
+    let pair = NetnsPair::create();
+    keep_alive_turns_from(
+        &format!(
+            "--connections 2 --requests 20 --sleep-ms 20 --addr {ADDR_A} \
+             --server-netns {} --client-netns {}",
+            pair.a, pair.a
+        ),
+        Peer::Inside,
+    );
 }
 
 /// A connection that sends nothing, one closed halfway through a request and one reset right

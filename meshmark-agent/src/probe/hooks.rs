@@ -158,7 +158,10 @@ pub const PROFILER: &[Signal] = &[
             "request_ns",
             "mux_requests",
             "mux_request_ns",
+            "inbound_requests",
+            "inbound_request_ns",
             "request_hist",
+            "inbound_request_hist",
         ],
         duty_cycled: true,
         alternatives: &[

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 
-use super::{emit, WAIT_LIMIT};
+use super::{emit, sock, WAIT_LIMIT};
 use crate::truth::HttpRequests;
 
 #[derive(Debug, clap::Args)]
@@ -31,14 +31,36 @@ pub struct Spec {
     /// Listen on IPv6 loopback instead of IPv4.
     #[arg(long)]
     pub ipv6: bool,
+    /// Listen on this address instead of loopback (one of `--server-netns`'s).
+    #[arg(long)]
+    pub addr: Option<String>,
+    /// Network namespace (from `ip netns add`) the server listens in.
+    #[arg(long)]
+    pub server_netns: Option<String>,
+    /// Network namespace the client connects from.
+    #[arg(long)]
+    pub client_netns: Option<String>,
 }
 
 const REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: meshmark\r\n\r\n";
 const RESPONSE: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
 
 pub fn run(spec: &Spec) -> Result<()> {
-    let listener = TcpListener::bind(if spec.ipv6 { "[::1]:0" } else { "127.0.0.1:0" })
-        .context("binding the test server")?;
+    let ip = match (&spec.addr, spec.ipv6) {
+        (Some(addr), _) => addr.as_str(),
+        (None, true) => "::1",
+        (None, false) => "127.0.0.1",
+    };
+    let ip: std::net::IpAddr = ip.parse().context("--addr")?;
+    let bind = || TcpListener::bind((ip, 0)).context("binding the test server");
+    // A socket stays in the namespace it was made in, whichever thread then uses it.
+    let listener = match &spec.server_netns {
+        Some(ns) => sock::in_netns(ns, bind)??,
+        None => bind()?,
+    };
+    if let Some(ns) = &spec.client_netns {
+        sock::enter_netns(ns)?;
+    }
     let address = listener.local_addr()?;
     let sleep = Duration::from_millis(spec.sleep_ms);
     let server = std::thread::spawn(move || -> Result<()> {
