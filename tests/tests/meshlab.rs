@@ -51,21 +51,50 @@ fn check_roles(run: &LabRun, pids: &[u32], role: &str, rule: &str, uid: &str) {
     }
 }
 
-/// The request turns of the pod's application processes equal nginx's own count, exactly.
+/// The two `stub_status` reads that bound `PodTruth::app_requests`, made from inside the pod:
+/// nginx counts them, and no turn of them is inbound.
+const STATUS_READS: u64 = 2;
+
+/// The request turns of the pod's application processes equal nginx's own count, exactly; the
+/// requests that entered the pod (wrk's, from its own namespace) are inbound turns of the
+/// sidecar with the mesh and of nginx without, and of nothing else.
 fn check_requests(run: &LabRun, truth: &PodTruth) {
-    let counted: u64 = processes(run)
-        .iter()
-        .filter(|p| {
-            p["pid"]
-                .as_u64()
-                .is_some_and(|pid| truth.app_pids.contains(&(pid as u32)))
-        })
-        .map(|p| p["requests"]["count"].as_u64().unwrap_or(0))
-        .sum();
+    let sum = |pids: &[u32], field: &str| -> u64 {
+        processes(run)
+            .iter()
+            .filter(|p| {
+                p["pid"]
+                    .as_u64()
+                    .is_some_and(|pid| pids.contains(&(pid as u32)))
+            })
+            .map(|p| {
+                p["requests"]
+                    .pointer(field)
+                    .and_then(Value::as_u64)
+                    .unwrap_or(0)
+            })
+            .sum()
+    };
+    let name = run.mesh.name();
     meshmark_tests::check::assert_exact(
-        &format!("{}: app requests vs nginx stub_status", run.mesh.name()),
-        counted,
+        &format!("{name}: app requests vs nginx stub_status"),
+        sum(&truth.app_pids, "/count"),
         truth.app_requests,
+    );
+    let entered = truth.app_requests - STATUS_READS;
+    let (app_inbound, proxy_inbound) = match run.mesh {
+        Mesh::On => (0, entered),
+        Mesh::Off => (entered, 0),
+    };
+    meshmark_tests::check::assert_exact(
+        &format!("{name}: app inbound requests"),
+        sum(&truth.app_pids, "/inbound/count"),
+        app_inbound,
+    );
+    meshmark_tests::check::assert_exact(
+        &format!("{name}: sidecar inbound requests"),
+        sum(&truth.proxy_pids, "/inbound/count"),
+        proxy_inbound,
     );
 }
 
