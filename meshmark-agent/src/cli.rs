@@ -416,6 +416,12 @@ pub struct KernelArgs {
           default_value_t = meshmark_common::DEFAULT_EVENT_RING_BYTES,
           value_parser = clap::value_parser!(u32).range(RING_BYTES_RANGE))]
     pub ring_bytes: u32,
+    /// Accepted TCP connections whose request turns are measured at once, 1 to 4194304 (about
+    /// 64 bytes of kernel memory each). Raise it if `dropped` shows request_conns_full.
+    #[arg(long, env = "MESHMARK_CONNECTIONS", value_name = "N",
+          default_value_t = meshmark_common::DEFAULT_CONNECTIONS,
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(meshmark_common::MAX_CONNECTIONS)))]
+    pub connections: u32,
     /// Time one syscall in N per thread instead of every one: two clock reads per timed
     /// syscall are most of meshmark's cost on syscall-heavy nodes. Counts stay exact; time
     /// inside syscalls is scaled from the timed ones (see docs/how-it-measures.md).
@@ -433,6 +439,7 @@ impl KernelArgs {
         ProbeOptions {
             thread_slots: self.thread_slots,
             ring_bytes: self.ring_bytes,
+            connections: self.connections,
             syscall_sample_every: self.syscall_sample,
             hook_override: self.hook,
         }

@@ -36,6 +36,8 @@ pub const DEFAULT_EVENT_RING_BYTES: u32 = 1 << 20;
 /// memory with the map's own overhead). A connection accepted beyond it is counted under
 /// [`counter::REQUEST_CONNS_FULL`] and its turns are not measured.
 pub const DEFAULT_CONNECTIONS: u32 = 65_536;
+/// The largest `--connections` (about 256 MiB of kernel memory).
+pub const MAX_CONNECTIONS: u32 = 1 << 22;
 
 /// `TASK_DEAD` from `include/linux/sched.h`: the state of a thread at its very last switch-out.
 pub const TASK_DEAD: u32 = 0x80;

@@ -218,3 +218,51 @@ fn turns_that_straddle_a_detach_or_attach_are_not_timed_wrong() {
     assert!(seen < truth.requests, "some turns fell in the gaps");
     assert!(wrong.is_empty(), "turns timed across a gap: {wrong:?}");
 }
+
+/// With room for one connection (`--connections 1`), three held open at once: the first is
+/// measured, the other two are counted as refused and add no turn.
+#[test]
+fn connections_beyond_the_bound_are_counted_not_measured() {
+    use std::io::{Read as _, Write as _};
+    use std::net::{TcpListener, TcpStream};
+    let options = meshmark_agent::ProfilerOptions {
+        probe: meshmark_agent::probe::ProbeOptions {
+            connections: 1,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let Some(window) = ProfiledWindow::start_with(&options) else {
+        return;
+    };
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    let clients: Vec<TcpStream> = (0..3)
+        .map(|_| TcpStream::connect(address).unwrap())
+        .collect();
+    let accepted: Vec<TcpStream> = (0..3).map(|_| listener.accept().unwrap().0).collect();
+    for (mut client, mut server) in clients.into_iter().zip(accepted) {
+        let mut byte = [0u8; 1];
+        client.write_all(b"q").unwrap();
+        server.read_exact(&mut byte).unwrap();
+        server.write_all(b"a").unwrap();
+        client.read_exact(&mut byte).unwrap();
+    }
+    let snapshot = window.end();
+    let own = process(&snapshot, std::process::id());
+    assert_exact(
+        "turns with room for one connection",
+        own.requests.as_ref().map_or(0, |r| r.count),
+        1,
+    );
+    let refused = snapshot
+        .dropped
+        .get("request_conns_full")
+        .copied()
+        .unwrap_or(0);
+    assert!(
+        refused >= 2,
+        "two connections found no room, {refused} counted: {:?}",
+        snapshot.dropped
+    );
+}

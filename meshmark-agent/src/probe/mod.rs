@@ -18,7 +18,10 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use hooks::{has_point, Alternative, ChosenHooks, HookOverride, HookPoint, Program, Signal};
-use meshmark_common::{DEFAULT_EVENT_RING_BYTES, DEFAULT_THREAD_SLOTS, PID_MAX_LIMIT};
+use meshmark_common::{
+    DEFAULT_CONNECTIONS, DEFAULT_EVENT_RING_BYTES, DEFAULT_THREAD_SLOTS, MAX_CONNECTIONS,
+    PID_MAX_LIMIT,
+};
 
 pub use preflight::PreflightError;
 
@@ -32,6 +35,9 @@ pub struct ProbeOptions {
     pub thread_slots: u32,
     /// Bytes of the event ring buffer; rounded up to a power of two of at least a page.
     pub ring_bytes: u32,
+    /// Accepted TCP connections whose request turns are measured at once, 1 to
+    /// [`MAX_CONNECTIONS`].
+    pub connections: u32,
     /// Time one syscall in this many per thread; 1 times every syscall. Counts stay exact.
     pub syscall_sample_every: u32,
     /// A signal forced to one of its hooks instead of the best the kernel has.
@@ -43,6 +49,7 @@ impl Default for ProbeOptions {
         Self {
             thread_slots: DEFAULT_THREAD_SLOTS,
             ring_bytes: DEFAULT_EVENT_RING_BYTES,
+            connections: DEFAULT_CONNECTIONS,
             syscall_sample_every: 1,
             hook_override: None,
         }
@@ -112,6 +119,12 @@ impl Probe {
                 "{thread_slots} thread slots: the tracked-thread bound must be 1 to {PID_MAX_LIMIT}"
             );
         }
+        let connections = options.connections;
+        if !(1..=MAX_CONNECTIONS).contains(&connections) {
+            anyhow::bail!(
+                "{connections} connections: the measured-connection bound must be 1 to {MAX_CONNECTIONS}"
+            );
+        }
         let (btf, usable) = preflight::check(set.signals())?;
         let usable = hooks::apply_override(usable, options.hook_override)
             .map_err(PreflightError::HookUnavailable)?;
@@ -134,6 +147,7 @@ impl Probe {
             .map_max_entries(names::FREE_SLOTS, thread_slots)
             .map_max_entries(names::TID_SLOT, tid_space)
             .map_max_entries(names::EVENTS, ring_bytes)
+            .map_max_entries(names::CONNECTIONS, connections)
             .override_global(names::OFFSETS, &offsets, true)
             .override_global(names::SYSCALL_SAMPLE_EVERY, &syscall_sample_every, true)
             .load(OBJECT)
