@@ -193,10 +193,12 @@ fn record(sk: *const u8, ret: i32, flags: i32, dir: Direction) {
     let Some((kind, inet)) = peer_kind(sk) else {
         return;
     };
+    // One slot lookup for both: the bytes and the turn logic run on every socket call.
+    let mut own = own_slot();
     if inet {
-        crate::requests::turn(sk, dir);
+        crate::requests::turn(sk, dir, own.as_mut());
     }
-    if let Some(found) = own_slot() {
+    if let Some(found) = own {
         // `get_mut`, not indexing: a bounds-check panic path is a call the verifier rejects.
         if let Some(bytes) = found.slot.counters.net_bytes.get_mut(net_index(kind, dir)) {
             *bytes += ret as u64;

@@ -49,7 +49,7 @@ use crate::{
     kernel::read_field,
     maps::{bump, offsets, sampled_attached_at, sampled_detached},
     net::v6_loopback,
-    slots::{own_slot, slot_of},
+    slots::{slot_of, Slot},
 };
 
 /// `include/net/tcp_states.h`.
@@ -127,20 +127,20 @@ pub fn inet_sock_set_state(ctx: BtfTracePointContext) -> i32 {
     0
 }
 
-/// Bytes moved on `sk` by the current thread (positive returns only; called by `net::record`
-/// for IPv4 and IPv6 sockets).
+/// Bytes moved on `sk` by the current thread, whose slot is `own` (positive returns only;
+/// called by `net::record` for IPv4 and IPv6 sockets).
 ///
 /// A turn is counted, and its time added, as its response goes out, not when it ends: a
 /// connection left idle after its last response (a proxy's pooled upstream connection) ends
 /// its turn only at the next request or the close, maybe windows later. The histogram, which
 /// needs the whole turn, is filled when the turn ends.
 #[inline(always)]
-pub fn turn(sk: *const u8, dir: Direction) {
+pub fn turn(sk: *const u8, dir: Direction, own: Option<&mut Slot>) {
     let Some(conn) = CONNECTIONS.get_ptr_mut(sk as u64) else {
         return;
     };
     let conn = unsafe { &mut *conn };
-    let now = unsafe { bpf_ktime_get_ns() };
+    // The clock is read only where a turn starts, grows or ends: not for the middle of a request.
     match dir {
         Direction::Tx => {
             // Bytes sent before any request (a server greeting) belong to no turn.
@@ -154,9 +154,10 @@ pub fn turn(sk: *const u8, dir: Direction) {
                 conn.last_sent_ns = 0;
                 return;
             }
-            let Some(found) = own_slot() else {
+            let Some(found) = own else {
                 return;
             };
+            let now = unsafe { bpf_ktime_get_ns() };
             let c = &mut found.slot.counters;
             let multiplexed = conn.flags & MULTIPLEXED != 0;
             if conn.last_sent_ns == 0 {
@@ -207,6 +208,7 @@ pub fn turn(sk: *const u8, dir: Direction) {
                 // More of the same request.
                 return;
             }
+            let now = unsafe { bpf_ktime_get_ns() };
             if conn.last_sent_ns != 0 {
                 if still_sending(sk) {
                     conn.flags |= MULTIPLEXED;
