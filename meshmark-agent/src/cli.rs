@@ -432,6 +432,17 @@ pub struct KernelArgs {
     /// `socket_bytes=fexit` (hooks per signal: docs/how-it-measures.md).
     #[arg(long, env = "MESHMARK_HOOK", value_name = "SIGNAL=HOOK")]
     pub hook: Option<crate::probe::hooks::HookOverride>,
+    /// Hardware counters (cycles, instructions, last-level cache misses) for the `microarch`
+    /// class: `auto` opens them where the node has a PMU, `off` never; `software` counts the
+    /// cpu-clock event in their place, to test the path on a node without a PMU (its readings
+    /// are nanoseconds, not cycles).
+    #[arg(
+        long,
+        env = "MESHMARK_COUNTERS",
+        value_name = "MODE",
+        default_value = "auto"
+    )]
+    pub counters: crate::probe::counters::CounterMode,
 }
 
 impl KernelArgs {
@@ -440,6 +451,7 @@ impl KernelArgs {
             thread_slots: self.thread_slots,
             ring_bytes: self.ring_bytes,
             connections: self.connections,
+            counters: self.counters,
             syscall_sample_every: self.syscall_sample,
             hook_override: self.hook,
         }

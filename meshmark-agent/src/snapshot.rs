@@ -57,6 +57,11 @@ pub struct Snapshot {
     /// was observed throughout, as in `profile`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sampled: Option<Sampled>,
+    /// What the processes' `cycles`, `instructions` and `llc_misses` count: `hardware`, or
+    /// `software` (the cpu-clock event in their place, nanoseconds: a test of the path, never a
+    /// score). Absent where no counters were open.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counters: Option<CounterSource>,
 }
 
 /// What `sampled` in a snapshot records.
@@ -153,12 +158,15 @@ pub struct ProcessSample {
     /// measured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub requests: Option<RequestStats>,
-    /// Hardware counter readings of profiles written before they had a producer: read and
-    /// ignored, never written (hardware counters come back through the measure registry).
-    #[serde(default, skip_serializing)]
+    /// Hardware counters over the window (see `Snapshot::counters` for what they count):
+    /// CPU cycles, instructions retired, last-level cache misses. Absent where no counters were
+    /// open, as in profiles written before they were measured (which wrote `null`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cycles: Option<u64>,
-    #[serde(default, skip_serializing)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instructions: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub llc_misses: Option<u64>,
     /// Container id parsed from the cgroup path, for processes in a container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container_id: Option<String>,
@@ -239,6 +247,15 @@ pub struct SyscallStats {
     pub total_ns: u64,
     /// Non-empty log2 latency buckets, in increasing order.
     pub latency_log2_ns: Vec<LatencyBucket>,
+}
+
+/// What a profile's hardware counter readings count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CounterSource {
+    Hardware,
+    /// `cpu-clock` in place of every counter (`--counters software`): test readings.
+    Software,
 }
 
 /// Request turns a process ended on connections it accepted. A turn runs from the first byte

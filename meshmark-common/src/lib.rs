@@ -130,6 +130,12 @@ pub struct ThreadCounters {
     /// inbound requests), and their nanoseconds.
     pub inbound_requests: u64,
     pub inbound_request_ns: u64,
+    /// Hardware counters (or, for tests, the software event in their place) counted on the
+    /// thread's CPU while it ran, charged at each switch-out: CPU cycles, instructions retired
+    /// and last-level cache misses. Zero where the agent opened no counters.
+    pub cycles: u64,
+    pub instructions: u64,
+    pub llc_misses: u64,
     /// Latency histogram of the timed syscalls, see [`HIST_BUCKETS`].
     pub syscall_hist: [u64; HIST_BUCKETS],
     /// Time histogram of the turns counted in `requests`.
@@ -140,7 +146,11 @@ pub struct ThreadCounters {
 
 /// Number of `u64` words in [`ThreadCounters`].
 pub const COUNTER_WORDS: usize =
-    6 + NET_KINDS * 2 + DISK_IO_WORDS + REQUEST_WORDS + 3 * HIST_BUCKETS;
+    6 + NET_KINDS * 2 + DISK_IO_WORDS + REQUEST_WORDS + HW_COUNTERS + 3 * HIST_BUCKETS;
+
+/// Hardware counters per thread: `cycles`, `instructions`, `llc_misses`, in this order (the
+/// order the agent opens them in and the kernel side reads them).
+pub const HW_COUNTERS: usize = 3;
 
 /// Words of request-turn sums: `requests`, `request_ns`, `mux_requests`, `mux_request_ns`,
 /// `inbound_requests`, `inbound_request_ns`.
@@ -180,7 +190,7 @@ const fn field(name: &'static str, first_word: usize, words: usize) -> CounterFi
 }
 
 /// Every field of [`ThreadCounters`], in layout order (a test checks them against the struct).
-pub const COUNTER_FIELDS: [CounterField; 19] = [
+pub const COUNTER_FIELDS: [CounterField; 22] = [
     field("cpu_ns", 0, 1),
     field("switches", 1, 1),
     field("runq_wait_ns", 2, 1),
@@ -197,21 +207,41 @@ pub const COUNTER_FIELDS: [CounterField; 19] = [
     field("mux_request_ns", 9 + NET_KINDS * 2 + DISK_IO_WORDS, 1),
     field("inbound_requests", 10 + NET_KINDS * 2 + DISK_IO_WORDS, 1),
     field("inbound_request_ns", 11 + NET_KINDS * 2 + DISK_IO_WORDS, 1),
+    field(
+        "cycles",
+        6 + NET_KINDS * 2 + DISK_IO_WORDS + REQUEST_WORDS,
+        1,
+    ),
+    field(
+        "instructions",
+        7 + NET_KINDS * 2 + DISK_IO_WORDS + REQUEST_WORDS,
+        1,
+    ),
+    field(
+        "llc_misses",
+        8 + NET_KINDS * 2 + DISK_IO_WORDS + REQUEST_WORDS,
+        1,
+    ),
     CounterField {
         name: "syscall_hist",
-        first_word: 6 + NET_KINDS * 2 + DISK_IO_WORDS + REQUEST_WORDS,
+        first_word: 6 + NET_KINDS * 2 + DISK_IO_WORDS + REQUEST_WORDS + HW_COUNTERS,
         words: HIST_BUCKETS,
         kind: CounterKind::Histogram,
     },
     CounterField {
         name: "request_hist",
-        first_word: 6 + NET_KINDS * 2 + DISK_IO_WORDS + REQUEST_WORDS + HIST_BUCKETS,
+        first_word: 6 + NET_KINDS * 2 + DISK_IO_WORDS + REQUEST_WORDS + HW_COUNTERS + HIST_BUCKETS,
         words: HIST_BUCKETS,
         kind: CounterKind::Histogram,
     },
     CounterField {
         name: "inbound_request_hist",
-        first_word: 6 + NET_KINDS * 2 + DISK_IO_WORDS + REQUEST_WORDS + 2 * HIST_BUCKETS,
+        first_word: 6
+            + NET_KINDS * 2
+            + DISK_IO_WORDS
+            + REQUEST_WORDS
+            + HW_COUNTERS
+            + 2 * HIST_BUCKETS,
         words: HIST_BUCKETS,
         kind: CounterKind::Histogram,
     },
@@ -533,6 +563,9 @@ mod tests {
             offset_of!(ThreadCounters, mux_request_ns),
             offset_of!(ThreadCounters, inbound_requests),
             offset_of!(ThreadCounters, inbound_request_ns),
+            offset_of!(ThreadCounters, cycles),
+            offset_of!(ThreadCounters, instructions),
+            offset_of!(ThreadCounters, llc_misses),
             offset_of!(ThreadCounters, syscall_hist),
             offset_of!(ThreadCounters, request_hist),
             offset_of!(ThreadCounters, inbound_request_hist),
@@ -561,7 +594,7 @@ mod tests {
         use core::mem::size_of;
         assert_eq!(
             size_of::<ThreadCounters>(),
-            8 * (6 + 6 + 3 + 6 + 3 * HIST_BUCKETS)
+            8 * (6 + 6 + 3 + 6 + 3 + 3 * HIST_BUCKETS)
         );
         assert_eq!(size_of::<ThreadSlot>(), 80 + size_of::<ThreadCounters>());
         assert_eq!(size_of::<SlotFlush>(), 24 + size_of::<ThreadCounters>());

@@ -18,7 +18,7 @@ use aya_ebpf::{
 use meshmark_common::{counter, TASK_DEAD, TASK_RUNNING};
 
 use crate::{
-    disk,
+    counters, disk,
     kernel::read_field,
     maps::{bump, offsets, CPUS},
     runq,
@@ -62,6 +62,8 @@ fn switched(prev: *const u8, next: *const u8, prev_state: u32) -> i32 {
     let last = cpu.last_switch_ns;
     // The first switch after attach has no start: charge nothing, but still track the thread.
     let ran = if last == 0 { 0 } else { now.wrapping_sub(last) };
+    // Read at every switch, idle included: each reading starts the next stretch.
+    let hardware = counters::stretch();
 
     if bpf_get_current_pid_tgid() as u32 == 0 {
         cpu.idle_ns += ran;
@@ -102,6 +104,9 @@ fn switched(prev: *const u8, next: *const u8, prev_state: u32) -> i32 {
     }
     if let Some(io) = disk_io {
         disk::charge(found.slot, io);
+    }
+    if let Some(hardware) = hardware {
+        counters::charge(&mut found.slot.counters, hardware);
     }
     found.slot.counters.switches += 1;
     // Preempted, it waits for a CPU from now on; blocked, it will wait from its wake-up.

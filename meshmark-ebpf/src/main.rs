@@ -11,6 +11,7 @@
 #![no_main]
 
 mod bench;
+mod counters;
 mod cpu;
 mod disk;
 mod kernel;

@@ -221,6 +221,7 @@ impl Profiler {
             stats: window.stats,
             hooks: self.hooks.clone(),
             sampled,
+            counters: self._probe.counters.as_ref().map(|open| open.source),
         })
     }
 
@@ -281,6 +282,11 @@ impl Profiler {
     fn sample(&mut self, pid: u32, delta: ProcessDelta, scale: Scale) -> ProcessSample {
         let known = self.identities.get(pid);
         let exited = known.is_some_and(|k| k.exited);
+        // Counter readings only where counters are open: zero would read as "counted none".
+        let counted_by_hardware = self._probe.counters.as_ref().map(|_| {
+            let c = &delta.counters;
+            (c.cycles, c.instructions, c.llc_misses)
+        });
         let mut sample = ProcessSample {
             pid,
             comm: known.map(|k| k.comm.clone()).unwrap_or_default(),
@@ -288,6 +294,11 @@ impl Profiler {
             threads: u32::try_from(delta.threads.len()).unwrap_or(u32::MAX),
             ..counted(delta.counters, scale, self.syscall_sample_every)
         };
+        if let Some((cycles, instructions, llc_misses)) = counted_by_hardware {
+            sample.cycles = Some(cycles);
+            sample.instructions = Some(instructions);
+            sample.llc_misses = Some(llc_misses);
+        }
         if !exited {
             if let Some(comm) = inventory::comm(pid) {
                 sample.comm = comm;

@@ -111,6 +111,11 @@ pub const PROFILER: &[Signal] = &[
             "disk_read_bytes",
             "disk_write_bytes",
             "disk_cancelled_write_bytes",
+            // The CPU's perf counters, read at the same switch-out where the agent opened them
+            // (meshmark-ebpf/src/counters.rs).
+            "cycles",
+            "instructions",
+            "llc_misses",
         ],
         duty_cycled: false,
         alternatives: &[

@@ -1,6 +1,7 @@
 //! Loading and attaching the kernel programs: preflight, the hook for each signal, kernel
 //! struct offsets, map sizes. This and `collect` hold the programs and maps through aya.
 
+pub mod counters;
 pub mod hooks;
 #[cfg(test)]
 mod link_check;
@@ -42,6 +43,8 @@ pub struct ProbeOptions {
     pub syscall_sample_every: u32,
     /// A signal forced to one of its hooks instead of the best the kernel has.
     pub hook_override: Option<HookOverride>,
+    /// Hardware counters: where available, off, or a software event in their place (tests).
+    pub counters: counters::CounterMode,
 }
 
 impl Default for ProbeOptions {
@@ -52,6 +55,7 @@ impl Default for ProbeOptions {
             connections: DEFAULT_CONNECTIONS,
             syscall_sample_every: 1,
             hook_override: None,
+            counters: counters::CounterMode::Auto,
         }
     }
 }
@@ -94,6 +98,10 @@ pub struct Probe {
     pub syscall_sample_every: u32,
     /// The hook each signal uses on this kernel.
     pub hooks: ChosenHooks,
+    /// The counters open, if any; closed with the probe.
+    pub counters: Option<counters::OpenCounters>,
+    /// Why there are none, where the mode asked for them or turned them off.
+    pub counters_note: Option<String>,
 }
 
 /// One attachment of a program; dropping it detaches.
@@ -140,6 +148,13 @@ impl Probe {
         let syscall_sample_every = options.syscall_sample_every.max(1);
         let tid_space = tid_space()?;
 
+        let (counters, counters_note) = if set == ProgramSet::Profiler {
+            counters::open(options.counters)?
+        } else {
+            (None, None)
+        };
+        let counters_on = u32::from(counters.is_some());
+
         let aya_btf = aya::Btf::from_sys_fs().context("reading the kernel's BTF for aya")?;
         let mut ebpf = EbpfLoader::new()
             .btf(Some(&aya_btf))
@@ -150,11 +165,15 @@ impl Probe {
             .map_max_entries(names::CONNECTIONS, connections)
             .override_global(names::OFFSETS, &offsets, true)
             .override_global(names::SYSCALL_SAMPLE_EVERY, &syscall_sample_every, true)
+            .override_global(names::HW_COUNTERS_ON, &counters_on, true)
             .load(OBJECT)
             .context("loading the eBPF object")?;
 
         if set == ProgramSet::Profiler {
             fill_free_slots(&mut ebpf, thread_slots)?;
+            if let Some(open) = &counters {
+                open.place(&mut ebpf)?;
+            }
         }
         let mut chosen = ChosenHooks::new();
         let (mut links, mut sampled_links, mut sampled_programs) = (vec![], vec![], vec![]);
@@ -177,6 +196,8 @@ impl Probe {
             thread_slots,
             syscall_sample_every,
             hooks: chosen,
+            counters,
+            counters_note,
         })
     }
 

@@ -113,6 +113,7 @@ fn snapshot(with_pod_b: bool, dropped: u64) -> Snapshot {
             ("socket_bytes".to_string(), "fexit".to_string()),
         ]),
         sampled: None,
+        counters: None,
     }
 }
 
