@@ -257,8 +257,9 @@ impl Totals {
             // check_net has made sure the process's own socket total fits.
             let value = (measure.of_process)(process).unwrap_or(0);
             add(sum, value, measure.field)?;
-            let mue = measure.mue;
-            add(&mut self.mues[mue as usize], value, mue.name())?;
+            if let Some(mue) = measure.mue {
+                add(&mut self.mues[mue as usize], value, mue.name())?;
+            }
         }
         let calls = checked_sum(process.syscalls.latency_log2_ns.iter().map(|b| b.count));
         add(

@@ -73,7 +73,7 @@ fn read(map: &PerfEventArray<u64>) -> Option<bpf_perf_event_value> {
     let rc = unsafe {
         bpf_perf_event_read_value(
             (map as *const PerfEventArray<u64>).cast_mut().cast(),
-            u64::from(BPF_F_CURRENT_CPU),
+            BPF_F_CURRENT_CPU,
             &mut value,
             core::mem::size_of::<bpf_perf_event_value>() as u32,
         )

@@ -21,7 +21,7 @@ use prometheus_client::{
 
 use super::totals::Totals;
 use crate::{
-    model::{MeshMark, Unit, MEASURES},
+    model::{MeshMark, Source, Unit, MEASURES},
     probe::ProgramStats,
     report::Report,
 };
@@ -342,6 +342,11 @@ fn counters(out: &mut Builder, totals: &Totals) {
         let Some(counter) = &measure.counter else {
             continue;
         };
+        if matches!(measure.source, Source::Counter(_)) && !totals.counters {
+            // Its parts are kept, at zero: the next family starts after them.
+            first = first.saturating_add(counter.parts.len());
+            continue;
+        }
         out.family(counter.family, MetricType::Counter, counter.help);
         for (role, t) in &totals.roles {
             for (offset, (part, _)) in counter.parts.iter().enumerate() {

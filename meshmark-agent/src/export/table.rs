@@ -173,7 +173,7 @@ fn roles(out: &mut String, mark: &MeshMark, snapshot: &Snapshot) {
     let _ = write!(out, "\n{:<8} {:>6}", "ROLE", "PROCS");
     for (measure, title) in &columns {
         let _ = write!(out, " {title:>10}");
-        if measure.mue == Mue::Cpu {
+        if measure.mue == Some(Mue::Cpu) {
             let _ = write!(out, " {:>6}", "CPU%");
         }
     }
@@ -194,7 +194,7 @@ fn roles(out: &mut String, mark: &MeshMark, snapshot: &Snapshot) {
                 (Some(n), Unit::Count) => n.to_string(),
             };
             let _ = write!(out, " {shown:>width$}", width = title.len().max(10));
-            if measure.mue == Mue::Cpu {
+            if measure.mue == Some(Mue::Cpu) {
                 let cpu = value.unwrap_or(0);
                 let _ = write!(out, " {:>6.1}", percent(cpu, snapshot.window.duration_ns));
             }

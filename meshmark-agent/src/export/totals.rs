@@ -69,6 +69,9 @@ pub struct Totals {
     pub windows: u64,
     /// Windows that could not be measured or scored (logged, and skipped).
     pub window_errors: u64,
+    /// Whether any window had hardware counters open: their families are exposed only then, so
+    /// a node without a PMU shows no zero cycles.
+    pub counters: bool,
 }
 
 impl Default for Totals {
@@ -81,6 +84,7 @@ impl Default for Totals {
             dropped: loss_reasons().map(|r| (r.to_owned(), 0)).collect(),
             windows: 0,
             window_errors: 0,
+            counters: false,
         }
     }
 }
@@ -120,6 +124,7 @@ impl Totals {
             *total = total.saturating_add(*count);
         }
         self.windows = self.windows.saturating_add(1);
+        self.counters |= report.snapshot.counters.is_some();
     }
 
     /// Counts a window that failed.

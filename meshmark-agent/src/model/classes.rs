@@ -29,6 +29,7 @@ pub enum Mue {
     Syscalls,
     Mem,
     Io,
+    Cycles,
 }
 
 impl Class {
@@ -67,7 +68,8 @@ impl Class {
     pub fn exclusion_reason(self, unreadable: bool) -> &'static str {
         match (self, unreadable) {
             (Class::Memory, true) => "no memory readings",
-            (Class::Microarch, _) => "no hardware counters (PMU) on this node",
+            (Class::Microarch, true) => "no hardware counters (PMU) on this node",
+            (Class::Microarch, false) => "application and mesh processes ran no CPU cycles",
             (Class::Compute, _) => "application and mesh processes used no CPU time",
             (Class::Network, _) => "application and mesh processes moved no socket bytes",
             (Class::Kernel, _) => "application and mesh processes made no syscalls",
@@ -79,7 +81,7 @@ impl Class {
 
 impl Mue {
     /// Number of MUEs.
-    pub const COUNT: usize = 6;
+    pub const COUNT: usize = 7;
 
     /// Every MUE, in the order of the classes: the one list of MUE (and weight) names.
     pub const ALL: [Mue; Mue::COUNT] = {
@@ -111,7 +113,7 @@ impl Mue {
     pub fn signal(self, sums: &RoleSums) -> Option<u64> {
         MEASURES
             .iter()
-            .filter(|m| m.mue == self)
+            .filter(|m| m.mue == Some(self))
             .filter_map(|m| sums.get(m))
             .reduce(u64::saturating_add)
     }

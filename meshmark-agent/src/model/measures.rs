@@ -28,6 +28,9 @@ pub enum Source {
     Kernel(&'static str),
     /// Read from /proc by `inventory` at the window's end: a level, not a count over the window.
     Proc(&'static str),
+    /// This counter of the kernel side, filled only where the agent opened the CPU's perf
+    /// events (`--counters`): absent, not zero, elsewhere.
+    Counter(&'static str),
 }
 
 /// A Prometheus counter of `run`, per role, summed over windows.
@@ -51,7 +54,9 @@ pub struct Measure {
     /// Its figure below a process and below `meshmark.sums.<role>`, as a JSON pointer suffix
     /// (`cpu_ns`, `syscalls/count`). The `meshmark.profile/v1` names: never renamed.
     pub field: &'static str,
-    pub mue: Mue,
+    /// The MUE it feeds; `None` for a figure reported beside the score (instructions, cache
+    /// misses), summed per role like the others.
+    pub mue: Option<Mue>,
     pub unit: Unit,
     pub source: Source,
     /// The process's figure; `None` when the process has no reading (only [`Source::Proc`]).
@@ -72,15 +77,15 @@ impl Measure {
 
     /// Whether the figure can be missing (a /proc read that failed, a process that exited).
     pub fn optional(&self) -> bool {
-        matches!(self.source, Source::Proc(_))
+        matches!(self.source, Source::Proc(_) | Source::Counter(_))
     }
 }
 
 /// Every measure, in the order the profile JSON writes them under `sums.<role>`.
-pub const MEASURES: [Measure; 7] = [
+pub const MEASURES: [Measure; 10] = [
     Measure {
         field: "cpu_ns",
-        mue: Mue::Cpu,
+        mue: Some(Mue::Cpu),
         unit: Unit::Ns,
         source: Source::Kernel("cpu_ns"),
         of_process: |p| Some(p.cpu_ns),
@@ -95,7 +100,7 @@ pub const MEASURES: [Measure; 7] = [
     },
     Measure {
         field: "net_bytes",
-        mue: Mue::Net,
+        mue: Some(Mue::Net),
         unit: Unit::Bytes,
         source: Source::Kernel("net_bytes"),
         of_process: |p| Some(p.net.total()),
@@ -110,7 +115,7 @@ pub const MEASURES: [Measure; 7] = [
     },
     Measure {
         field: "syscalls/total_ns",
-        mue: Mue::SyscallTime,
+        mue: Some(Mue::SyscallTime),
         unit: Unit::Ns,
         source: Source::Kernel("syscall_ns"),
         of_process: |p| Some(p.syscalls.total_ns),
@@ -120,7 +125,7 @@ pub const MEASURES: [Measure; 7] = [
     },
     Measure {
         field: "syscalls/count",
-        mue: Mue::Syscalls,
+        mue: Some(Mue::Syscalls),
         unit: Unit::Count,
         source: Source::Kernel("syscalls"),
         of_process: |p| Some(p.syscalls.count),
@@ -135,7 +140,7 @@ pub const MEASURES: [Measure; 7] = [
     },
     Measure {
         field: "rss_bytes",
-        mue: Mue::Mem,
+        mue: Some(Mue::Mem),
         unit: Unit::Bytes,
         source: Source::Proc("/proc/<pid>/statm"),
         of_process: |p| p.rss_bytes,
@@ -145,7 +150,7 @@ pub const MEASURES: [Measure; 7] = [
     },
     Measure {
         field: "read_bytes",
-        mue: Mue::Io,
+        mue: Some(Mue::Io),
         unit: Unit::Bytes,
         source: Source::Kernel("disk_read_bytes"),
         of_process: |p| Some(p.read_bytes),
@@ -160,7 +165,7 @@ pub const MEASURES: [Measure; 7] = [
     },
     Measure {
         field: "write_bytes",
-        mue: Mue::Io,
+        mue: Some(Mue::Io),
         unit: Unit::Bytes,
         source: Source::Kernel("disk_write_bytes"),
         of_process: |p| Some(p.write_bytes),
@@ -171,6 +176,51 @@ pub const MEASURES: [Measure; 7] = [
             help: "Bytes processes of each role caused to be written to storage since the agent started (the kernel's task I/O accounting).",
             split: None,
             parts: &[("", |p| p.write_bytes)],
+        }),
+    },
+    Measure {
+        field: "cycles",
+        mue: Some(Mue::Cycles),
+        unit: Unit::Count,
+        source: Source::Counter("cycles"),
+        of_process: |p| p.cycles,
+        label: "CPU cycles",
+        column: None,
+        counter: Some(Counter {
+            family: "meshmark_role_cycles",
+            help: "CPU cycles of processes of each role since the agent started (hardware counters; absent without a PMU).",
+            split: None,
+            parts: &[("", |p| p.cycles.unwrap_or(0))],
+        }),
+    },
+    Measure {
+        field: "instructions",
+        mue: None,
+        unit: Unit::Count,
+        source: Source::Counter("instructions"),
+        of_process: |p| p.instructions,
+        label: "instructions",
+        column: None,
+        counter: Some(Counter {
+            family: "meshmark_role_instructions",
+            help: "Instructions retired by processes of each role since the agent started (hardware counters; absent without a PMU).",
+            split: None,
+            parts: &[("", |p| p.instructions.unwrap_or(0))],
+        }),
+    },
+    Measure {
+        field: "llc_misses",
+        mue: None,
+        unit: Unit::Count,
+        source: Source::Counter("llc_misses"),
+        of_process: |p| p.llc_misses,
+        label: "LLC misses",
+        column: None,
+        counter: Some(Counter {
+            family: "meshmark_role_llc_misses",
+            help: "Last-level cache misses of processes of each role since the agent started (hardware counters; absent without a PMU).",
+            split: None,
+            parts: &[("", |p| p.llc_misses.unwrap_or(0))],
         }),
     },
 ];
@@ -216,6 +266,11 @@ pub const MUES: [MueEntry; Mue::COUNT] = [
         name: "io",
         class: Class::Storage,
     },
+    MueEntry {
+        mue: Mue::Cycles,
+        name: "cycles",
+        class: Class::Microarch,
+    },
 ];
 
 #[cfg(test)]
@@ -233,7 +288,7 @@ mod tests {
     fn every_mue_has_a_measure_and_fields_are_unique() {
         for entry in MUES {
             assert!(
-                MEASURES.iter().any(|m| m.mue == entry.mue),
+                MEASURES.iter().any(|m| m.mue == Some(entry.mue)),
                 "{} has no measure",
                 entry.name
             );
@@ -258,6 +313,9 @@ mod tests {
             rss_bytes: Some(15),
             read_bytes: 16,
             write_bytes: 17,
+            cycles: Some(18),
+            instructions: Some(19),
+            llc_misses: Some(20),
             ..ProcessSample::default()
         };
         let json = serde_json::to_value(&sample).unwrap();

@@ -165,7 +165,7 @@ proptest! {
     #[test]
     fn weights_out_of_range_are_always_errors(
         procs in processes(),
-        which in 0usize..6,
+        which in 0usize..Mue::COUNT,
         bad in prop_oneof![
             (0.5f64..1e12).prop_filter("above the range", |w| *w > 0.5),
             -1e12f64..-0.5,
@@ -174,7 +174,7 @@ proptest! {
             Just(f64::NEG_INFINITY),
         ],
     ) {
-        let mut w = [0.0; 6];
+        let mut w = [0.0; Mue::COUNT];
         w[which] = bad;
         let opts = ModelOptions { weights: weights_from(w), count_control_plane: false };
         let samples = samples(&procs);

@@ -25,6 +25,15 @@ pub struct UnitCosts {
     pub app_syscall_p99_ns: Option<u64>,
     pub proxy_syscall_p50_ns: Option<u64>,
     pub proxy_syscall_p99_ns: Option<u64>,
+    /// Instructions per cycle of the application and of the mesh, where hardware counters were
+    /// read (absent otherwise, as in profiles without them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_ipc: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_ipc: Option<f64>,
+    /// Mesh last-level cache misses per KiB the mesh moved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_llc_misses_per_kib: Option<f64>,
 }
 
 impl UnitCosts {
@@ -42,8 +51,25 @@ impl UnitCosts {
             app_syscall_p99_ns: app.syscalls.quantile_upper_ns(0.99),
             proxy_syscall_p50_ns: mesh.syscalls.quantile_upper_ns(0.5),
             proxy_syscall_p99_ns: mesh.syscalls.quantile_upper_ns(0.99),
+            app_ipc: per(
+                app,
+                "instructions",
+                app.more.get("cycles").map(|&c| c as f64),
+            ),
+            proxy_ipc: per(
+                mesh,
+                "instructions",
+                mesh.more.get("cycles").map(|&c| c as f64),
+            ),
+            proxy_llc_misses_per_kib: per(mesh, "llc_misses", Some(mesh_kib)),
         }
     }
+}
+
+/// The role's sum of measure `field` per `den`; undefined without a reading of it.
+fn per(sums: &RoleSums, field: &str, den: Option<f64>) -> Option<f64> {
+    let num = *sums.more.get(field)?;
+    ratio(num as f64, den?)
 }
 
 /// `num / den`, undefined over zero.
@@ -103,8 +129,38 @@ mod tests {
                 app_syscall_p99_ns: Some(8192),
                 proxy_syscall_p50_ns: Some(128),
                 proxy_syscall_p99_ns: Some(1 << 21),
+                ..UnitCosts::default()
             }
         );
+    }
+
+    /// IPC and cache misses come from the counters' sums, and only where they were read.
+    #[test]
+    fn counter_costs_where_counters_were_read() {
+        let counted = |cycles: u64, instructions: u64, misses: u64, net_bytes: u64| RoleSums {
+            net_bytes,
+            more: [
+                ("cycles".to_owned(), cycles),
+                ("instructions".to_owned(), instructions),
+                ("llc_misses".to_owned(), misses),
+            ]
+            .into(),
+            ..Default::default()
+        };
+        let costs = UnitCosts::compute(
+            &counted(1_000, 2_500, 0, 0),
+            &counted(4_000, 2_000, 300, 3 * 1024),
+            &NodeContext::default(),
+        );
+        assert_eq!(costs.app_ipc, Some(2.5));
+        assert_eq!(costs.proxy_ipc, Some(0.5));
+        assert_eq!(costs.proxy_llc_misses_per_kib, Some(100.0));
+        let without = UnitCosts::compute(
+            &RoleSums::default(),
+            &RoleSums::default(),
+            &NodeContext::default(),
+        );
+        assert_eq!((without.app_ipc, without.proxy_ipc), (None, None));
     }
 
     #[test]

@@ -64,7 +64,7 @@ pub fn open(mode: CounterMode) -> Result<(Option<OpenCounters>, Option<String>)>
     let cpus =
         aya::util::online_cpus().map_err(|(path, err)| anyhow::anyhow!("reading {path}: {err}"))?;
     let mut events = Vec::with_capacity(HARDWARE.len());
-    for (_, hardware_config) in HARDWARE {
+    for (map, hardware_config) in HARDWARE {
         let config = match source {
             CounterSource::Hardware => hardware_config,
             CounterSource::Software => u64::from(perf::PERF_COUNT_SW_CPU_CLOCK),
@@ -76,7 +76,10 @@ pub fn open(mode: CounterMode) -> Result<(Option<OpenCounters>, Option<String>)>
                 Err(err) if mode == CounterMode::Auto => {
                     return Ok((
                         None,
-                        Some(format!("no hardware counters (PMU) on this node: {err}")),
+                        Some(format!(
+                            "no hardware counters (PMU) on this node: perf_event_open of the \
+                             {map} event on CPU {cpu} failed ({err})"
+                        )),
                     ));
                 }
                 Err(err) => {

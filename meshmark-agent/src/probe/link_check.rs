@@ -96,7 +96,7 @@ fn every_map_and_global_the_agent_opens_is_in_the_object_with_its_type() {
 fn every_measure_has_a_producer() {
     for measure in MEASURES {
         match measure.source {
-            Source::Kernel(counter) => {
+            Source::Kernel(counter) | Source::Counter(counter) => {
                 let signal = hooks::filling(counter).unwrap_or_else(|| {
                     panic!("{}: no signal fills counter {counter}", measure.field)
                 });

@@ -153,6 +153,10 @@ impl Probe {
         } else {
             (None, None)
         };
+        if let (Some(note), counters::CounterMode::Auto) = (&counters_note, options.counters) {
+            // Said once, so that a missing class is not a surprise.
+            eprintln!("meshmark-agent: {note}; the microarch class is left out");
+        }
         let counters_on = u32::from(counters.is_some());
 
         let aya_btf = aya::Btf::from_sys_fs().context("reading the kernel's BTF for aya")?;

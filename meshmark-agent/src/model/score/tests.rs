@@ -306,6 +306,43 @@ fn storage_counts_where_there_is_disk_io() {
     assert!(close(mark.score, 75.0));
 }
 
+/// Where counters were read, `microarch` joins with `MUE_cycles`; a zero reading is a reading
+/// (the class is scored from what was read), and no reading leaves it out for want of a PMU.
+#[test]
+fn microarch_counts_where_counters_were_read() {
+    let counted = |cpu_ms: u64, cycles: u64| ProcessSample {
+        cycles: Some(cycles),
+        instructions: Some(2 * cycles),
+        llc_misses: Some(0),
+        ..Usage::cpu(cpu_ms).sample()
+    };
+    let (app, proxy) = (counted(3, 3_000), counted(1, 1_000));
+    let inputs = [
+        input(Role::App, None, &app),
+        input(Role::Proxy, None, &proxy),
+    ];
+    let mark = score_node(&inputs, &CTX, &ModelOptions::default()).unwrap();
+    assert!(close(
+        mark.classes[&Class::Microarch].mues[&Mue::Cycles],
+        0.75
+    ));
+    assert!(close(mark.score, 75.0));
+    assert_eq!(mark.unit_costs.app_ipc, Some(2.0));
+
+    let (app, proxy) = (Usage::cpu(3).sample(), Usage::cpu(1).sample());
+    let inputs = [
+        input(Role::App, None, &app),
+        input(Role::Proxy, None, &proxy),
+    ];
+    let mark = score_node(&inputs, &CTX, &ModelOptions::default()).unwrap();
+    let reason = mark
+        .excluded
+        .iter()
+        .find(|e| e.class == Class::Microarch)
+        .map(|e| e.reason.as_str());
+    assert_eq!(reason, Some("no hardware counters (PMU) on this node"));
+}
+
 #[test]
 fn pods_count_their_own_processes_and_never_node_level_proxies() {
     let samples: Vec<ProcessSample> = [300, 100, 200, 500, 70, 1_000]
