@@ -98,6 +98,9 @@ pub struct AttachArgs {
     /// As for `profile`: time one syscall in N per thread.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(SYSCALL_SAMPLE_RANGE))]
     pub syscall_sample: u32,
+    /// As for `profile`: hardware counters, off or the software test event.
+    #[arg(long, value_name = "MODE", default_value = "auto")]
+    pub counters: crate::probe::counters::CounterMode,
 }
 
 fn parse_program_set(text: &str) -> Result<ProgramSet, String> {
@@ -778,6 +781,7 @@ async fn attach(args: AttachArgs) -> Result<()> {
         .context("enabling BPF statistics")?;
     let options = ProbeOptions {
         syscall_sample_every: args.syscall_sample,
+        counters: args.counters,
         ..ProbeOptions::default()
     };
     let probe = Probe::load(&options, args.programs)?;

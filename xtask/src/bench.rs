@@ -62,7 +62,7 @@ struct Config {
     observer: Observer,
 }
 
-const CONFIGS: [Config; 6] = [
+const CONFIGS: [Config; 7] = [
     Config {
         name: "nothing attached",
         observer: Observer::Nothing,
@@ -77,11 +77,22 @@ const CONFIGS: [Config; 6] = [
     },
     Config {
         name: "meshmark (every syscall timed)",
-        observer: Observer::Agent(&["--programs", "profiler"]),
+        observer: Observer::Agent(&["--programs", "profiler", "--counters", "off"]),
+    },
+    Config {
+        name: "meshmark --counters software",
+        observer: Observer::Agent(&["--programs", "profiler", "--counters", "software"]),
     },
     Config {
         name: "meshmark --syscall-sample 8",
-        observer: Observer::Agent(&["--programs", "profiler", "--syscall-sample", "8"]),
+        observer: Observer::Agent(&[
+            "--programs",
+            "profiler",
+            "--counters",
+            "off",
+            "--syscall-sample",
+            "8",
+        ]),
     },
     Config {
         name: "bpftrace, the same signals",

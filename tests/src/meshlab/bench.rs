@@ -22,6 +22,9 @@ const SETTLE: Duration = Duration::from_secs(1);
 pub enum Observer {
     Nothing,
     Profile,
+    /// `meshmark-agent profile --counters software`: the counter path (the cpu-clock event in
+    /// place of the hardware counters) on top of everything.
+    ProfileCounters,
     /// `meshmark-agent run` in its default mode, the DaemonSet's.
     Run,
     /// `meshmark-agent run --duty-cycle 100%`: every signal all the time.
@@ -30,9 +33,10 @@ pub enum Observer {
 }
 
 impl Observer {
-    pub const ALL: [Observer; 5] = [
+    pub const ALL: [Observer; 6] = [
         Observer::Nothing,
         Observer::Profile,
+        Observer::ProfileCounters,
         Observer::Run,
         Observer::RunExact,
         Observer::Bpftrace,
@@ -42,6 +46,7 @@ impl Observer {
         match self {
             Observer::Nothing => "nothing attached",
             Observer::Profile => "meshmark profile (every syscall timed)",
+            Observer::ProfileCounters => "meshmark profile --counters software",
             Observer::Run => "meshmark run, default mode",
             Observer::RunExact => "meshmark run --duty-cycle 100%",
             Observer::Bpftrace => "bpftrace, the same signals",
@@ -196,12 +201,18 @@ impl Watching {
     ) -> Result<Watching> {
         Ok(match observer {
             Observer::Nothing => Watching::Nothing,
-            Observer::Profile => Watching::Profile(Agent::start(
+            Observer::Profile | Observer::ProfileCounters => Watching::Profile(Agent::start(
                 &options.agent,
                 &[
                     "profile".into(),
                     "--config".into(),
                     config.display().to_string(),
+                    "--counters".into(),
+                    if observer == Observer::Profile {
+                        "off".into()
+                    } else {
+                        "software".into()
+                    },
                 ],
                 options.duration + WINDOW_MARGIN,
                 &options.out.join("bench-profile.json"),
