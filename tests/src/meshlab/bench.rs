@@ -272,6 +272,7 @@ mod tests {
                 vec![
                     sample(1000.0, 50_000.0),
                     sample(900.0, 55_000.0),
+                    sample(880.0, 56_000.0),
                     sample(990.0, 50_500.0),
                     sample(950.0, 52_000.0),
                     sample(600.0, 80_000.0),
@@ -279,6 +280,7 @@ mod tests {
                 vec![
                     sample(800.0, 50_000.0),
                     sample(760.0, 52_000.0),
+                    sample(720.0, 53_000.0),
                     sample(800.0, 50_000.0),
                     sample(760.0, 52_000.0),
                     sample(400.0, 90_000.0),
@@ -286,6 +288,7 @@ mod tests {
                 vec![
                     sample(1000.0, 50_000.0),
                     sample(920.0, 54_000.0),
+                    sample(900.0, 55_000.0),
                     sample(985.0, 51_000.0),
                     sample(940.0, 52_000.0),
                     sample(500.0, 85_000.0),
@@ -305,6 +308,10 @@ mod tests {
         // Profile: 0.9, 0.95, 0.92 of the same round's bare throughput: median 0.92.
         assert!(
             row("meshmark profile").contains("| 0.920 (0.900 - 0.950) | 8.0% |"),
+            "{table}"
+        );
+        assert!(
+            row("meshmark profile --counters").contains("| 0.900 (0.880 - 0.900) | 10.0% |"),
             "{table}"
         );
         assert!(
