@@ -21,6 +21,8 @@ fn lab(agent: std::path::PathBuf, mesh: Mesh) -> LabRun {
         pods: 1,
         duration: Duration::from_secs(3),
         out,
+        // The exact request checks: see `LabOptions::access_log`.
+        access_log: false,
     };
     meshlab::run(&options, mesh).unwrap_or_else(|err| panic!("lab {}: {err:#}", mesh.name()))
 }

@@ -57,6 +57,7 @@ fn main() -> Result<()> {
         // The parts are started with their own working directories: paths must not be relative.
         out: std::path::absolute(&args.out)
             .with_context(|| format!("resolving {}", args.out.display()))?,
+        access_log: true,
     };
     if let Some(rounds) = args.bench_rounds {
         let result = meshlab::bench::run(&options, usize::from(rounds));

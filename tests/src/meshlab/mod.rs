@@ -69,6 +69,11 @@ pub struct LabOptions {
     pub duration: Duration,
     /// Where profiles, configuration and part logs go.
     pub out: PathBuf,
+    /// nginx logs every request, as it does by default (the application's disk writes). The
+    /// exact request test turns it off: wrk resets its connections with requests in flight
+    /// when it stops, and a slower nginx has more of them read (counted by nginx) but not yet
+    /// answered (no turn), which races the exact check.
+    pub access_log: bool,
 }
 
 /// One pod's ground truth: its processes' own CPU time over the load, from the kernel's
@@ -103,6 +108,7 @@ pub struct LabRun {
 /// parts stop, then their cgroups go, then the namespaces (fields drop in this order).
 pub struct Lab {
     pub mesh: Mesh,
+    access_log: bool,
     parts: Vec<Part>,
     pods: Vec<Pod>,
     net: LabNet,
@@ -118,6 +124,7 @@ impl Lab {
         let pods: Vec<Pod> = (0..options.pods).map(|_| Pod::create(&mount, 2)).collect();
         let mut lab = Lab {
             mesh,
+            access_log: options.access_log,
             parts: Vec::new(),
             pods,
             net,
@@ -138,8 +145,13 @@ impl Lab {
         match self.mesh {
             Mesh::On => {
                 let app_listen = format!("127.0.0.1:{APP_PORT}");
-                self.parts
-                    .push(parts::nginx(ns, &app.dir, &app_listen, &dir)?);
+                self.parts.push(parts::nginx(
+                    ns,
+                    &app.dir,
+                    &app_listen,
+                    &dir,
+                    self.access_log,
+                )?);
                 parts::wait_listening(ns, "127.0.0.1", APP_PORT)?;
                 let listen = format!("{addr}:{POD_PORT}");
                 self.parts
@@ -147,7 +159,8 @@ impl Lab {
             }
             Mesh::Off => {
                 let listen = format!("{addr}:{POD_PORT}");
-                self.parts.push(parts::nginx(ns, &app.dir, &listen, &dir)?);
+                self.parts
+                    .push(parts::nginx(ns, &app.dir, &listen, &dir, self.access_log)?);
             }
         }
         parts::wait_listening(ns, &addr, POD_PORT)

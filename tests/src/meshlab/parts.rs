@@ -51,11 +51,23 @@ impl Drop for Part {
 }
 
 /// nginx serving [`BODY_BYTES`] on `listen` (`ADDR:PORT`), in `netns`, in the cgroup `cgroup`.
-/// It logs every request, as nginx does by default (buffered, to the part's directory): the
-/// application's disk writes, which the storage class compares with the sidecar's.
-pub fn nginx(netns: &str, cgroup: &Path, listen: &str, dir: &Path) -> Result<Part> {
+/// With `access_log` it logs every request, as nginx does by default (buffered, to the part's
+/// directory): the application's disk writes, which the storage class compares with the
+/// sidecar's.
+pub fn nginx(
+    netns: &str,
+    cgroup: &Path,
+    listen: &str,
+    dir: &Path,
+    access_log: bool,
+) -> Result<Part> {
     let body = "m".repeat(BODY_BYTES);
     let d = dir.display();
+    let access_log = if access_log {
+        format!("{d}/access.log combined buffer=64k flush=1s")
+    } else {
+        "off".to_owned()
+    };
     let conf = format!(
         "worker_processes 1;\n\
          daemon off;\n\
@@ -63,7 +75,7 @@ pub fn nginx(netns: &str, cgroup: &Path, listen: &str, dir: &Path) -> Result<Par
          error_log {d}/nginx-error.log warn;\n\
          events {{ worker_connections 4096; }}\n\
          http {{\n\
-         \x20 access_log {d}/access.log combined buffer=64k flush=1s;\n\
+         \x20 access_log {access_log};\n\
          \x20 client_body_temp_path {d}/body;\n\
          \x20 proxy_temp_path {d}/proxy;\n\
          \x20 fastcgi_temp_path {d}/fastcgi;\n\
