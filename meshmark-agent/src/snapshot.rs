@@ -292,7 +292,25 @@ pub struct InboundTurns {
     pub latency_log2_ns: Vec<LatencyBucket>,
 }
 
+impl InboundTurns {
+    pub const EMPTY: Self = Self {
+        count: 0,
+        total_ns: 0,
+        latency_log2_ns: Vec::new(),
+    };
+}
+
 impl RequestStats {
+    /// No turns.
+    pub const EMPTY: Self = Self {
+        count: 0,
+        total_ns: 0,
+        latency_log2_ns: Vec::new(),
+        multiplexed_turns: 0,
+        multiplexed_ns: 0,
+        inbound: None,
+    };
+
     /// From a process's counters; `None` when it ended no turn.
     pub fn from_counters(c: &meshmark_common::ThreadCounters) -> Option<Self> {
         if c.requests == 0 && c.mux_requests == 0 {
@@ -355,21 +373,29 @@ impl SyscallStats {
     /// Upper bound of the bucket holding quantile `q` (0..=1) of the calls; `None` without
     /// calls, and for a quantile in the open-ended bucket its lower bound.
     pub fn quantile_upper_ns(&self, q: f64) -> Option<u64> {
-        let counts = || self.latency_log2_ns.iter().map(|b| b.count);
-        let total = counts().fold(0u64, u64::saturating_add);
-        if total == 0 {
-            return None;
-        }
-        let rank = rank_of_quantile(q, total);
-        let mut seen = 0u64;
-        for bucket in &self.latency_log2_ns {
-            seen = seen.saturating_add(bucket.count);
-            if seen >= rank {
-                return Some(bucket.hi_ns.unwrap_or(bucket.lo_ns));
-            }
-        }
-        None
+        quantile_upper_ns(&self.latency_log2_ns, q)
     }
+}
+
+/// Upper bound of the log2 bucket of `buckets` holding quantile `q` (0..=1); `None` for an
+/// empty histogram, and for a quantile in the open-ended bucket its lower bound.
+pub fn quantile_upper_ns(buckets: &[LatencyBucket], q: f64) -> Option<u64> {
+    let total = buckets
+        .iter()
+        .map(|b| b.count)
+        .fold(0u64, u64::saturating_add);
+    if total == 0 {
+        return None;
+    }
+    let rank = rank_of_quantile(q, total);
+    let mut seen = 0u64;
+    for bucket in buckets {
+        seen = seen.saturating_add(bucket.count);
+        if seen >= rank {
+            return Some(bucket.hi_ns.unwrap_or(bucket.lo_ns));
+        }
+    }
+    None
 }
 
 /// `ceil(q * total)`, at least 1 and at most `total`.

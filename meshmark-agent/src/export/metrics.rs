@@ -14,12 +14,13 @@ use std::sync::Arc;
 
 use prometheus_client::{
     collector::Collector,
-    encoding::{prometheus_text, DescriptorEncoder, EncodeMetric as _},
+    encoding::{prometheus_text, DescriptorEncoder, EncodeMetric as _, NoLabelSet as NoLabels},
     metrics::{counter::ConstCounter, gauge::ConstGauge, MetricType},
     registry::Registry,
 };
 
 use super::totals::Totals;
+use super::turn_histograms::{bounds_seconds, TurnHistogram};
 use crate::{
     model::{MeshMark, Source, Unit, MEASURES},
     probe::ProgramStats,
@@ -65,17 +66,26 @@ pub struct Inputs {
 }
 
 /// One sample's value; counts stay integers so large byte counts keep every digit.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Value {
     Int(u64),
     Float(f64),
+    /// A histogram family's series: its sum, its count and its buckets, `(le, count)` with
+    /// counts per bucket (the encoder makes them cumulative), the last `le` infinite.
+    Histogram {
+        sum: f64,
+        count: u64,
+        buckets: Vec<(f64, u64)>,
+    },
 }
 
 impl Value {
-    pub fn as_f64(self) -> f64 {
+    /// The value of a gauge or counter; a histogram's count.
+    pub fn as_f64(&self) -> f64 {
         match self {
-            Value::Int(v) => v as f64,
-            Value::Float(v) => v,
+            Value::Int(v) => *v as f64,
+            Value::Float(v) => *v,
+            Value::Histogram { count, .. } => *count as f64,
         }
     }
 }
@@ -124,14 +134,22 @@ impl Collector for Exposition {
             let mut metric =
                 encoder.encode_descriptor(family.name, family.help, None, family.kind)?;
             for series in &family.series {
-                let sample = metric.encode_family(&series.labels)?;
-                match (family.kind, series.value) {
-                    (MetricType::Counter, Value::Int(v)) => ConstCounter::new(v).encode(sample)?,
-                    (MetricType::Counter, Value::Float(v)) => {
+                let mut sample = metric.encode_family(&series.labels)?;
+                match (family.kind, &series.value) {
+                    (MetricType::Counter, &Value::Int(v)) => ConstCounter::new(v).encode(sample)?,
+                    (MetricType::Counter, &Value::Float(v)) => {
                         ConstCounter::new(v).encode(sample)?
                     }
-                    (_, Value::Int(v)) => ConstGauge::new(v).encode(sample)?,
-                    (_, Value::Float(v)) => ConstGauge::new(v).encode(sample)?,
+                    (_, &Value::Int(v)) => ConstGauge::new(v).encode(sample)?,
+                    (_, &Value::Float(v)) => ConstGauge::new(v).encode(sample)?,
+                    (
+                        _,
+                        Value::Histogram {
+                            sum,
+                            count,
+                            buckets,
+                        },
+                    ) => sample.encode_histogram::<NoLabels>(*sum, *count, buckets, None)?,
                 }
             }
         }
@@ -150,6 +168,7 @@ pub fn families(inputs: &Inputs) -> Vec<Family> {
         window_gauges(&mut out, report);
     }
     counters(&mut out, &inputs.totals);
+    turn_histograms(&mut out, &inputs.totals);
     programs(&mut out, &inputs.programs);
     agent(&mut out, inputs);
     http(&mut out, &inputs.http);
@@ -239,6 +258,8 @@ fn window_gauges(out: &mut Builder, report: &Report) {
         );
     }
 
+    pod_request_gauges(out, report);
+
     out.family(
         "meshmark_role_processes",
         MetricType::Gauge,
@@ -279,12 +300,87 @@ fn window_gauges(out: &mut Builder, report: &Report) {
     }
 }
 
+/// Requests and what they cost, per pod with an application that answered requests.
+fn pod_request_gauges(out: &mut Builder, report: &Report) {
+    type Cost = fn(&crate::model::UnitCosts) -> Option<f64>;
+    let gauges: [(&'static str, &'static str, Cost); 3] = [
+        (
+            "meshmark_pod_requests_per_second",
+            "Exact requests per second the pod's application answered in the latest window.",
+            |c| c.app_requests_per_s,
+        ),
+        (
+            "meshmark_pod_mesh_added_latency_seconds",
+            "Mean time the pod's sidecar added to each of its application's requests in the latest window.",
+            |c| c.mesh_added_latency_ns.map(|ns| ns / 1e9),
+        ),
+        (
+            "meshmark_pod_cpu_seconds_per_request",
+            "Application and sidecar CPU seconds of the pod per application request in the latest window.",
+            |c| c.cpu_ns_per_request.map(|ns| ns / 1e9),
+        ),
+    ];
+    for (name, help, cost) in gauges {
+        out.family(name, MetricType::Gauge, help);
+        for pod in &report.pods {
+            if let Some(value) = cost(&pod.meshmark.unit_costs) {
+                out.series(
+                    &[
+                        ("namespace", pod.namespace.as_deref().unwrap_or("")),
+                        ("pod", pod.pod_name.as_deref().unwrap_or("")),
+                        ("pod_uid", &pod.pod_uid),
+                    ],
+                    Value::Float(value),
+                );
+            }
+        }
+    }
+}
+
+/// Request-time histograms per pod and role, since the agent started (pods of the latest window
+/// only): Prometheus histograms, so `histogram_quantile` works on them.
+fn turn_histograms(out: &mut Builder, totals: &Totals) {
+    type Part = fn(&super::turn_histograms::ScopeTurns) -> &TurnHistogram;
+    let families: [(&'static str, &'static str, Part); 2] = [
+        (
+            "meshmark_request_duration_seconds",
+            "Time of the exact request turns of each role's processes in each pod, first byte received to last byte sent; pod_uid is empty for processes outside any pod. Turns observed: with a duty cycle below 100% a sample of them.",
+            |s| &s.turns,
+        ),
+        (
+            "meshmark_inbound_request_duration_seconds",
+            "Time of the request turns on connections from outside the pod (for a sidecar, the requests entering the pod), per pod and role.",
+            |s| &s.inbound,
+        ),
+    ];
+    let bounds = bounds_seconds();
+    for (name, help, part) in families {
+        out.family(name, MetricType::Histogram, help);
+        for ((pod_uid, role), scope) in &totals.turns.scopes {
+            let histogram = part(scope);
+            out.series(
+                &[
+                    ("namespace", &scope.namespace),
+                    ("pod", &scope.pod),
+                    ("pod_uid", pod_uid),
+                    ("role", role.as_str()),
+                ],
+                Value::Histogram {
+                    sum: histogram.sum_ns as f64 / 1e9,
+                    count: histogram.count,
+                    buckets: bounds.iter().copied().zip(histogram.buckets).collect(),
+                },
+            );
+        }
+    }
+}
+
 /// One gauge per unit cost of the node, in base units; an undefined cost (a ratio over zero)
 /// has no series.
 fn unit_costs(out: &mut Builder, node: &MeshMark) {
     let c = &node.unit_costs;
     let ns_seconds = |ns: Option<u64>| ns.map(|ns| ns as f64 / 1e9);
-    let gauges: [(&'static str, &'static str, Option<f64>); 8] = [
+    let gauges: [(&'static str, &'static str, Option<f64>); 16] = [
         (
             "meshmark_proxy_cpu_per_app_cpu_ratio",
             "Mesh CPU seconds per application CPU second in the latest window.",
@@ -324,6 +420,46 @@ fn unit_costs(out: &mut Builder, node: &MeshMark) {
             "meshmark_proxy_syscall_p99_seconds",
             "99th percentile syscall latency of mesh processes in the latest window (upper bound of its log2 bucket).",
             ns_seconds(c.proxy_syscall_p99_ns),
+        ),
+        (
+            "meshmark_app_requests_per_second",
+            "Exact requests per second the application processes answered in the latest window (request turns on connections they accepted).",
+            c.app_requests_per_s,
+        ),
+        (
+            "meshmark_cpu_seconds_per_request",
+            "Application and mesh CPU seconds per application request in the latest window.",
+            c.cpu_ns_per_request.map(|ns| ns / 1e9),
+        ),
+        (
+            "meshmark_proxy_cpu_seconds_per_request",
+            "Mesh CPU seconds per application request in the latest window.",
+            c.proxy_cpu_ns_per_request.map(|ns| ns / 1e9),
+        ),
+        (
+            "meshmark_mesh_added_latency_seconds",
+            "Mean time the mesh added to each application request in the latest window: sidecars' inbound turn time beyond the application's, per pod.",
+            c.mesh_added_latency_ns.map(|ns| ns / 1e9),
+        ),
+        (
+            "meshmark_app_request_p50_seconds",
+            "Median request time of application processes in the latest window (upper bound of its log2 bucket).",
+            ns_seconds(c.app_request_p50_ns),
+        ),
+        (
+            "meshmark_app_request_p99_seconds",
+            "99th percentile request time of application processes in the latest window (upper bound of its log2 bucket).",
+            ns_seconds(c.app_request_p99_ns),
+        ),
+        (
+            "meshmark_proxy_inbound_request_p50_seconds",
+            "Median time of the mesh's inbound request turns in the latest window (upper bound of its log2 bucket).",
+            ns_seconds(c.proxy_inbound_p50_ns),
+        ),
+        (
+            "meshmark_proxy_inbound_request_p99_seconds",
+            "99th percentile time of the mesh's inbound request turns in the latest window (upper bound of its log2 bucket).",
+            ns_seconds(c.proxy_inbound_p99_ns),
         ),
     ];
     for (name, help, value) in gauges {

@@ -14,6 +14,7 @@ pub mod smp;
 pub mod table;
 pub mod terminal;
 pub mod totals;
+pub mod turn_histograms;
 
 use std::str::FromStr;
 

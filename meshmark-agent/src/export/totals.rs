@@ -2,11 +2,13 @@
 //!
 //! A window's report says what happened in that window; a Prometheus counter must say what
 //! happened since the agent started. [`Totals::fold`] adds one report into the totals. Every key
-//! is a bounded label (a role, a direction, a kernel loss reason), never a pid or a pod, so the
-//! totals stay the same size however long the agent runs.
+//! is a bounded label (a role, a direction, a kernel loss reason), never a pid, so the totals stay
+//! the same size however long the agent runs; the one exception, request histograms per pod,
+//! keeps only the pods of the latest window, and at most a fixed number of them.
 
 use std::collections::BTreeMap;
 
+use super::turn_histograms::TurnHistograms;
 use crate::{
     model::{measures::Counter, Measure, MEASURES},
     report::Report,
@@ -72,6 +74,9 @@ pub struct Totals {
     /// Whether any window had hardware counters open: their families are exposed only then, so
     /// a node without a PMU shows no zero cycles.
     pub counters: bool,
+    /// Request-time histograms of the pods in the latest window: the one total keyed by pod,
+    /// bounded and pruned as pods go (see `super::turn_histograms`).
+    pub turns: TurnHistograms,
 }
 
 impl Default for Totals {
@@ -85,6 +90,7 @@ impl Default for Totals {
             windows: 0,
             window_errors: 0,
             counters: false,
+            turns: TurnHistograms::default(),
         }
     }
 }
@@ -103,8 +109,16 @@ pub fn loss_reasons() -> impl Iterator<Item = &'static str> {
 }
 
 /// The collector's own loss reasons (see [`loss_reasons`]).
-pub const COLLECTOR_LOSSES: [&str; 3] =
-    ["unknown_event", "sampled_attach_failed", "proc_read_failed"];
+pub const COLLECTOR_LOSSES: [&str; 4] = [
+    "unknown_event",
+    "sampled_attach_failed",
+    "proc_read_failed",
+    REQUEST_HISTOGRAMS_FULL,
+];
+
+/// A process's request turns left out of the per-pod histograms, which keep at most
+/// `turn_histograms::MAX_SCOPES` pod and role pairs.
+pub const REQUEST_HISTOGRAMS_FULL: &str = "request_histograms_full";
 
 impl Totals {
     /// Adds one scored window. Every process of the report counts under the role it was given;
@@ -123,6 +137,12 @@ impl Totals {
             let total = self.dropped.entry(reason.clone()).or_default();
             *total = total.saturating_add(*count);
         }
+        let refused = self.turns.fold(report);
+        let total = self
+            .dropped
+            .entry(REQUEST_HISTOGRAMS_FULL.to_owned())
+            .or_default();
+        *total = total.saturating_add(refused);
         self.windows = self.windows.saturating_add(1);
         self.counters |= report.snapshot.counters.is_some();
     }

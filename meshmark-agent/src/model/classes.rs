@@ -16,6 +16,7 @@ pub enum Class {
     Kernel,
     Memory,
     Storage,
+    Latency,
     Microarch,
 }
 
@@ -29,16 +30,18 @@ pub enum Mue {
     Syscalls,
     Mem,
     Io,
+    Latency,
     Cycles,
 }
 
 impl Class {
-    pub const ALL: [Class; 6] = [
+    pub const ALL: [Class; 7] = [
         Class::Compute,
         Class::Network,
         Class::Kernel,
         Class::Memory,
         Class::Storage,
+        Class::Latency,
         Class::Microarch,
     ];
 
@@ -50,6 +53,7 @@ impl Class {
             Class::Kernel => "kernel",
             Class::Memory => "memory",
             Class::Storage => "storage",
+            Class::Latency => "latency",
             Class::Microarch => "microarch",
         }
     }
@@ -75,13 +79,17 @@ impl Class {
             (Class::Kernel, _) => "application and mesh processes made no syscalls",
             (Class::Memory, false) => "application and mesh processes held no resident memory",
             (Class::Storage, _) => "application and mesh processes read and wrote no disk bytes",
+            (Class::Latency, true) => {
+                "no request turns on application connections or inbound proxy connections"
+            }
+            (Class::Latency, false) => "application and mesh request turns took no time",
         }
     }
 }
 
 impl Mue {
     /// Number of MUEs.
-    pub const COUNT: usize = 7;
+    pub const COUNT: usize = 8;
 
     /// Every MUE, in the order of the classes: the one list of MUE (and weight) names.
     pub const ALL: [Mue; Mue::COUNT] = {
@@ -109,7 +117,8 @@ impl Mue {
     }
 
     /// The summed signal this MUE compares (the sum of its measures, saturating); `None` when
-    /// the sums hold no reading of any of them.
+    /// the sums hold no reading of any of them. `MUE_latency` has no measure of its own: its
+    /// sides are paired per pod (`super::latency`).
     pub fn signal(self, sums: &RoleSums) -> Option<u64> {
         MEASURES
             .iter()

@@ -108,6 +108,7 @@ pub fn report(processes: Vec<ProcessSample>, window_ns: u64) -> Report {
 /// The MeshMark of a scope without a mesh: 100, and nothing measured.
 pub fn no_mesh() -> MeshMark {
     MeshMark {
+        model: super::MODEL_VERSION,
         score: 100.0,
         classes: Default::default(),
         excluded: Vec::new(),

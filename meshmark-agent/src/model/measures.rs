@@ -8,7 +8,7 @@
 //! recipe for a new one.
 
 use super::classes::{Class, Mue};
-use crate::snapshot::ProcessSample;
+use crate::snapshot::{InboundTurns, ProcessSample, RequestStats};
 
 /// What a measure counts, which says how tables and metrics show it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -82,7 +82,7 @@ impl Measure {
 }
 
 /// Every measure, in the order the profile JSON writes them under `sums.<role>`.
-pub const MEASURES: [Measure; 10] = [
+pub const MEASURES: [Measure; 16] = [
     Measure {
         field: "cpu_ns",
         mue: Some(Mue::Cpu),
@@ -179,6 +179,91 @@ pub const MEASURES: [Measure; 10] = [
         }),
     },
     Measure {
+        field: "requests/count",
+        mue: None,
+        unit: Unit::Count,
+        source: Source::Kernel("requests"),
+        of_process: |p| Some(requests(p).count),
+        label: "requests",
+        column: Some("REQS"),
+        counter: Some(Counter {
+            family: "meshmark_role_requests",
+            help: "Request turns (exact: connections never seen multiplexed) that processes of each role ended on connections they accepted, since the agent started.",
+            split: None,
+            parts: &[("", |p| requests(p).count)],
+        }),
+    },
+    Measure {
+        field: "requests/total_ns",
+        mue: None,
+        unit: Unit::Ns,
+        source: Source::Kernel("request_ns"),
+        of_process: |p| Some(requests(p).total_ns),
+        label: "request time",
+        column: None,
+        counter: Some(Counter {
+            family: "meshmark_role_request_seconds",
+            help: "Time of the exact request turns of processes of each role, first byte received to last byte sent, since the agent started.",
+            split: None,
+            parts: &[("", |p| requests(p).total_ns)],
+        }),
+    },
+    Measure {
+        field: "requests/multiplexed_turns",
+        mue: None,
+        unit: Unit::Count,
+        source: Source::Kernel("mux_requests"),
+        of_process: |p| Some(requests(p).multiplexed_turns),
+        label: "multiplexed turns (approximate)",
+        column: None,
+        counter: Some(Counter {
+            family: "meshmark_role_multiplexed_turns",
+            help: "Turns on multiplexed connections (HTTP/2, gRPC, pipelining) of processes of each role since the agent started: approximate, a turn may hold several requests.",
+            split: None,
+            parts: &[("", |p| requests(p).multiplexed_turns)],
+        }),
+    },
+    Measure {
+        field: "requests/multiplexed_ns",
+        mue: None,
+        unit: Unit::Ns,
+        source: Source::Kernel("mux_request_ns"),
+        of_process: |p| Some(requests(p).multiplexed_ns),
+        label: "multiplexed turn time (approximate)",
+        column: None,
+        counter: None,
+    },
+    Measure {
+        field: "requests/inbound/count",
+        mue: None,
+        unit: Unit::Count,
+        source: Source::Kernel("inbound_requests"),
+        of_process: |p| Some(inbound(p).count),
+        label: "inbound requests",
+        column: None,
+        counter: Some(Counter {
+            family: "meshmark_role_inbound_requests",
+            help: "Exact request turns of processes of each role on connections from outside their network namespace (a sidecar's inbound requests), since the agent started.",
+            split: None,
+            parts: &[("", |p| inbound(p).count)],
+        }),
+    },
+    Measure {
+        field: "requests/inbound/total_ns",
+        mue: None,
+        unit: Unit::Ns,
+        source: Source::Kernel("inbound_request_ns"),
+        of_process: |p| Some(inbound(p).total_ns),
+        label: "inbound request time",
+        column: None,
+        counter: Some(Counter {
+            family: "meshmark_role_inbound_request_seconds",
+            help: "Time of the inbound request turns of processes of each role since the agent started.",
+            split: None,
+            parts: &[("", |p| inbound(p).total_ns)],
+        }),
+    },
+    Measure {
         field: "cycles",
         mue: Some(Mue::Cycles),
         unit: Unit::Count,
@@ -225,6 +310,18 @@ pub const MEASURES: [Measure; 10] = [
     },
 ];
 
+/// The process's request turns, zero where it ended none.
+fn requests(p: &ProcessSample) -> &RequestStats {
+    static NONE: RequestStats = RequestStats::EMPTY;
+    p.requests.as_ref().unwrap_or(&NONE)
+}
+
+/// The process's inbound turns, zero where it ended none.
+fn inbound(p: &ProcessSample) -> &InboundTurns {
+    static NONE: InboundTurns = InboundTurns::EMPTY;
+    requests(p).inbound.as_ref().unwrap_or(&NONE)
+}
+
 /// A MUE: its name (also its weight key in `[weights]`) and its class.
 #[derive(Clone, Copy, Debug)]
 pub struct MueEntry {
@@ -267,6 +364,11 @@ pub const MUES: [MueEntry; Mue::COUNT] = [
         class: Class::Storage,
     },
     MueEntry {
+        mue: Mue::Latency,
+        name: "latency",
+        class: Class::Latency,
+    },
+    MueEntry {
         mue: Mue::Cycles,
         name: "cycles",
         class: Class::Microarch,
@@ -286,7 +388,8 @@ mod tests {
 
     #[test]
     fn every_mue_has_a_measure_and_fields_are_unique() {
-        for entry in MUES {
+        // `MUE_latency` pairs request times per pod instead of adding up a measure.
+        for entry in MUES.iter().filter(|e| e.mue != Mue::Latency) {
             assert!(
                 MEASURES.iter().any(|m| m.mue == Some(entry.mue)),
                 "{} has no measure",
@@ -316,6 +419,18 @@ mod tests {
             cycles: Some(18),
             instructions: Some(19),
             llc_misses: Some(20),
+            requests: Some(RequestStats {
+                count: 21,
+                total_ns: 22,
+                multiplexed_turns: 23,
+                multiplexed_ns: 24,
+                inbound: Some(InboundTurns {
+                    count: 25,
+                    total_ns: 26,
+                    latency_log2_ns: Vec::new(),
+                }),
+                ..RequestStats::EMPTY
+            }),
             ..ProcessSample::default()
         };
         let json = serde_json::to_value(&sample).unwrap();

@@ -5,6 +5,7 @@
 
 pub mod classes;
 pub mod input;
+pub mod latency;
 pub mod measures;
 pub mod score;
 pub mod sums;
@@ -21,9 +22,11 @@ mod properties;
 
 pub use classes::{Class, Mue};
 pub use input::{inputs_from_snapshot, NodeContext, ProcessInput};
+pub use latency::{LatencySides, LeftOut};
 pub use measures::{Measure, Source, Unit, MEASURES, MUES};
 pub use score::{
     display_score, score_node, score_pods, ClassScore, Excluded, MeshMark, Note, PodMeshMark,
+    MODEL_VERSION,
 };
 pub use sums::RoleSums;
 pub use unit_costs::UnitCosts;

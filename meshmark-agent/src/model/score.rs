@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::classes::{Class, Mue};
 use super::input::{NodeContext, ProcessInput};
+use super::latency::{LatencySides, LeftOut};
 use super::sums::RoleSums;
 use super::unit_costs::UnitCosts;
 use super::weights::{ModelOptions, WeightError, Weights};
@@ -15,6 +16,10 @@ use crate::role::Role;
 /// The MeshMark of one scope (the node, or one pod), at full precision.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MeshMark {
+    /// The version of the MeshMark model that computed it: [`MODEL_VERSION`]. Scores of
+    /// version 1 and 2 are comparable: a window without request or disk data scores the same.
+    #[serde(default = "model_version_one")]
+    pub model: u32,
     /// 0-100; 100 means the mesh cost nothing next to the application.
     pub score: f64,
     /// Classes that have data, by name.
@@ -28,6 +33,15 @@ pub struct MeshMark {
     pub sums: BTreeMap<Role, RoleSums>,
 }
 
+/// The version of the model this agent implements (docs/formula.md): 2 adds requests, the
+/// `latency` and `storage` classes and their unit costs.
+pub const MODEL_VERSION: u32 = 2;
+
+/// Scores saved before the field existed were computed by version 1.
+fn model_version_one() -> u32 {
+    1
+}
+
 /// One class in the score.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ClassScore {
@@ -37,6 +51,9 @@ pub struct ClassScore {
     pub mues: BTreeMap<Mue, f64>,
     /// The same MUEs after weights (`min(1, MUE * (1 + w))`), which the score averages.
     pub weighted_mues: BTreeMap<Mue, f64>,
+    /// What the class could not take into account (only `latency` leaves anything out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub left_out: Option<LeftOut>,
 }
 
 /// A class without data, and why, so a missing class is never silent.
@@ -125,25 +142,38 @@ fn score_scope<'a>(
     ctx: &NodeContext,
     opts: &ModelOptions,
 ) -> MeshMark {
-    let sums = RoleSums::by_role(inputs);
+    let inputs: Vec<&ProcessInput> = inputs.into_iter().collect();
+    let sums = RoleSums::by_role(inputs.iter().copied());
+    let latency = LatencySides::of(inputs.iter().copied());
     let proxy_seen = sums[&Role::Proxy].processes > 0;
     let app = &sums[&Role::App];
     let mesh = mesh_side(&sums, proxy_seen, opts.count_control_plane);
+    let sides = |mue: Mue| match mue {
+        Mue::Latency => (latency.app_request_ns, latency.added_ns),
+        _ => (mue.signal(app), mue.signal(&mesh)),
+    };
 
     let mut classes = BTreeMap::new();
     let mut excluded = Vec::new();
     for class in Class::ALL {
-        match score_class(class, app, &mesh, proxy_seen, &opts.weights) {
-            Some(scored) => {
+        match score_class(class, &sides, proxy_seen, &opts.weights) {
+            Some(mut scored) => {
+                if class == Class::Latency {
+                    scored.left_out = latency.left_out();
+                }
                 classes.insert(class, scored);
             }
             None => {
-                let unreadable = class
-                    .mues()
-                    .all(|m| m.signal(app).is_none() && m.signal(&mesh).is_none());
+                let unreadable = class.mues().all(|m| sides(m) == (None, None));
+                let reason = if class == Class::Latency && latency.app_only_multiplexed {
+                    "application requests were all on multiplexed connections, whose counts are \
+                     approximate"
+                } else {
+                    class.exclusion_reason(unreadable)
+                };
                 excluded.push(Excluded {
                     class,
-                    reason: class.exclusion_reason(unreadable).to_owned(),
+                    reason: reason.to_owned(),
                 });
             }
         }
@@ -158,10 +188,11 @@ fn score_scope<'a>(
         None
     };
     MeshMark {
+        model: MODEL_VERSION,
         score: 100.0 * class_mean.unwrap_or(1.0),
         classes,
         excluded,
-        unit_costs: UnitCosts::compute(app, &mesh, ctx),
+        unit_costs: UnitCosts::compute(app, &mesh, &latency, ctx),
         note,
         sums,
     }
@@ -182,17 +213,18 @@ fn mesh_side(sums: &BTreeMap<Role, RoleSums>, proxy_seen: bool, count_control: b
 }
 
 /// The class's MUEs and their weighted mean, or `None` if no MUE of the class has data.
+/// `sides` gives each MUE's application and mesh figures.
 fn score_class(
     class: Class,
-    app: &RoleSums,
-    mesh: &RoleSums,
+    sides: &dyn Fn(Mue) -> (Option<u64>, Option<u64>),
     proxy_seen: bool,
     weights: &Weights,
 ) -> Option<ClassScore> {
     let mut mues = BTreeMap::new();
     let mut weighted_mues = BTreeMap::new();
     for mue in class.mues() {
-        if let Some(value) = efficiency(mue.signal(app), mue.signal(mesh), proxy_seen) {
+        let (app, mesh) = sides(mue);
+        if let Some(value) = efficiency(app, mesh, proxy_seen) {
             // Without a proxy the score is 100 by definition, so weights do not apply.
             let weighted = if proxy_seen {
                 (value * (1.0 + weights.get(mue))).min(1.0)
@@ -207,6 +239,7 @@ fn score_class(
         score: mean(weighted_mues.values().copied())?,
         mues,
         weighted_mues,
+        left_out: None,
     })
 }
 

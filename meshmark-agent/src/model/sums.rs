@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::input::ProcessInput;
 use super::measures::{Measure, MEASURES};
 use crate::role::Role;
-use crate::snapshot::{LatencyBucket, ProcessSample, SyscallStats};
+use crate::snapshot::{InboundTurns, LatencyBucket, ProcessSample, RequestStats, SyscallStats};
 
 /// Every measure of the model (see `super::measures`), summed over a set of processes.
 ///
@@ -26,6 +26,10 @@ pub struct RoleSums {
     pub syscalls: SyscallStats,
     /// Resident memory at the end of the window; `None` when no process had a reading.
     pub rss_bytes: Option<u64>,
+    /// Request turns in the processes' own shape, histograms merged, so quantiles read the same
+    /// way as for one process; absent when none ended a turn.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests: Option<RequestStats>,
     /// Every later measure, by its field name; written only when not zero, so a profile
     /// without the signal reads exactly as before it existed.
     #[serde(flatten)]
@@ -46,6 +50,7 @@ impl RoleSums {
         sums.syscalls
             .latency_log2_ns
             .clone_from(&sample.syscalls.latency_log2_ns);
+        sums.merge_request_histograms(sample.requests.as_ref());
         sums
     }
 
@@ -59,6 +64,12 @@ impl RoleSums {
             "syscalls/total_ns" => Some(self.syscalls.total_ns),
             "syscalls/count" => Some(self.syscalls.count),
             "rss_bytes" => self.rss_bytes,
+            "requests/count" => self.requests.as_ref().map(|r| r.count),
+            "requests/total_ns" => self.requests.as_ref().map(|r| r.total_ns),
+            "requests/multiplexed_turns" => self.requests.as_ref().map(|r| r.multiplexed_turns),
+            "requests/multiplexed_ns" => self.requests.as_ref().map(|r| r.multiplexed_ns),
+            "requests/inbound/count" => self.inbound().map(|i| i.count),
+            "requests/inbound/total_ns" => self.inbound().map(|i| i.total_ns),
             field => self.more.get(field).copied(),
         }
     }
@@ -73,6 +84,25 @@ impl RoleSums {
             "syscalls/total_ns" => add(&mut self.syscalls.total_ns),
             "syscalls/count" => add(&mut self.syscalls.count),
             "rss_bytes" => self.rss_bytes = add_readings(self.rss_bytes, reading),
+            // Turns appear in the sums only once some process ended one.
+            field if field.starts_with("requests/") => {
+                let Some(reading) = reading.filter(|&r| r > 0) else {
+                    return;
+                };
+                let requests = self.requests.get_or_insert_with(RequestStats::default);
+                let sum = match field {
+                    "requests/count" => &mut requests.count,
+                    "requests/total_ns" => &mut requests.total_ns,
+                    "requests/multiplexed_turns" => &mut requests.multiplexed_turns,
+                    "requests/multiplexed_ns" => &mut requests.multiplexed_ns,
+                    "requests/inbound/count" => &mut requests.inbound.get_or_insert_default().count,
+                    "requests/inbound/total_ns" => {
+                        &mut requests.inbound.get_or_insert_default().total_ns
+                    }
+                    other => unreachable!("request measure {other} has no place in the sums"),
+                };
+                *sum = sum.saturating_add(reading);
+            }
             // A zero of a measure that is never missing is left out; a reading of an optional
             // one is kept even at zero, since it says the reading was there.
             field => match reading {
@@ -93,6 +123,23 @@ impl RoleSums {
             &self.syscalls.latency_log2_ns,
             &other.syscalls.latency_log2_ns,
         );
+        self.merge_request_histograms(other.requests.as_ref());
+    }
+
+    /// Inbound turns, where some process ended one.
+    pub fn inbound(&self) -> Option<&InboundTurns> {
+        self.requests.as_ref()?.inbound.as_ref()
+    }
+
+    /// Merges the turn-time histograms of `other` (whose counts were already added).
+    fn merge_request_histograms(&mut self, other: Option<&RequestStats>) {
+        let (Some(sum), Some(other)) = (self.requests.as_mut(), other) else {
+            return;
+        };
+        sum.latency_log2_ns = merge_buckets(&sum.latency_log2_ns, &other.latency_log2_ns);
+        if let (Some(sum), Some(other)) = (sum.inbound.as_mut(), other.inbound.as_ref()) {
+            sum.latency_log2_ns = merge_buckets(&sum.latency_log2_ns, &other.latency_log2_ns);
+        }
     }
 
     /// Sums of every role over `inputs`; all roles are present, those without processes at zero,
@@ -195,6 +242,7 @@ mod tests {
                     ],
                 },
                 rss_bytes: Some(100),
+                requests: None,
                 more: BTreeMap::from([("read_bytes".to_owned(), 9)]),
             }
         );

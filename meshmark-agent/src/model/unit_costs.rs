@@ -4,7 +4,9 @@
 use serde::{Deserialize, Serialize};
 
 use super::input::NodeContext;
+use super::latency::LatencySides;
 use super::sums::RoleSums;
+use crate::snapshot::quantile_upper_ns;
 
 /// Unit costs of one scope (node or pod). Every figure is `None` (JSON `null`) where it is
 /// undefined, such as a ratio over zero. "proxy" figures read the mesh side `P`, which holds
@@ -34,11 +36,43 @@ pub struct UnitCosts {
     /// Mesh last-level cache misses per KiB the mesh moved.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proxy_llc_misses_per_kib: Option<f64>,
+    /// Model 2, where the application ended request turns (absent otherwise, as in profiles
+    /// without them). The application's exact requests per second of the window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_requests_per_s: Option<f64>,
+    /// Application and mesh CPU per application request (`(A_cpu + P_cpu) / A_requests`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_ns_per_request: Option<f64>,
+    /// Mesh CPU per application request (`P_cpu / A_requests`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_cpu_ns_per_request: Option<f64>,
+    /// Mean time the mesh added to each application request (`P_added_ns / A_requests`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mesh_added_latency_ns: Option<f64>,
+    /// Request time quantiles of the application, and of the proxies' inbound turns, each the
+    /// upper bound of the log2 bucket holding it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_request_p50_ns: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_request_p99_ns: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_inbound_p50_ns: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_inbound_p99_ns: Option<u64>,
 }
 
 impl UnitCosts {
-    pub fn compute(app: &RoleSums, mesh: &RoleSums, ctx: &NodeContext) -> Self {
+    pub fn compute(
+        app: &RoleSums,
+        mesh: &RoleSums,
+        latency: &LatencySides,
+        ctx: &NodeContext,
+    ) -> Self {
         let mesh_kib = mesh.net_bytes as f64 / 1024.0;
+        let app_requests = app.requests.as_ref().map_or(0, |r| r.count) as f64;
+        let app_turns = app.requests.as_ref().map(|r| &r.latency_log2_ns[..]);
+        let inbound_turns = mesh.inbound().map(|i| &i.latency_log2_ns[..]);
+        let quantile = |buckets: Option<&[_]>, q| quantile_upper_ns(buckets?, q);
         Self {
             proxy_cpu_per_app_cpu: ratio(mesh.cpu_ns as f64, app.cpu_ns as f64),
             proxy_cpu_ns_per_kib: ratio(mesh.cpu_ns as f64, mesh_kib),
@@ -62,6 +96,18 @@ impl UnitCosts {
                 mesh.more.get("cycles").map(|&c| c as f64),
             ),
             proxy_llc_misses_per_kib: per(mesh, "llc_misses", Some(mesh_kib)),
+            app_requests_per_s: (app_requests > 0.0)
+                .then(|| ratio(app_requests, ctx.window_ns as f64 / 1e9))
+                .flatten(),
+            cpu_ns_per_request: ratio(app.cpu_ns as f64 + mesh.cpu_ns as f64, app_requests),
+            proxy_cpu_ns_per_request: ratio(mesh.cpu_ns as f64, app_requests),
+            mesh_added_latency_ns: latency
+                .added_ns
+                .and_then(|added| ratio(added as f64, app_requests)),
+            app_request_p50_ns: quantile(app_turns, 0.5),
+            app_request_p99_ns: quantile(app_turns, 0.99),
+            proxy_inbound_p50_ns: quantile(inbound_turns, 0.5),
+            proxy_inbound_p99_ns: quantile(inbound_turns, 0.99),
         }
     }
 }
@@ -116,7 +162,7 @@ mod tests {
             idle_ns: 1_000,
         };
 
-        let costs = UnitCosts::compute(&app, &mesh, &ctx);
+        let costs = UnitCosts::compute(&app, &mesh, &LatencySides::default(), &ctx);
 
         assert_eq!(
             costs,
@@ -150,6 +196,7 @@ mod tests {
         let costs = UnitCosts::compute(
             &counted(1_000, 2_500, 0, 0),
             &counted(4_000, 2_000, 300, 3 * 1024),
+            &LatencySides::default(),
             &NodeContext::default(),
         );
         assert_eq!(costs.app_ipc, Some(2.5));
@@ -158,6 +205,7 @@ mod tests {
         let without = UnitCosts::compute(
             &RoleSums::default(),
             &RoleSums::default(),
+            &LatencySides::default(),
             &NodeContext::default(),
         );
         assert_eq!((without.app_ipc, without.proxy_ipc), (None, None));
@@ -168,6 +216,7 @@ mod tests {
         let costs = UnitCosts::compute(
             &RoleSums::default(),
             &RoleSums::default(),
+            &LatencySides::default(),
             &NodeContext::default(),
         );
         assert_eq!(costs, UnitCosts::default());

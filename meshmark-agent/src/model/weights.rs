@@ -81,7 +81,7 @@ mod tests {
             *weights.slot(mue) = f64::from(u8::try_from(i).unwrap()) / 10.0;
         }
         let values: Vec<f64> = weights.named().iter().map(|(_, v)| *v).collect();
-        assert_eq!(values, [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6]);
+        assert_eq!(values, [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7]);
         assert_eq!(weights.named()[1], ("net", 0.1));
     }
 }

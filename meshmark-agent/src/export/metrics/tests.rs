@@ -17,7 +17,10 @@ use super::*;
 use crate::config::Config;
 use crate::export::totals::Totals;
 use crate::report::build_report;
-use crate::snapshot::{NetBytes, ProcessSample, Snapshot, SyscallStats, Window, PROFILE_SCHEMA};
+use crate::snapshot::{
+    InboundTurns, NetBytes, ProcessSample, RequestStats, Snapshot, SyscallStats, Window,
+    PROFILE_SCHEMA,
+};
 
 const POD_A: &str = "3f2a1c9e-8b7d-4e6f-9a0b-1c2d3e4f5a6b";
 const POD_B: &str = "0b1c2d3e-4f5a-4b6c-8d7e-9f0a1b2c3d4e";
@@ -54,8 +57,27 @@ fn process(pid: u32, comm: &str, cgroup: Option<String>, cpu_s: f64, bytes: u64)
     }
 }
 
-/// One 10 s window: pod A (application and envoy sidecar, as in the spec's worked example),
-/// pod B too when `with_pod_b`, a node process and the idle task.
+/// `turns` request turns of `each_ns` each, all of them inbound when `inbound`.
+fn serving(mut process: ProcessSample, turns: u64, each_ns: u64, inbound: bool) -> ProcessSample {
+    let mut hist = [0u64; 40];
+    hist[each_ns.ilog2() as usize] = turns;
+    let buckets = SyscallStats::buckets_from_hist(&hist);
+    process.requests = Some(RequestStats {
+        count: turns,
+        total_ns: turns * each_ns,
+        latency_log2_ns: buckets.clone(),
+        inbound: inbound.then(|| InboundTurns {
+            count: turns,
+            total_ns: turns * each_ns,
+            latency_log2_ns: buckets,
+        }),
+        ..RequestStats::EMPTY
+    });
+    process
+}
+
+/// One 10 s window: pod A (application and envoy sidecar, as in the spec's worked example,
+/// with requests of model 2), pod B too when `with_pod_b`, a node process and the idle task.
 fn snapshot(with_pod_b: bool, dropped: u64) -> Snapshot {
     let mut processes = vec![
         ProcessSample {
@@ -71,8 +93,18 @@ fn snapshot(with_pod_b: bool, dropped: u64) -> Snapshot {
             5.0,
             0,
         ),
-        process(100, "app-server", Some(cgroup(POD_A, 'a')), 3.0, 40_000_000),
-        process(101, "envoy", Some(cgroup(POD_A, 'b')), 1.0, 80_000_000),
+        serving(
+            process(100, "app-server", Some(cgroup(POD_A, 'a')), 3.0, 40_000_000),
+            50_000,
+            1_000_000,
+            false,
+        ),
+        serving(
+            process(101, "envoy", Some(cgroup(POD_A, 'b')), 1.0, 80_000_000),
+            50_000,
+            1_200_000,
+            true,
+        ),
     ];
     if with_pod_b {
         processes.push(process(
@@ -281,6 +313,47 @@ fn every_family_has_its_name_type_and_labels() {
         ("meshmark_app_syscall_p99_seconds", "gauge", &["node"]),
         ("meshmark_proxy_syscall_p50_seconds", "gauge", &["node"]),
         ("meshmark_proxy_syscall_p99_seconds", "gauge", &["node"]),
+        ("meshmark_app_requests_per_second", "gauge", &["node"]),
+        ("meshmark_cpu_seconds_per_request", "gauge", &["node"]),
+        ("meshmark_proxy_cpu_seconds_per_request", "gauge", &["node"]),
+        ("meshmark_mesh_added_latency_seconds", "gauge", &["node"]),
+        ("meshmark_app_request_p50_seconds", "gauge", &["node"]),
+        ("meshmark_app_request_p99_seconds", "gauge", &["node"]),
+        (
+            "meshmark_proxy_inbound_request_p50_seconds",
+            "gauge",
+            &["node"],
+        ),
+        (
+            "meshmark_proxy_inbound_request_p99_seconds",
+            "gauge",
+            &["node"],
+        ),
+        (
+            "meshmark_pod_requests_per_second",
+            "gauge",
+            &["node", "namespace", "pod", "pod_uid"],
+        ),
+        (
+            "meshmark_pod_mesh_added_latency_seconds",
+            "gauge",
+            &["node", "namespace", "pod", "pod_uid"],
+        ),
+        (
+            "meshmark_pod_cpu_seconds_per_request",
+            "gauge",
+            &["node", "namespace", "pod", "pod_uid"],
+        ),
+        (
+            "meshmark_request_duration_seconds",
+            "histogram",
+            &["node", "namespace", "pod", "pod_uid", "role"],
+        ),
+        (
+            "meshmark_inbound_request_duration_seconds",
+            "histogram",
+            &["node", "namespace", "pod", "pod_uid", "role"],
+        ),
         ("meshmark_window_seconds", "gauge", &["node"]),
         ("meshmark_hook_info", "gauge", &["node", "signal", "hook"]),
         (
@@ -306,6 +379,27 @@ fn every_family_has_its_name_type_and_labels() {
         ),
         (
             "meshmark_role_disk_write_bytes_total",
+            "counter",
+            &["node", "role"],
+        ),
+        ("meshmark_role_requests_total", "counter", &["node", "role"]),
+        (
+            "meshmark_role_request_seconds_total",
+            "counter",
+            &["node", "role"],
+        ),
+        (
+            "meshmark_role_multiplexed_turns_total",
+            "counter",
+            &["node", "role"],
+        ),
+        (
+            "meshmark_role_inbound_requests_total",
+            "counter",
+            &["node", "role"],
+        ),
+        (
+            "meshmark_role_inbound_request_seconds_total",
             "counter",
             &["node", "role"],
         ),
@@ -342,6 +436,18 @@ fn every_family_has_its_name_type_and_labels() {
     assert_eq!(declared, wanted, "families of the exposition:\n{text}");
     for (name, kind, labels) in expected {
         assert_eq!(types[*name], *kind, "type of {name}");
+        if *kind == "histogram" {
+            // A histogram's samples are its `_count`, `_sum` and `_bucket` (with `le`) series.
+            let bucket = format!("{name}_bucket");
+            let buckets: Vec<&Sample> = samples.iter().filter(|s| s.name == bucket).collect();
+            assert!(!buckets.is_empty(), "{name} has no buckets:\n{text}");
+            for sample in buckets {
+                let keys: Vec<&str> = sample.labels.iter().map(|(k, _)| k.as_str()).collect();
+                assert_eq!(keys[..keys.len() - 1], **labels, "labels of {name}");
+                assert_eq!(keys.last(), Some(&"le"));
+            }
+            continue;
+        }
         let of_family: Vec<&Sample> = samples.iter().filter(|s| s.name == *name).collect();
         assert!(!of_family.is_empty(), "{name} has no series:\n{text}");
         for sample in of_family {
@@ -730,5 +836,61 @@ fn the_http_servers_counters_are_exposed_as_given() {
             "meshmark_http_refused_total{node=\"test-node\",reason=\"unauthorized\"} 0\n"
         ),
         "{text}"
+    );
+}
+
+/// Request histograms are Prometheus's own: cumulative buckets whose bounds are the kernel's
+/// log2 bounds, `_count` and `_sum`; each turn lies under the first bound above its time, and the
+/// per-pod and node request figures are the model's.
+#[test]
+fn request_histograms_hold_every_turn_under_its_bound() {
+    let report = scored(snapshot(false, 0));
+    let mut totals = Totals::default();
+    totals.fold(&report);
+    totals.fold(&report);
+    let (samples, _) = parse(&render(inputs(Some(report.clone()), &totals, 0)));
+    let app = [("pod_uid", POD_A), ("role", "app")];
+    let bucket = |name: &str, labels: &[(&str, &str)], le: &str| {
+        let mut labels = labels.to_vec();
+        labels.push(("le", le));
+        value(&samples, &format!("{name}_bucket"), &labels)
+    };
+    let requests = "meshmark_request_duration_seconds";
+    // 1 ms turns are in [2^19, 2^20) ns: none under 2^19 ns, all under 2^20 ns.
+    assert_eq!(bucket(requests, &app, "0.000524288"), 0.0);
+    assert_eq!(bucket(requests, &app, "0.001048576"), 100_000.0);
+    assert_eq!(bucket(requests, &app, "+Inf"), 100_000.0);
+    assert_eq!(
+        value(&samples, &format!("{requests}_count"), &app),
+        100_000.0
+    );
+    assert!((value(&samples, &format!("{requests}_sum"), &app) - 100.0).abs() < 1e-9);
+    let inbound = "meshmark_inbound_request_duration_seconds";
+    let proxy = [("pod_uid", POD_A), ("role", "proxy")];
+    assert_eq!(bucket(inbound, &proxy, "0.001048576"), 0.0);
+    assert_eq!(bucket(inbound, &proxy, "0.002097152"), 100_000.0);
+    assert_eq!(value(&samples, &format!("{inbound}_count"), &app), 0.0);
+
+    // The window's figures: 50,000 requests in 10 s, 0.2 ms added to each.
+    assert_eq!(
+        value(&samples, "meshmark_app_requests_per_second", &[]),
+        5_000.0
+    );
+    let added = value(&samples, "meshmark_mesh_added_latency_seconds", &[]);
+    assert!((added - 0.000_2).abs() < 1e-12, "{added}");
+    let pod_added = value(
+        &samples,
+        "meshmark_pod_mesh_added_latency_seconds",
+        &[("pod_uid", POD_A)],
+    );
+    assert!((pod_added - 0.000_2).abs() < 1e-12, "{pod_added}");
+    let per_request = value(
+        &samples,
+        "meshmark_pod_cpu_seconds_per_request",
+        &[("pod_uid", POD_A)],
+    );
+    assert!(
+        (per_request - 4.0 / 50_000.0).abs() < 1e-12,
+        "{per_request}"
     );
 }

@@ -99,6 +99,11 @@ fn worked_example_scores_56_458() {
                 reason: "application and mesh processes read and wrote no disk bytes".into(),
             },
             Excluded {
+                class: Class::Latency,
+                reason: "no request turns on application connections or inbound proxy connections"
+                    .into(),
+            },
+            Excluded {
                 class: Class::Microarch,
                 reason: "no hardware counters (PMU) on this node".into(),
             }
@@ -165,7 +170,15 @@ fn worked_example_json_has_the_contract_shape_and_round_trips() {
         .collect();
     assert_eq!(
         keys,
-        ["classes", "excluded", "note", "score", "sums", "unit_costs"]
+        [
+            "classes",
+            "excluded",
+            "model",
+            "note",
+            "score",
+            "sums",
+            "unit_costs"
+        ]
     );
     assert_eq!(json["classes"]["compute"]["mues"]["cpu"], 0.75);
     assert_eq!(json["classes"]["kernel"]["score"], 0.375);
@@ -176,6 +189,7 @@ fn worked_example_json_has_the_contract_shape_and_round_trips() {
         json["excluded"],
         serde_json::json!([
             {"class": "storage", "reason": "application and mesh processes read and wrote no disk bytes"},
+            {"class": "latency", "reason": "no request turns on application connections or inbound proxy connections"},
             {"class": "microarch", "reason": "no hardware counters (PMU) on this node"}
         ])
     );
@@ -252,7 +266,7 @@ fn without_a_proxy_every_mue_is_one_and_the_score_is_100() {
     );
     assert!(all.iter().all(|(_, v)| *v == 1.0), "{all:?}");
     let excluded: Vec<Class> = mark.excluded.iter().map(|e| e.class).collect();
-    assert_eq!(excluded, [Class::Storage, Class::Microarch]);
+    assert_eq!(excluded, [Class::Storage, Class::Latency, Class::Microarch]);
     assert_eq!(mark.unit_costs.proxy_cpu_per_app_cpu, Some(0.0));
     let json = serde_json::to_value(&mark).unwrap();
     assert_eq!(json["note"], "no mesh data plane detected");
@@ -279,6 +293,7 @@ fn idle_proxy_with_nothing_recorded_is_noted() {
             "application and mesh processes made no syscalls",
             "no memory readings",
             "application and mesh processes read and wrote no disk bytes",
+            "no request turns on application connections or inbound proxy connections",
             "no hardware counters (PMU) on this node",
         ]
     );
@@ -421,4 +436,167 @@ fn display_keeps_one_decimal() {
     assert_eq!(display_score(0.04), "0.0");
     assert_eq!(display_score(99.96), "100.0");
     assert_eq!(display_score(58.125), "58.1", "an exact tie goes to even");
+}
+
+/// Request turns of a process: `count` exact turns of `total_ns`, `inbound_ns` of them (all of
+/// them) inbound when given.
+fn with_turns(
+    mut sample: ProcessSample,
+    count: u64,
+    total_ns: u64,
+    inbound_ns: Option<u64>,
+) -> ProcessSample {
+    sample.requests = Some(crate::snapshot::RequestStats {
+        count,
+        total_ns,
+        inbound: inbound_ns.map(|total_ns| crate::snapshot::InboundTurns {
+            count,
+            total_ns,
+            latency_log2_ns: Vec::new(),
+        }),
+        ..crate::snapshot::RequestStats::EMPTY
+    });
+    sample
+}
+
+/// The version 2 worked example of docs/formula.md: the version 1 window, the application and its
+/// proxy in one pod, plus requests and disk bytes.
+#[test]
+fn worked_example_version_2_scores_64_0278() {
+    let mut samples = worked_example();
+    samples[0] = with_turns(samples[0].clone(), 30_000, 30 * SEC, None);
+    samples[1] = with_turns(samples[1].clone(), 20_000, 20 * SEC, None);
+    samples[2] = with_turns(samples[2].clone(), 50_000, 60 * SEC, Some(60 * SEC));
+    samples[0].read_bytes = 20_000_000;
+    samples[1].write_bytes = 10_000_000;
+    samples[2].write_bytes = 10_000_000;
+    let roles = [Role::App, Role::App, Role::Proxy, Role::Node];
+    let pods = [Some("pod-a"), Some("pod-a"), Some("pod-a"), None];
+    let inputs: Vec<ProcessInput> = samples
+        .iter()
+        .zip(roles.into_iter().zip(pods))
+        .map(|(sample, (role, pod))| input(role, pod, sample))
+        .collect();
+
+    let mark = score_node(&inputs, &CTX, &ModelOptions::default()).unwrap();
+
+    assert_eq!(mark.model, 2);
+    let mue = |class, mue| mark.classes[&class].mues[&mue];
+    assert!(close(mue(Class::Latency, Mue::Latency), 50.0 / 60.0));
+    assert!(close(mue(Class::Storage, Mue::Io), 0.75));
+    assert!(close(mark.score, 64.027_777_777_777_78), "{}", mark.score);
+    assert_eq!(display_score(mark.score), "64.0");
+    let excluded: Vec<Class> = mark.excluded.iter().map(|e| e.class).collect();
+    assert_eq!(excluded, [Class::Microarch]);
+    let costs = mark.unit_costs;
+    assert_eq!(costs.cpu_ns_per_request, Some(80_000.0));
+    assert_eq!(costs.proxy_cpu_ns_per_request, Some(20_000.0));
+    assert_eq!(costs.mesh_added_latency_ns, Some(200_000.0));
+    assert_eq!(costs.app_requests_per_s, Some(5_000.0));
+    assert_eq!(mark.classes[&Class::Latency].left_out, None);
+
+    // The pod's own score is the same: all of it is in the pod but the node process.
+    let pods = score_pods(&inputs, &CTX, &ModelOptions::default()).unwrap();
+    assert!(close(pods[0].meshmark.score, 64.027_777_777_777_78));
+}
+
+/// Added time is paired pod by pod: a fast application elsewhere does not hide a slow proxy.
+#[test]
+fn added_latency_is_paired_per_pod() {
+    let ms = 1_000_000;
+    let samples = [
+        with_turns(Usage::cpu(1).sample(), 10, 10 * ms, None),
+        with_turns(Usage::cpu(1).sample(), 10, 15 * ms, Some(15 * ms)),
+        with_turns(Usage::cpu(1).sample(), 10, 20 * ms, None),
+        with_turns(Usage::cpu(1).sample(), 10, 10 * ms, Some(10 * ms)),
+    ];
+    let inputs = [
+        input(Role::App, Some("a"), &samples[0]),
+        input(Role::Proxy, Some("a"), &samples[1]),
+        input(Role::App, Some("b"), &samples[2]),
+        input(Role::Proxy, Some("b"), &samples[3]),
+    ];
+    let mark = score_node(&inputs, &CTX, &ModelOptions::default()).unwrap();
+    // Pod a added 5 ms; pod b's proxy took less than its app (0 added), not -10 ms.
+    assert!(close(
+        mark.classes[&Class::Latency].mues[&Mue::Latency],
+        30.0 / 35.0
+    ));
+    assert_eq!(mark.unit_costs.mesh_added_latency_ns, Some(250_000.0));
+    let pods = score_pods(&inputs, &CTX, &ModelOptions::default()).unwrap();
+    let latency = |pod: &PodMeshMark| pod.meshmark.classes[&Class::Latency].mues[&Mue::Latency];
+    assert!(close(latency(&pods[0]), 10.0 / 15.0));
+    assert_eq!(latency(&pods[1]), 1.0);
+}
+
+/// Node-level proxies and proxies in pods without an application cannot be paired: their turns
+/// are left out, and the class says how many.
+#[test]
+fn unpaired_proxies_are_left_out_and_said() {
+    let ms = 1_000_000;
+    let app = with_turns(Usage::cpu(1).sample(), 10, 10 * ms, None);
+    let sidecar = with_turns(Usage::cpu(1).sample(), 10, 12 * ms, Some(12 * ms));
+    let ztunnel = with_turns(Usage::cpu(1).sample(), 10, 50 * ms, Some(50 * ms));
+    let gateway = with_turns(Usage::cpu(1).sample(), 10, 40 * ms, Some(40 * ms));
+    let mut inputs = vec![
+        input(Role::App, Some("a"), &app),
+        input(Role::Proxy, Some("a"), &sidecar),
+        input(Role::Proxy, Some("z"), &ztunnel),
+        input(Role::Proxy, Some("gw"), &gateway),
+    ];
+    inputs[2].node_level = true;
+    let mark = score_node(&inputs, &CTX, &ModelOptions::default()).unwrap();
+    let latency = &mark.classes[&Class::Latency];
+    assert!(close(latency.mues[&Mue::Latency], 10.0 / 12.0));
+    assert_eq!(latency.left_out.as_ref().map(|l| l.proxies), Some(2));
+    let json = serde_json::to_value(&mark).unwrap();
+    assert_eq!(json["classes"]["latency"]["left_out"]["proxies"], 2);
+}
+
+/// Turns only on multiplexed connections are approximate: the class is left out, saying so.
+#[test]
+fn multiplexed_only_requests_stay_out_of_the_score() {
+    let mut app = Usage::cpu(3).sample();
+    app.requests = Some(crate::snapshot::RequestStats {
+        multiplexed_turns: 7,
+        multiplexed_ns: 7_000,
+        ..crate::snapshot::RequestStats::EMPTY
+    });
+    let proxy = Usage::cpu(1).sample();
+    let inputs = [
+        input(Role::App, Some("a"), &app),
+        input(Role::Proxy, Some("a"), &proxy),
+    ];
+    let mark = score_node(&inputs, &CTX, &ModelOptions::default()).unwrap();
+    let reason = mark
+        .excluded
+        .iter()
+        .find(|e| e.class == Class::Latency)
+        .map(|e| e.reason.as_str());
+    assert_eq!(
+        reason,
+        Some("application requests were all on multiplexed connections, whose counts are approximate")
+    );
+    assert!(close(mark.score, 75.0));
+    assert_eq!(mark.unit_costs.app_requests_per_s, None);
+    assert_eq!(
+        mark.sums[&Role::App]
+            .requests
+            .as_ref()
+            .unwrap()
+            .multiplexed_turns,
+        7
+    );
+}
+
+/// A score saved by version 1 has no `model` field: it reads back as version 1.
+#[test]
+fn scores_saved_without_a_model_read_as_version_1() {
+    let samples = worked_example();
+    let mark = score_node(&worked_inputs(&samples), &CTX, &ModelOptions::default()).unwrap();
+    let mut json = serde_json::to_value(&mark).unwrap();
+    json.as_object_mut().unwrap().remove("model");
+    let back: MeshMark = serde_json::from_value(json).unwrap();
+    assert_eq!(back.model, 1);
+    assert_eq!(back.score, mark.score);
 }
