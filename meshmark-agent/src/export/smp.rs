@@ -32,8 +32,41 @@ pub struct SmpResult {
     /// RFC 3339, as SMP's protobuf timestamps are written in JSON.
     pub start_time: String,
     pub end_time: String,
+    /// SMP's request rate: the application's exact requests per second of the window, measured
+    /// from its accepted connections (absent where it answered none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub actual_qps: Option<f64>,
+    /// SMP's latency summary, of the application's own request time (absent without requests).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latencies_ms: Option<LatenciesMs>,
     pub mesh_config: MeshConfig,
     pub meshmark: Extension,
+}
+
+/// SMP's `latencies_ms`, with what the kernel's log2 histograms can say: the mean exactly, the
+/// quantiles as the upper bounds of their buckets. SMP's min, p90 and max are not measured.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct LatenciesMs {
+    pub average: f64,
+    pub p50: f64,
+    pub p99: f64,
+}
+
+/// The application's request rate and latency summary, where it answered exact requests.
+fn request_fields(report: &Report) -> (Option<f64>, Option<LatenciesMs>) {
+    let node = &report.meshmark;
+    let costs = &node.unit_costs;
+    let app = node
+        .sums
+        .get(&Role::App)
+        .and_then(|sums| sums.requests.as_ref())
+        .filter(|requests| requests.count > 0);
+    let latencies = app.map(|requests| LatenciesMs {
+        average: requests.total_ns as f64 / requests.count as f64 / 1e6,
+        p50: costs.app_request_p50_ns.unwrap_or(0) as f64 / 1e6,
+        p99: costs.app_request_p99_ns.unwrap_or(0) as f64 / 1e6,
+    });
+    (costs.app_requests_per_s, latencies)
 }
 
 /// SMP's `ServiceMeshConfig`, with the fields a node profile can fill.
@@ -203,8 +236,11 @@ pub fn smp_result(report: &Report) -> SmpResult {
         sidecar: footprint(Role::Proxy),
         mesh_control_plane: footprint(Role::Control),
     };
+    let (actual_qps, latencies_ms) = request_fields(report);
     SmpResult {
         smp_version: SMP_VERSION,
+        actual_qps,
+        latencies_ms,
         labels: labels(report, mesh_type),
         id,
         start_time: snapshot.window.start.clone(),

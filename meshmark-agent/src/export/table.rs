@@ -140,6 +140,54 @@ fn meshmark(out: &mut String, scope: &str, mark: &MeshMark) {
         latency(costs.proxy_syscall_p50_ns),
         latency(costs.proxy_syscall_p99_ns),
     );
+    requests(out, mark);
+}
+
+/// The application's requests and what each cost, where it answered any (model 2).
+fn requests(out: &mut String, mark: &MeshMark) {
+    let costs = &mark.unit_costs;
+    if let Some(per_s) = costs.app_requests_per_s {
+        let per_request = |ns: Option<f64>| latency(ns.and_then(whole));
+        let app_cpu = costs
+            .cpu_ns_per_request
+            .zip(costs.proxy_cpu_ns_per_request)
+            .map(|(all, proxy)| all - proxy);
+        let _ = writeln!(
+            out,
+            "  requests: app {per_s:.1}/s, p50/p99 app {}/{}, proxy inbound {}/{}; \
+             mesh added {} per request; CPU per request app {}, proxy {}",
+            latency(costs.app_request_p50_ns),
+            latency(costs.app_request_p99_ns),
+            latency(costs.proxy_inbound_p50_ns),
+            latency(costs.proxy_inbound_p99_ns),
+            per_request(costs.mesh_added_latency_ns),
+            per_request(app_cpu),
+            per_request(costs.proxy_cpu_ns_per_request),
+        );
+    }
+    let multiplexed = mark
+        .sums
+        .get(&Role::App)
+        .and_then(|app| app.requests.as_ref())
+        .map_or(0, |r| r.multiplexed_turns);
+    if multiplexed > 0 {
+        let _ = writeln!(
+            out,
+            "  requests on multiplexed connections: {multiplexed} turns (approximate: a turn can \
+             hold several requests; not in the figures above)"
+        );
+    }
+    let left_out = mark
+        .classes
+        .get(&crate::model::Class::Latency)
+        .and_then(|c| c.left_out.as_ref());
+    if let Some(left_out) = left_out {
+        let _ = writeln!(
+            out,
+            "  latency left out: {} proxies ({})",
+            left_out.proxies, left_out.reason
+        );
+    }
 }
 
 /// "compute 0.750 (cpu 0.750), kernel 0.375 (syscall_time 0.500 syscalls 0.250), ..."
@@ -496,6 +544,55 @@ mod tests {
             .collect();
         assert!(unsafe_chars.is_empty(), "{unsafe_chars:?} in:\n{text}");
         assert!(text.contains("x\\x1b]0;owned\\x07"), "{text}");
+    }
+
+    /// Model 2: the application's requests, its request time and what the sidecar added, next to
+    /// the costs; the role lines count the requests.
+    #[test]
+    fn requests_and_the_latency_the_mesh_added_are_shown() {
+        let mut report = report(true);
+        let turns = |count: u64, each_ns: u64, inbound: bool| {
+            let mut hist = [0u64; 32];
+            hist[each_ns.ilog2() as usize] = count;
+            let buckets = crate::snapshot::SyscallStats::buckets_from_hist(&hist);
+            Some(crate::snapshot::RequestStats {
+                count,
+                total_ns: count * each_ns,
+                latency_log2_ns: buckets.clone(),
+                inbound: inbound.then(|| crate::snapshot::InboundTurns {
+                    count,
+                    total_ns: count * each_ns,
+                    latency_log2_ns: buckets,
+                }),
+                ..crate::snapshot::RequestStats::EMPTY
+            })
+        };
+        report.snapshot.processes[0].requests = turns(1_000, 1_000_000, false);
+        report.snapshot.processes[1].requests = turns(1_000, 1_500_000, true);
+        let config = crate::config::Config::default();
+        let report = crate::report::build_report(
+            report.snapshot,
+            &config.classifier(None),
+            &config.model,
+            &|_| None,
+        )
+        .unwrap();
+        let text = render(&report);
+        let line = text
+            .lines()
+            .find(|l| l.trim_start().starts_with("requests:"))
+            .unwrap_or_else(|| panic!("no requests line:\n{text}"));
+        // 1,000 turns in 1 s; 1 ms turns in [2^19, 2^20) ns show as their bucket's bound.
+        assert!(line.contains("app 1000.0/s"), "{line}");
+        assert!(line.contains("p50/p99 app 1ms/1ms"), "{line}");
+        assert!(line.contains("mesh added 500us per request"), "{line}");
+        assert!(
+            line.contains("CPU per request app 300us, proxy 200us"),
+            "{line}"
+        );
+        assert!(text.contains("latency 0.667 (latency 0.667)"), "{text}");
+        let header = text.lines().find(|l| l.starts_with("ROLE")).unwrap();
+        assert!(header.contains("REQS"), "{header}");
     }
 
     #[test]

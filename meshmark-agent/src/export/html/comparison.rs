@@ -247,6 +247,13 @@ pub fn render_comparison(cmp: &Comparison) -> String {
         "<section id=\"unit-costs\"><h2>Unit costs</h2>\n<table>{head}"
     );
     for (name, what, show) in UNIT_COSTS {
+        // A cost no profile has (counters not read, no requests) has no row.
+        let anywhere = profiles
+            .iter()
+            .any(|p| crate::export::unit_cost_fields(&p.unit_costs).contains_key(name));
+        if !anywhere {
+            continue;
+        }
         row(
             &mut b,
             cmp,

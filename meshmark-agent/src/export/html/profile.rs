@@ -440,7 +440,7 @@ fn roles_table(mark: &MeshMark) -> String {
 }
 
 /// What each unit cost means, in the order shown.
-pub const UNIT_COSTS: [(&str, &str, Show); 8] = [
+pub const UNIT_COSTS: [(&str, &str, Show); 19] = [
     (
         "proxy_cpu_per_app_cpu",
         "mesh CPU time per application CPU time",
@@ -481,20 +481,68 @@ pub const UNIT_COSTS: [(&str, &str, Show); 8] = [
         "mesh syscall latency, p99",
         Show::Ns,
     ),
+    ("app_ipc", "application instructions per cycle", Show::Ratio),
+    ("proxy_ipc", "mesh instructions per cycle", Show::Ratio),
+    (
+        "proxy_llc_misses_per_kib",
+        "mesh last-level cache misses per KiB the mesh moved",
+        Show::Ratio,
+    ),
+    (
+        "app_requests_per_s",
+        "application requests per second (exact turns)",
+        Show::Ratio,
+    ),
+    (
+        "cpu_ns_per_request",
+        "application and mesh CPU per application request",
+        Show::Ns,
+    ),
+    (
+        "proxy_cpu_ns_per_request",
+        "mesh CPU per application request",
+        Show::Ns,
+    ),
+    (
+        "mesh_added_latency_ns",
+        "time the mesh added to each request (mean)",
+        Show::Ns,
+    ),
+    (
+        "app_request_p50_ns",
+        "application request time, p50",
+        Show::Ns,
+    ),
+    (
+        "app_request_p99_ns",
+        "application request time, p99",
+        Show::Ns,
+    ),
+    (
+        "proxy_inbound_p50_ns",
+        "mesh inbound request time, p50",
+        Show::Ns,
+    ),
+    (
+        "proxy_inbound_p99_ns",
+        "mesh inbound request time, p99",
+        Show::Ns,
+    ),
 ];
 
 fn unit_costs_table(mark: &MeshMark, base: &str) -> String {
     let values = crate::export::unit_cost_fields(&mark.unit_costs);
     let mut t = String::from("<table><tr><th class=\"text\">unit cost</th><th>value</th><th class=\"text\">field</th></tr>\n");
+    // A cost absent from the JSON (counters not read, no requests) has no row; a null one shows
+    // as undefined.
     for (name, what, show) in UNIT_COSTS {
+        let Some(&value) = values.get(name) else {
+            continue;
+        };
         let _ = writeln!(
             t,
             "<tr><td>{what}</td><td>{}</td><td class=\"text\"><code>{name}</code></td></tr>",
-            figure(
-                &format!("{base}/{name}"),
-                values.get(name).copied().flatten(),
-                show
-            )
+            figure(&format!("{base}/{name}"), value, show)
         );
     }
     t.push_str("</table>\n");
@@ -509,7 +557,31 @@ mod tests {
     fn the_unit_cost_rows_are_the_json_fields() {
         let mut shown: Vec<&str> = UNIT_COSTS.iter().map(|(name, _, _)| *name).collect();
         shown.sort_unstable();
-        let fields = crate::export::unit_cost_fields(&Default::default());
+        // Every cost defined, so that none is left out of the JSON.
+        let all = serde_json::from_value(serde_json::Value::Object(
+            crate::export::unit_cost_fields(&Default::default())
+                .into_keys()
+                .chain(
+                    [
+                        "app_ipc",
+                        "proxy_ipc",
+                        "proxy_llc_misses_per_kib",
+                        "app_requests_per_s",
+                        "cpu_ns_per_request",
+                        "proxy_cpu_ns_per_request",
+                        "mesh_added_latency_ns",
+                        "app_request_p50_ns",
+                        "app_request_p99_ns",
+                        "proxy_inbound_p50_ns",
+                        "proxy_inbound_p99_ns",
+                    ]
+                    .map(String::from),
+                )
+                .map(|k| (k, serde_json::json!(1)))
+                .collect(),
+        ))
+        .unwrap();
+        let fields = crate::export::unit_cost_fields(&all);
         let fields: Vec<&str> = fields.keys().map(String::as_str).collect();
         assert_eq!(shown, fields, "every unit cost is shown, and only those");
     }
