@@ -72,6 +72,12 @@ pub struct HttpRequests {
     pub pid: u32,
     pub requests: u64,
     pub sleep_ns: u64,
+    /// The relay in front of the server (`--relay-delay-ms`), and the time it waited per
+    /// request.
+    #[serde(default)]
+    pub relay_pid: Option<u32>,
+    #[serde(default)]
+    pub relay_delay_ns: Option<u64>,
 }
 
 /// `mesh-relay`, `mesh-upstream`: where a listening part of the mesh scenario accepts its

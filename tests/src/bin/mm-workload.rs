@@ -29,6 +29,8 @@ enum Command {
     Disk(disk::Spec),
     /// An HTTP/1.1 keep-alive server taking a known time per request, and its client.
     Http(http::Spec),
+    #[command(hide = true)]
+    HttpRelay(http::Relay),
     /// Mesh scenario: the application, which burns CPU and makes requests through the relay.
     MeshApp(mesh::App),
     /// Mesh scenario: the sidecar relay, named `envoy`.
@@ -47,6 +49,7 @@ fn main() -> Result<()> {
         Command::Sleep(spec) => sleep::run(&spec),
         Command::Disk(spec) => disk::run(&spec),
         Command::Http(spec) => http::run(&spec),
+        Command::HttpRelay(spec) => http::relay(&spec),
         Command::Threads(spec) => threads::run(&spec),
         Command::Churn(spec) => churn::run(&spec),
         Command::MeshApp(spec) => mesh::app(&spec),

@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::{ensure, Context, Result};
 
 use super::{emit, sock, WAIT_LIMIT};
-use crate::truth::HttpRequests;
+use crate::truth::{HttpRequests, Listening};
 
 #[derive(Debug, clap::Args)]
 pub struct Spec {
@@ -40,6 +40,25 @@ pub struct Spec {
     /// Network namespace the client connects from.
     #[arg(long)]
     pub client_netns: Option<String>,
+    /// Put a sidecar in front of the server: a relay process named `envoy`, in the server's
+    /// namespace, that waits this long before forwarding each request. The client's requests
+    /// then all go through it.
+    #[arg(long)]
+    pub relay_delay_ms: Option<u64>,
+}
+
+/// `http-relay`: the sidecar of `http --relay-delay-ms`.
+#[derive(Debug, clap::Args)]
+pub struct Relay {
+    /// The server it forwards to; it listens on the same address, another port.
+    #[arg(long)]
+    pub upstream: std::net::SocketAddr,
+    /// Time it waits before forwarding each request.
+    #[arg(long)]
+    pub delay_ms: u64,
+    /// Network namespace it runs in.
+    #[arg(long)]
+    pub netns: Option<String>,
 }
 
 const REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: meshmark\r\n\r\n";
@@ -58,10 +77,16 @@ pub fn run(spec: &Spec) -> Result<()> {
         Some(ns) => sock::in_netns(ns, bind)??,
         None => bind()?,
     };
+    let server_address = listener.local_addr()?;
+    let relay = match spec.relay_delay_ms {
+        Some(delay_ms) => Some(start_relay(spec, server_address, delay_ms)?),
+        None => None,
+    };
     if let Some(ns) = &spec.client_netns {
         sock::enter_netns(ns)?;
     }
-    let address = listener.local_addr()?;
+    // The client's requests go through the relay where there is one.
+    let address = relay.as_ref().map_or(server_address, |(_, at)| at.addr);
     let sleep = Duration::from_millis(spec.sleep_ms);
     let server = std::thread::spawn(move || -> Result<()> {
         for stream in listener.incoming() {
@@ -103,19 +128,107 @@ pub fn run(spec: &Spec) -> Result<()> {
         set_linger(&reset, linger)?;
         drop(reset);
     }
-    // The last connection tells the server to stop.
-    let mut stop = connect()?;
+    // The last connection tells the server to stop, past the relay.
+    let mut stop = TcpStream::connect(server_address).context("connecting to stop the server")?;
+    stop.set_read_timeout(Some(WAIT_LIMIT))?;
     stop.write_all(b"STOP")?;
     stop.shutdown(Shutdown::Write)?;
     let _ = stop.read_to_end(&mut Vec::new());
     server
         .join()
         .map_err(|_| anyhow::anyhow!("the server thread panicked"))??;
+    let relay_pid = relay.map(|(relay, at)| {
+        relay.finish();
+        at.pid
+    });
     emit(&HttpRequests {
         pid: std::process::id(),
         requests: completed,
         sleep_ns: spec.sleep_ms * 1_000_000,
+        relay_pid,
+        relay_delay_ns: spec.relay_delay_ms.map(|ms| ms * 1_000_000),
     })
+}
+
+/// Starts the relay in front of the server at `upstream` and waits until it listens.
+fn start_relay(
+    spec: &Spec,
+    upstream: std::net::SocketAddr,
+    delay_ms: u64,
+) -> Result<(crate::child::Workload, Listening)> {
+    let (upstream, delay_ms) = (upstream.to_string(), delay_ms.to_string());
+    let mut args = vec![
+        "http-relay",
+        "--upstream",
+        &upstream,
+        "--delay-ms",
+        &delay_ms,
+    ];
+    if let Some(ns) = &spec.server_netns {
+        args.extend(["--netns", ns]);
+    }
+    let mut relay = super::spawn_peer(&args)?;
+    let listening: Listening = relay.truth();
+    Ok((relay, listening))
+}
+
+/// The relay: named `envoy` so the preset classifies it as a proxy; it accepts the client's
+/// connections and, for each request, waits, forwards it over its own connection to the server
+/// and relays the response back. Serves until stdin closes.
+pub fn relay(spec: &Relay) -> Result<()> {
+    // SAFETY: PR_SET_NAME reads a NUL-terminated name; the kernel keeps its first 15 bytes.
+    let rc = unsafe { libc::prctl(libc::PR_SET_NAME, c"envoy".as_ptr()) };
+    ensure!(
+        rc == 0,
+        "prctl(PR_SET_NAME): {}",
+        std::io::Error::last_os_error()
+    );
+    // Threads started after this share the namespace.
+    if let Some(ns) = &spec.netns {
+        sock::enter_netns(ns)?;
+    }
+    let listener = TcpListener::bind((spec.upstream.ip(), 0)).context("binding the relay")?;
+    emit(&Listening {
+        pid: std::process::id(),
+        addr: listener.local_addr()?,
+    })?;
+    let (upstream, delay) = (spec.upstream, Duration::from_millis(spec.delay_ms));
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            std::thread::spawn(move || relay_connection(client, upstream, delay));
+        }
+    });
+    super::wait_for_stdin_close()
+}
+
+/// Relays one client connection, request by request, until the client closes it.
+fn relay_connection(
+    mut client: TcpStream,
+    upstream: std::net::SocketAddr,
+    delay: Duration,
+) -> Result<()> {
+    client.set_read_timeout(Some(WAIT_LIMIT))?;
+    let mut server = TcpStream::connect(upstream).context("connecting to the server")?;
+    server.set_read_timeout(Some(WAIT_LIMIT))?;
+    let mut pending = Vec::new();
+    let mut buffer = [0u8; 4096];
+    loop {
+        let read = client.read(&mut buffer).context("reading a request")?;
+        if read == 0 {
+            return Ok(());
+        }
+        pending.extend_from_slice(&buffer[..read]);
+        while let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+            let request: Vec<u8> = pending.drain(..end + 4).collect();
+            std::thread::sleep(delay);
+            server.write_all(&request)?;
+            let mut response = [0u8; RESPONSE.len()];
+            server
+                .read_exact(&mut response)
+                .context("reading a response")?;
+            client.write_all(&response)?;
+        }
+    }
 }
 
 /// One request written, one whole response read.
