@@ -296,6 +296,11 @@ pub struct ThreadSlot {
     pub sock_call: u64,
     /// That call's flags (a receive's `MSG_PEEK`).
     pub sock_call_flags: u64,
+    /// The owner's syscall in progress: the kernel's `struct pt_regs *` of its user registers
+    /// (0 when not inside a syscall) and the syscall's number, so the request-turn logic can
+    /// find a receive's buffer and look at the first bytes of a request.
+    pub syscall_regs: u64,
+    pub syscall_nr: u64,
     pub counters: ThreadCounters,
 }
 

@@ -18,6 +18,7 @@ mod kernel;
 mod lifecycle;
 mod maps;
 mod net;
+mod peek;
 mod requests;
 mod runq;
 mod slots;

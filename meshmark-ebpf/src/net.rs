@@ -196,7 +196,7 @@ fn record(sk: *const u8, ret: i32, flags: i32, dir: Direction) {
     // One slot lookup for both: the bytes and the turn logic run on every socket call.
     let mut own = own_slot();
     if inet {
-        crate::requests::turn(sk, dir, own.as_mut());
+        crate::requests::turn(sk, dir, ret as u32, own.as_mut());
     }
     if let Some(found) = own {
         // `get_mut`, not indexing: a bounds-check panic path is a call the verifier rejects.

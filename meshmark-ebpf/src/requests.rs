@@ -20,11 +20,16 @@
 //! application sends it to carry out (redirected to a loopback listener) and what it passes on
 //! to the application (to loopback or the pod's own address) is not inbound.
 //!
-//! Multiplexed connections (HTTP/2, gRPC): bytes received while the previous response is still
-//! queued for sending (`sk_wmem_queued` > 0; in a request/response exchange the client's next
-//! request acknowledges the whole response) mark the connection multiplexed for good; its turns
-//! are then counted apart (`mux_requests`, `mux_request_ns`), because one turn may carry many
+//! Multiplexed connections (HTTP/2, gRPC): a connection that opens with the HTTP/2 preface
+//! (h2c, seen in the first bytes received, `peek`), or on which bytes arrive while the previous
+//! response is still queued for sending (`sk_wmem_queued` > 0; in a request/response exchange
+//! the client's next request acknowledges the whole response), is multiplexed for good; its
+//! turns are counted apart (`mux_requests`, `mux_request_ns`), because one turn may carry many
 //! requests. Pipelined HTTP/1.1 is not detected (the batch reads as one turn).
+//!
+//! TLS: a connection that opens with a TLS handshake record has the first bytes of each turn
+//! looked at; a turn that starts with a handshake, change cipher spec or alert record is part of
+//! the handshake, not a request, and is counted nowhere.
 //!
 //! Duty cycle: a turn that began before the socket programs were last attached is not counted,
 //! and a close while they are detached ends no turn: its first or last bytes may have gone
@@ -49,6 +54,7 @@ use crate::{
     kernel::read_field,
     maps::{bump, offsets, sampled_attached_at, sampled_detached},
     net::v6_loopback,
+    peek::{received_head, HEAD},
     slots::{slot_of, Slot},
 };
 
@@ -65,6 +71,22 @@ const MULTIPLEXED: u64 = 1;
 const COUNTED_EXACT: u64 = 2;
 /// The peer is outside the network namespace: exact turns are also counted as inbound.
 const INBOUND: u64 = 4;
+/// A turn has started on the connection: the next one is not its first.
+const OPENED: u64 = 8;
+/// The connection opened with a TLS handshake record: each turn's first bytes are looked at.
+const TLS: u64 = 16;
+/// The current turn is part of the TLS handshake (its first record is a handshake, change
+/// cipher spec or alert record): not a request, counted nowhere.
+const HANDSHAKE_TURN: u64 = 32;
+
+/// The first line of the HTTP/2 client connection preface (RFC 9113, 3.4): a connection that
+/// opens with it is HTTP/2 with prior knowledge (h2c), multiplexed from its first turn.
+const H2_PREFACE: [u8; HEAD] = *b"PRI * HTTP/2.0\r\n";
+/// TLS record types (RFC 8446, 5.1): change cipher spec, alert, handshake.
+const TLS_CHANGE_CIPHER_SPEC: u8 = 20;
+const TLS_HANDSHAKE: u8 = 22;
+/// Every TLS record version starts with this byte (3.x).
+const TLS_MAJOR: u8 = 3;
 
 /// State of one accepted connection.
 #[derive(Clone, Copy)]
@@ -135,7 +157,7 @@ pub fn inet_sock_set_state(ctx: BtfTracePointContext) -> i32 {
 /// its turn only at the next request or the close, maybe windows later. The histogram, which
 /// needs the whole turn, is filled when the turn ends.
 #[inline(always)]
-pub fn turn(sk: *const u8, dir: Direction, own: Option<&mut Slot>) {
+pub fn turn(sk: *const u8, dir: Direction, bytes: u32, own: Option<&mut Slot>) {
     let Some(conn) = CONNECTIONS.get_ptr_mut(sk as u64) else {
         return;
     };
@@ -158,6 +180,11 @@ pub fn turn(sk: *const u8, dir: Direction, own: Option<&mut Slot>) {
                 return;
             };
             let now = unsafe { bpf_ktime_get_ns() };
+            if conn.flags & HANDSHAKE_TURN != 0 {
+                // The server's side of the TLS handshake: the turn goes on, uncounted.
+                conn.last_sent_ns = now;
+                return;
+            }
             let c = &mut found.slot.counters;
             let multiplexed = conn.flags & MULTIPLEXED != 0;
             if conn.last_sent_ns == 0 {
@@ -210,15 +237,53 @@ pub fn turn(sk: *const u8, dir: Direction, own: Option<&mut Slot>) {
             }
             let now = unsafe { bpf_ktime_get_ns() };
             if conn.last_sent_ns != 0 {
-                if still_sending(sk) {
+                // A TLS 1.3 server's session tickets may still be unacknowledged when the first
+                // request follows the handshake at once: that is no sign of multiplexing.
+                if conn.flags & HANDSHAKE_TURN == 0 && still_sending(sk) {
                     conn.flags |= MULTIPLEXED;
                 }
                 finish(conn);
             }
             conn.turn_start_ns = now;
             conn.last_sent_ns = 0;
-            conn.flags &= !COUNTED_EXACT;
+            conn.flags &= !(COUNTED_EXACT | HANDSHAKE_TURN);
+            if let Some(found) = own {
+                look_at_request(conn, bytes, found);
+            }
         }
+    }
+}
+
+/// At the start of a turn, the first bytes received, on the connection's first turn and on
+/// every turn of a TLS connection (one user-memory read each; plain HTTP/1.x connections are
+/// looked at once). An HTTP/2 preface marks the connection multiplexed from the start; a TLS
+/// handshake, change cipher spec or alert record makes the turn a handshake turn, not a
+/// request. Bytes that cannot be read leave the turn as it is.
+#[inline(always)]
+fn look_at_request(conn: &mut Connection, bytes: u32, own: &Slot) {
+    let first = conn.flags & OPENED == 0;
+    conn.flags |= OPENED;
+    if !first && conn.flags & TLS == 0 {
+        return;
+    }
+    let Some(head) = received_head(own.slot) else {
+        return;
+    };
+    let tls_record = bytes >= 3 && head[1] == TLS_MAJOR;
+    if first {
+        if bytes as usize >= HEAD && head == H2_PREFACE {
+            conn.flags |= MULTIPLEXED;
+            return;
+        }
+        if tls_record && head[0] == TLS_HANDSHAKE {
+            conn.flags |= TLS;
+        }
+    }
+    if conn.flags & TLS != 0
+        && tls_record
+        && (TLS_CHANGE_CIPHER_SPEC..=TLS_HANDSHAKE).contains(&head[0])
+    {
+        conn.flags |= HANDSHAKE_TURN;
     }
 }
 
@@ -228,6 +293,10 @@ pub fn turn(sk: *const u8, dir: Direction, own: Option<&mut Slot>) {
 /// the same counters: every add of the turn logic is atomic.
 #[inline(always)]
 fn finish(conn: &Connection) {
+    // Multiplexed and handshake turns have no histogram and nothing to move.
+    if conn.flags & COUNTED_EXACT == 0 {
+        return;
+    }
     let took = conn.last_sent_ns.saturating_sub(conn.turn_start_ns);
     let Some(found) = slot_of(conn.tid as u32) else {
         // The thread exited before its connection's turn ended.
@@ -235,9 +304,6 @@ fn finish(conn: &Connection) {
         return;
     };
     let c = &mut found.slot.counters;
-    if conn.flags & COUNTED_EXACT == 0 {
-        return;
-    }
     let inbound = conn.flags & INBOUND != 0;
     if conn.flags & MULTIPLEXED != 0 {
         // Wrapping adds of the negation: the counters only ever hold what was added before.

@@ -102,6 +102,8 @@ const LABELS: &[&str] = &[
     "program",
     "hook",
     "version",
+    // The bucket bound of the request-time histograms (`_bucket` series), Prometheus's own.
+    "le",
 ];
 
 /// Loading the programs takes a few seconds in a debug build on a busy machine; generous.

@@ -58,6 +58,7 @@ fn main() -> Result<()> {
         out: std::path::absolute(&args.out)
             .with_context(|| format!("resolving {}", args.out.display()))?,
         access_log: true,
+        connections: meshlab::WRK_CONNECTIONS,
     };
     if let Some(rounds) = args.bench_rounds {
         let result = meshlab::bench::run(&options, usize::from(rounds));

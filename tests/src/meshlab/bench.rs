@@ -78,7 +78,7 @@ pub fn run(options: &LabOptions, rounds: usize) -> Result<BenchResult> {
     let config = options.out.join("lab.toml");
     std::fs::write(&config, super::LAB_CONFIG).context("writing the lab configuration")?;
     // Warm the parts up (connections, caches) before anything is measured.
-    lab.load(Duration::from_secs(1))?;
+    lab.load(Duration::from_secs(1), options.connections)?;
     let mut result = BenchResult {
         rounds: Vec::new(),
         pods: options.pods,
@@ -97,7 +97,7 @@ pub fn run(options: &LabOptions, rounds: usize) -> Result<BenchResult> {
             // the node, bpftrace's map setup), is not what it costs while it watches.
             std::thread::sleep(SETTLE);
             let cpu_before = lab.parts_cpu_ns();
-            let loads = lab.load(options.duration)?;
+            let loads = lab.load(options.duration, options.connections)?;
             let cpu = lab.parts_cpu_ns().saturating_sub(cpu_before);
             watching.stop()?;
             let requests: u64 = loads.iter().map(|w| w.requests).sum();

@@ -39,7 +39,8 @@ comm = \"haproxy\"
 
 /// Load per pod: wrk threads and connections.
 const WRK_THREADS: u32 = 1;
-const WRK_CONNECTIONS: u32 = 16;
+/// wrk's connections per pod by default: enough to load a 2-CPU node.
+pub const WRK_CONNECTIONS: u32 = 16;
 /// The profile's window outlasts the load by this much, so every request is inside it.
 pub const WINDOW_MARGIN: Duration = Duration::from_secs(2);
 
@@ -74,6 +75,9 @@ pub struct LabOptions {
     /// when it stops, and a slower nginx has more of them read (counted by nginx) but not yet
     /// answered (no turn), which races the exact check.
     pub access_log: bool,
+    /// wrk's connections per pod: many to load the node, one to time a request alone (no
+    /// queueing, so wrk's latency is the path's).
+    pub connections: u32,
 }
 
 /// One pod's ground truth: its processes' own CPU time over the load, from the kernel's
@@ -167,7 +171,7 @@ impl Lab {
     }
 
     /// Drives every pod with wrk for `duration`, all at once; one result per pod.
-    pub fn load(&self, duration: Duration) -> Result<Vec<WrkResult>> {
+    pub fn load(&self, duration: Duration, connections: u32) -> Result<Vec<WrkResult>> {
         let results = std::thread::scope(|scope| {
             let runs: Vec<_> = (0..self.pods.len())
                 .map(|i| {
@@ -175,9 +179,7 @@ impl Lab {
                         &self.net.client,
                         format!("http://{}:{POD_PORT}/", pod_addr(i)),
                     );
-                    scope.spawn(move || {
-                        wrk::run(client, &url, duration, WRK_THREADS, WRK_CONNECTIONS)
-                    })
+                    scope.spawn(move || wrk::run(client, &url, duration, WRK_THREADS, connections))
                 })
                 .collect();
             runs.into_iter()
@@ -260,7 +262,7 @@ pub fn run(options: &LabOptions, mesh: Mesh) -> Result<LabRun> {
     )?;
     let first = lab.app_requests()?;
     let before = lab.pod_cpu();
-    let wrk = lab.load(options.duration)?;
+    let wrk = lab.load(options.duration, options.connections)?;
     let after = lab.pod_cpu();
     let last = lab.app_requests()?;
     agent.finish()?;
@@ -281,7 +283,7 @@ pub fn run(options: &LabOptions, mesh: Mesh) -> Result<LabRun> {
 
 /// nginx's `requests` from its `stub_status` in network namespace `netns`, read from a thread
 /// that joins the namespace (the read is one request, counted by nginx itself).
-fn nginx_requests(netns: &str) -> Result<u64> {
+pub fn nginx_requests(netns: &str) -> Result<u64> {
     use std::io::{Read as _, Write as _};
     use std::os::fd::AsRawFd as _;
     let path = format!("/run/netns/{netns}");

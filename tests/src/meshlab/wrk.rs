@@ -11,6 +11,9 @@ use anyhow::{bail, ensure, Context, Result};
 pub struct WrkResult {
     pub requests: u64,
     pub requests_per_second: f64,
+    /// Mean latency and its standard deviation over the threads, in seconds.
+    pub latency_mean_s: f64,
+    pub latency_stdev_s: f64,
     /// Latency percentiles in seconds: 50, 75, 90, 99.
     pub latency_p50_s: f64,
     pub latency_p90_s: f64,
@@ -53,6 +56,10 @@ pub fn parse(text: &str) -> Result<WrkResult> {
     for line in text.lines().map(str::trim) {
         let words: Vec<&str> = line.split_whitespace().collect();
         match words.as_slice() {
+            ["Latency", mean, stdev, _max, _share] => {
+                result.latency_mean_s = seconds(mean)?;
+                result.latency_stdev_s = seconds(stdev)?;
+            }
             ["50%", value] => result.latency_p50_s = seconds(value)?,
             ["90%", value] => result.latency_p90_s = seconds(value)?,
             ["99%", value] => result.latency_p99_s = seconds(value)?,
@@ -121,6 +128,8 @@ Transfer/sec:     30.84MB
     fn reads_wrks_report() {
         let r = parse(REPORT).unwrap();
         assert_eq!(r.requests, 198_061);
+        assert!((r.latency_mean_s - 810.25e-6).abs() < 1e-12);
+        assert!((r.latency_stdev_s - 312.10e-6).abs() < 1e-12);
         assert!((r.requests_per_second - 39_612.33).abs() < 1e-9);
         assert!((r.latency_p50_s - 747e-6).abs() < 1e-12);
         assert!((r.latency_p90_s - 1.01e-3).abs() < 1e-12);

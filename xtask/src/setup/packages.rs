@@ -35,6 +35,7 @@ const PACKAGES: &[Package] = &[
     package("nginx", &[Lab, Bench]),    // the mesh lab's application
     package("haproxy", &[Lab, Bench]),  // the mesh lab's sidecar proxy
     package("wrk", &[Lab, Bench]),      // the mesh lab's load
+    package("nghttp2-client", &[]),     // h2load: HTTP/2 load for the multiplexed-turn test
     package("bpftrace", &[Bench]),      // the benches' other observer, collecting the same signals
     package("chromium", &[]), // headless browser: the HTML report tests open each page in it
     package("podman", &[Dist, Cluster]), // cargo xtask dist builds the scratch image; the image test runs it
@@ -64,7 +65,7 @@ const PACKAGES: &[Package] = &[
     package("containerd", &[Cluster]),
     package("etcd-server", &[Cluster]),
     package("containernetworking-plugins", &[Cluster]),
-    package("openssl", &[Cluster]),
+    package("openssl", &[Cluster]), // also the TLS request test's throwaway certificate
 ];
 
 /// Architectures apt must know besides the host's, and the commands that need them: the kernel
