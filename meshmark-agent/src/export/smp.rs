@@ -347,6 +347,35 @@ mod tests {
         window_report(processes, 1_000_000_000)
     }
 
+    /// SMP's request rate and latency summary come from the application's exact turns: 400
+    /// requests of 1 ms in a 2 s window; absent without requests.
+    #[test]
+    fn requests_fill_smps_rate_and_latencies() {
+        let mut app = sample(1, "web", Role::App, "r", 10);
+        app.requests = Some(crate::snapshot::RequestStats {
+            count: 400,
+            total_ns: 400_000_000,
+            latency_log2_ns: crate::snapshot::SyscallStats::buckets_from_hist(&{
+                let mut hist = [0u64; 32];
+                hist[19] = 400;
+                hist
+            }),
+            ..crate::snapshot::RequestStats::EMPTY
+        });
+        let proxy = sample(2, "envoy", Role::Proxy, "r", 5);
+        let result = smp_result(&window_report(vec![app, proxy.clone()], 2_000_000_000));
+        assert_eq!(result.actual_qps, Some(200.0));
+        let latencies = result.latencies_ms.expect("latencies");
+        assert_eq!(latencies.average, 1.0);
+        assert_eq!(latencies.p99, 1.048_576);
+        let json = serde_json::to_value(&result).unwrap();
+        assert_eq!(json["meshmark"]["model"], 2);
+
+        let without = smp_result(&window_report(vec![proxy], 2_000_000_000));
+        let json = serde_json::to_value(&without).unwrap();
+        assert!(json.get("actual_qps").is_none() && json.get("latencies_ms").is_none());
+    }
+
     #[test]
     fn the_busiest_mesh_data_plane_names_the_mesh() {
         let r = report(vec![
