@@ -104,6 +104,15 @@ impl Pod {
 }
 
 impl Container {
+    /// The processes in this container now.
+    pub fn members(&self) -> Vec<u32> {
+        fs::read_to_string(self.dir.join("cgroup.procs"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| line.trim().parse().ok())
+            .collect()
+    }
+
     /// Moves process `pid` (all its threads) into this container.
     pub fn adopt(&self, pid: u32) {
         let procs = self.dir.join("cgroup.procs");

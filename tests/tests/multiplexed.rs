@@ -59,7 +59,7 @@ fn http2_connections_are_flagged_multiplexed_and_counted_apart() {
     assert!(output.status.success(), "h2load failed: {text}");
     let succeeded = succeeded_requests(&text);
     let snapshot = window.end();
-    let nginx_pids = pod_members(&pod);
+    let nginx_pids = pod.containers()[0].members();
     drop(nginx);
     assert_exact("h2load's successful requests", succeeded, REQUESTS);
 
@@ -103,13 +103,4 @@ fn succeeded_requests(text: &str) -> u64 {
         .find(|w| w[1].trim_end_matches(',') == "succeeded")
         .and_then(|w| w[0].parse().ok())
         .unwrap_or_else(|| panic!("no succeeded count in {line:?}"))
-}
-
-/// Every process in the pod's container now: nginx's master and worker.
-fn pod_members(pod: &Pod) -> Vec<u32> {
-    std::fs::read_to_string(pod.containers()[0].dir.join("cgroup.procs"))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|line| line.trim().parse().ok())
-        .collect()
 }

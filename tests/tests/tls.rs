@@ -48,7 +48,7 @@ fn tls_requests_are_exact_and_handshakes_are_not_requests() {
     .expect("haproxy");
     parts::wait_listening(&pair.a, "127.0.0.1", parts::APP_PORT).expect("nginx listening");
     parts::wait_listening(&pair.a, ADDR_A, TLS_PORT).expect("haproxy listening");
-    let haproxy_pids = members(&proxy.dir);
+    let haproxy_pids = proxy.members();
 
     let Some(window) = ProfiledWindow::start() else {
         return;
@@ -134,13 +134,4 @@ fn self_signed_certificate(pem: &std::path::Path) {
     let mut both = std::fs::read(&cert).expect("the certificate");
     both.extend(std::fs::read(&key).expect("the key"));
     std::fs::write(pem, both).expect("the PEM");
-}
-
-/// The processes in a container now.
-fn members(container: &std::path::Path) -> Vec<u32> {
-    std::fs::read_to_string(container.join("cgroup.procs"))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|line| line.trim().parse().ok())
-        .collect()
 }

@@ -234,8 +234,8 @@ impl Lab {
                     proxy_container: (self.mesh == Mesh::On).then(|| proxy.id.clone()),
                     app_cpu_ns: after.0.saturating_sub(before.0),
                     proxy_cpu_ns: after.1.saturating_sub(before.1),
-                    app_pids: members(app),
-                    proxy_pids: members(proxy),
+                    app_pids: app.members(),
+                    proxy_pids: proxy.members(),
                     // The first read counts itself and is served inside the window.
                     app_requests: last.saturating_sub(*first) + 1,
                 }
@@ -327,18 +327,9 @@ fn parse_stub_status(text: &str) -> Result<u64> {
         .with_context(|| format!("stub_status counters {counts:?}"))
 }
 
-/// The processes of a container now.
-fn members(container: &Container) -> Vec<u32> {
-    std::fs::read_to_string(container.dir.join("cgroup.procs"))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|line| line.trim().parse().ok())
-        .collect()
-}
-
 /// CPU of (app container, proxy container) so far, by their processes' own accounting.
 fn pod_cpu(pod: &Pod) -> (u64, u64) {
-    let cpu = |c: &Container| members(c).into_iter().map(procfs::task_schedstat_ns).sum();
+    let cpu = |c: &Container| c.members().into_iter().map(procfs::task_schedstat_ns).sum();
     match pod.containers() {
         [app, proxy] => (cpu(app), cpu(proxy)),
         _ => (0, 0),
