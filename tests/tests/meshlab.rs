@@ -26,6 +26,7 @@ fn lab(agent: std::path::PathBuf, mesh: Mesh) -> LabRun {
         // One connection: wrk's latency is then the path's, with no queueing, so the
         // difference with and without the sidecar is what the sidecar added to a request.
         connections: 1,
+        baseline_agent: None,
     };
     meshlab::run(&options, mesh).unwrap_or_else(|err| panic!("lab {}: {err:#}", mesh.name()))
 }

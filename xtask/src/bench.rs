@@ -45,6 +45,10 @@ pub struct BenchArgs {
     /// Live processes (each with 3 worker threads) while `run` is measured; 0 skips it.
     #[arg(long, default_value_t = 5_000)]
     live_processes: u32,
+    /// Another build of meshmark-agent (a release build of an earlier commit) whose `profile`
+    /// and `run` the lab bench measures beside this build's, in the same rounds.
+    #[arg(long)]
+    baseline_agent: Option<PathBuf>,
 }
 
 /// What watches a storm.
@@ -300,11 +304,25 @@ fn churn(ws: &Workspace, agent: &Path, processes: u64) -> Result<()> {
 fn lab_throughput(ws: &Workspace, agent: &Path, args: &BenchArgs) -> Result<()> {
     let lab = ws.target_dir().join("release/mm-lab");
     ensure!(lab.is_file(), "the release build left no {}", lab.display());
+    if let Some(baseline) = &args.baseline_agent {
+        ensure!(
+            baseline.is_file(),
+            "--baseline-agent {}: no such file; build the earlier commit's agent first, for \
+             example `git worktree add ../base REV && cd ../base && cargo build --release \
+             --package meshmark-agent`, and pass its target/release/meshmark-agent",
+            baseline.display()
+        );
+    }
     let status = Command::new(&lab)
         .arg("--agent")
         .arg(agent)
         .args(["--pods", "2", "--seconds", &args.lab_seconds.to_string()])
         .args(["--bench-rounds", &args.lab_rounds.to_string()])
+        .args(
+            args.baseline_agent
+                .iter()
+                .flat_map(|path| [std::ffi::OsStr::new("--baseline-agent"), path.as_os_str()]),
+        )
         .arg("--out")
         .arg(ws.target_dir().join("lab-bench"))
         .status()

@@ -35,6 +35,10 @@ struct Args {
     /// throughput, this many rounds (`cargo xtask bench`).
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=50))]
     bench_rounds: Option<u16>,
+    /// With `--bench-rounds`: another build of meshmark-agent, measured beside `--agent` in the
+    /// same rounds (before and after a change).
+    #[arg(long, requires = "bench_rounds")]
+    baseline_agent: Option<PathBuf>,
 }
 
 extern "C" fn on_sigint(_: libc::c_int) {
@@ -59,6 +63,7 @@ fn main() -> Result<()> {
             .with_context(|| format!("resolving {}", args.out.display()))?,
         access_log: true,
         connections: meshlab::WRK_CONNECTIONS,
+        baseline_agent: args.baseline_agent,
     };
     if let Some(rounds) = args.bench_rounds {
         let result = meshlab::bench::run(&options, usize::from(rounds));

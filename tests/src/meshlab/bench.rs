@@ -30,6 +30,10 @@ pub enum Observer {
     /// `meshmark-agent run --duty-cycle 100%`: every signal all the time.
     RunExact,
     Bpftrace,
+    /// `profile` and `run` of another build of the agent (`LabOptions::baseline_agent`): before
+    /// and after a change, in one run. Given only the arguments every build has.
+    BaselineProfile,
+    BaselineRun,
 }
 
 impl Observer {
@@ -50,7 +54,19 @@ impl Observer {
             Observer::Run => "meshmark run, default mode",
             Observer::RunExact => "meshmark run --duty-cycle 100%",
             Observer::Bpftrace => "bpftrace, the same signals",
+            Observer::BaselineProfile => "baseline build: meshmark profile",
+            Observer::BaselineRun => "baseline build: meshmark run, default mode",
         }
+    }
+
+    /// The observers of a bench: [`Observer::ALL`], and the baseline build's two where there is
+    /// one.
+    pub fn of(options: &LabOptions) -> Vec<Observer> {
+        let mut observers = Observer::ALL.to_vec();
+        if options.baseline_agent.is_some() {
+            observers.extend([Observer::BaselineProfile, Observer::BaselineRun]);
+        }
+        observers
     }
 }
 
@@ -65,6 +81,8 @@ pub struct Sample {
 /// Per round, one sample per observer in [`Observer::ALL`] order (whatever order they took
 /// their turns in).
 pub struct BenchResult {
+    /// Who watched, in the order of each round's samples.
+    pub observers: Vec<Observer>,
     pub rounds: Vec<Vec<Sample>>,
     pub pods: usize,
     pub load: Duration,
@@ -79,7 +97,9 @@ pub fn run(options: &LabOptions, rounds: usize) -> Result<BenchResult> {
     std::fs::write(&config, super::LAB_CONFIG).context("writing the lab configuration")?;
     // Warm the parts up (connections, caches) before anything is measured.
     lab.load(Duration::from_secs(1), options.connections)?;
+    let observers = Observer::of(options);
     let mut result = BenchResult {
+        observers: observers.clone(),
         rounds: Vec::new(),
         pods: options.pods,
         load: options.duration,
@@ -88,10 +108,10 @@ pub fn run(options: &LabOptions, rounds: usize) -> Result<BenchResult> {
         eprintln!("lab bench: round {round} of {rounds}");
         // Each round starts with the next observer, so that a drift within a round (the
         // neighbour's load, the parts warming up) is not always charged to the same one.
-        let mut samples = [None; Observer::ALL.len()];
-        for turn in 0..Observer::ALL.len() {
-            let index = (turn + round) % Observer::ALL.len();
-            let observer = Observer::ALL[index];
+        let mut samples = vec![None; observers.len()];
+        for turn in 0..observers.len() {
+            let index = (turn + round) % observers.len();
+            let observer = observers[index];
             let watching = Watching::start(observer, options, &config, &script)?;
             // What an observer does once, just after attaching (the agent's first reading of
             // the node, bpftrace's map setup), is not what it costs while it watches.
@@ -129,7 +149,7 @@ pub fn table(result: &BenchResult) -> String {
         result.load.as_secs(),
         result.rounds.len()
     );
-    for (i, observer) in Observer::ALL.iter().enumerate() {
+    for (i, observer) in result.observers.iter().enumerate() {
         let rps: Vec<f64> = result
             .rounds
             .iter()
@@ -217,11 +237,35 @@ impl Watching {
                 options.duration + WINDOW_MARGIN,
                 &options.out.join("bench-profile.json"),
             )?),
+            Observer::BaselineProfile => Watching::Profile(Agent::start(
+                baseline(options)?,
+                &[
+                    "profile".into(),
+                    "--config".into(),
+                    config.display().to_string(),
+                ],
+                options.duration + WINDOW_MARGIN,
+                &options.out.join("bench-baseline-profile.json"),
+            )?),
+            Observer::BaselineRun => {
+                let port = loopback_port()?;
+                let window = format!("{}ms", options.duration.as_millis());
+                Watching::Process(Watcher::start(
+                    "baseline meshmark-agent run",
+                    Command::new(baseline(options)?)
+                        .args(["run", "--listen", &format!("127.0.0.1:{port}")])
+                        .args(["--window", &window, "--config"])
+                        .arg(config)
+                        .stdout(Stdio::null()),
+                    Stream::Stderr,
+                    agent_says::SERVING,
+                    None,
+                    Stop::TERMINATE,
+                )?)
+            }
             Observer::Run | Observer::RunExact => {
                 // A port of its own on loopback; the lab's load does not scrape it.
-                let port = std::net::TcpListener::bind("127.0.0.1:0")?
-                    .local_addr()?
-                    .port();
+                let port = loopback_port()?;
                 // One window per load, so that each load holds one duty cycle whole.
                 let window = format!("{}ms", options.duration.as_millis());
                 let duty = if observer == Observer::RunExact {
@@ -255,6 +299,21 @@ impl Watching {
             Watching::Process(watcher) => watcher.stop().map(drop),
         }
     }
+}
+
+/// The baseline build's agent.
+fn baseline(options: &LabOptions) -> Result<&Path> {
+    options
+        .baseline_agent
+        .as_deref()
+        .context("a baseline observer without a baseline agent")
+}
+
+/// A free port on loopback for a `run` observer; the lab's load does not scrape it.
+fn loopback_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 #[cfg(test)]
@@ -294,6 +353,7 @@ mod tests {
                     sample(500.0, 85_000.0),
                 ],
             ],
+            observers: Observer::ALL.to_vec(),
             pods: 2,
             load: Duration::from_secs(5),
         };

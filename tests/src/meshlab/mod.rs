@@ -78,6 +78,9 @@ pub struct LabOptions {
     /// wrk's connections per pod: many to load the node, one to time a request alone (no
     /// queueing, so wrk's latency is the path's).
     pub connections: u32,
+    /// Another build of the agent for the bench to measure beside this one (before and after a
+    /// change, in one run); `None` for none.
+    pub baseline_agent: Option<PathBuf>,
 }
 
 /// One pod's ground truth: its processes' own CPU time over the load, from the kernel's
