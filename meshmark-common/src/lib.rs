@@ -601,7 +601,7 @@ mod tests {
             size_of::<ThreadCounters>(),
             8 * (6 + 6 + 3 + 6 + 3 + 3 * HIST_BUCKETS)
         );
-        assert_eq!(size_of::<ThreadSlot>(), 80 + size_of::<ThreadCounters>());
+        assert_eq!(size_of::<ThreadSlot>(), 96 + size_of::<ThreadCounters>());
         assert_eq!(size_of::<SlotFlush>(), 24 + size_of::<ThreadCounters>());
         assert_eq!(size_of::<ProcessEvent>(), 40);
         assert_eq!(size_of::<ExecEvent>(), 40 + EXE_BYTES);
