@@ -68,7 +68,7 @@ pub fn render(cmp: &Comparison) -> String {
             .copied()
             .flatten()
     };
-    let cost_rows: [(&str, &str, Fmt); 8] = [
+    let cost_rows: [(&str, &str, Fmt); 16] = [
         ("proxy CPU per app CPU", "proxy_cpu_per_app_cpu", Fmt::Ratio),
         ("proxy CPU per KiB", "proxy_cpu_ns_per_kib", Fmt::Ns),
         (
@@ -81,8 +81,23 @@ pub fn render(cmp: &Comparison) -> String {
         ("app syscall p99", "app_syscall_p99_ns", Fmt::Ns),
         ("proxy syscall p50", "proxy_syscall_p50_ns", Fmt::Ns),
         ("proxy syscall p99", "proxy_syscall_p99_ns", Fmt::Ns),
+        ("app requests", "app_requests_per_s", Fmt::PerSecond),
+        ("CPU per request", "cpu_ns_per_request", Fmt::Ns),
+        ("proxy CPU per request", "proxy_cpu_ns_per_request", Fmt::Ns),
+        ("mesh-added latency", "mesh_added_latency_ns", Fmt::Ns),
+        ("app request p50", "app_request_p50_ns", Fmt::Ns),
+        ("app request p99", "app_request_p99_ns", Fmt::Ns),
+        ("proxy inbound p50", "proxy_inbound_p50_ns", Fmt::Ns),
+        ("proxy inbound p99", "proxy_inbound_p99_ns", Fmt::Ns),
     ];
     for (title, name, fmt) in cost_rows {
+        // A cost no profile has (no requests, counters not read) has no row.
+        let anywhere = profiles
+            .iter()
+            .any(|s| super::unit_cost_fields(&s.unit_costs).contains_key(name));
+        if !anywhere {
+            continue;
+        }
         rows.push(Row::numbers(
             title,
             profiles,
@@ -181,6 +196,8 @@ enum Fmt {
     Ratio,
     Ns,
     Percent,
+    /// A rate, to one decimal.
+    PerSecond,
 }
 
 impl Fmt {
@@ -189,6 +206,7 @@ impl Fmt {
             Fmt::Ratio => format!("{v:.3}"),
             Fmt::Ns => latency(super::whole(v.round())),
             Fmt::Percent => format!("{:.1}%", 100.0 * v),
+            Fmt::PerSecond => format!("{v:.1}/s"),
         }
     }
 
@@ -200,6 +218,7 @@ impl Fmt {
                 format!("{sign}{}", latency(super::whole(d.abs().round())))
             }
             Fmt::Percent => format!("{:+.1}pp", 100.0 * d),
+            Fmt::PerSecond => format!("{d:+.1}/s"),
         }
     }
 }

@@ -1,18 +1,12 @@
-//! The lab's runs side by side (pure): MeshMark, classes, MUEs, unit costs, proxy CPU per
-//! request from wrk's request count, and wrk's throughput and latency.
+//! The lab's runs side by side (pure): MeshMark, classes, MUEs, unit costs, the requests and
+//! mesh-added latency the kernel measured, proxy CPU per request from wrk's request count, and
+//! wrk's throughput and latency.
 
 use serde_json::Value;
 
 use super::LabRun;
 
-/// The MUEs of each class, as the profile names them.
-const MUES: [(&str, &str); 5] = [
-    ("compute", "cpu"),
-    ("network", "net"),
-    ("kernel", "syscall_time"),
-    ("kernel", "syscalls"),
-    ("memory", "mem"),
-];
+use meshmark_agent::model::{Class, MUES};
 
 /// One row: a label and a value per run, already formatted.
 type Row = (String, Vec<String>);
@@ -32,12 +26,14 @@ pub fn side_by_side(runs: &[&LabRun]) -> String {
             .collect();
         mean(&scores).map_or("-".into(), |s| format!("{s:.1}"))
     });
-    for class in ["compute", "network", "kernel", "memory"] {
+    // Every class and MUE of the model (its registry), as the profile names them.
+    for class in Class::ALL.map(Class::name) {
         row(&format!("class {class}"), &|r| {
             ratio(&r.profile["meshmark"]["classes"][class]["score"])
         });
     }
-    for (class, mue) in MUES {
+    for entry in MUES {
+        let (class, mue) = (entry.class.name(), entry.name);
         row(&format!("MUE {mue}"), &|r| {
             ratio(&r.profile["meshmark"]["classes"][class]["mues"][mue])
         });
@@ -51,6 +47,15 @@ pub fn side_by_side(runs: &[&LabRun]) -> String {
     });
     row("proxy syscalls per KiB", &|r| {
         costs(r, "proxy_syscalls_per_kib").map_or("-".into(), |v| format!("{v:.3}"))
+    });
+    row("app requests/s (turns)", &|r| {
+        costs(r, "app_requests_per_s").map_or("-".into(), |v| format!("{v:.0}"))
+    });
+    row("mesh-added latency per request", &|r| {
+        costs(r, "mesh_added_latency_ns").map_or("-".into(), |v| micros(v / 1e9))
+    });
+    row("app request p50 (turns)", &|r| {
+        costs(r, "app_request_p50_ns").map_or("-".into(), |v| micros(v / 1e9))
     });
     row("app CPU per request", &|r| per_request(r, "app"));
     row("proxy CPU per request", &|r| per_request(r, "proxy"));
