@@ -115,6 +115,8 @@ impl TurnHistograms {
                 continue;
             };
             let key = (process.pod_uid.clone().unwrap_or_default(), role);
+            // A pod and role still in the window keeps its series, even without turns in it.
+            seen.insert(key.clone());
             let Some(turns) = &process.requests else {
                 continue;
             };
@@ -122,7 +124,7 @@ impl TurnHistograms {
                 refused = refused.saturating_add(1);
                 continue;
             }
-            let scope = self.scopes.entry(key.clone()).or_default();
+            let scope = self.scopes.entry(key).or_default();
             name_scope(scope, process);
             scope
                 .turns
@@ -131,13 +133,6 @@ impl TurnHistograms {
                 scope
                     .inbound
                     .add(&inbound.latency_log2_ns, observed_ns(inbound.total_ns));
-            }
-            seen.insert(key);
-        }
-        // A pod and role still in the window keeps its series even in a window without turns.
-        for process in &report.snapshot.processes {
-            if let Some(role) = process.role {
-                seen.insert((process.pod_uid.clone().unwrap_or_default(), role));
             }
         }
         self.scopes.retain(|key, _| seen.contains(key));
