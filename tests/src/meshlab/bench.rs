@@ -247,46 +247,25 @@ impl Watching {
                 options.duration + WINDOW_MARGIN,
                 &options.out.join("bench-baseline-profile.json"),
             )?),
-            Observer::BaselineRun => {
-                let port = loopback_port()?;
-                let window = format!("{}ms", options.duration.as_millis());
-                Watching::Process(Watcher::start(
-                    "baseline meshmark-agent run",
-                    Command::new(baseline(options)?)
-                        .args(["run", "--listen", &format!("127.0.0.1:{port}")])
-                        .args(["--window", &window, "--config"])
-                        .arg(config)
-                        .stdout(Stdio::null()),
-                    Stream::Stderr,
-                    agent_says::SERVING,
-                    None,
-                    Stop::TERMINATE,
-                )?)
-            }
+            // The baseline gets only what every build has: its own default duty cycle.
+            Observer::BaselineRun => serving(
+                run_command(baseline(options)?, options)?
+                    .arg("--config")
+                    .arg(config),
+            )?,
             Observer::Run | Observer::RunExact => {
-                // A port of its own on loopback; the lab's load does not scrape it.
-                let port = loopback_port()?;
-                // One window per load, so that each load holds one duty cycle whole.
-                let window = format!("{}ms", options.duration.as_millis());
                 let duty = if observer == Observer::RunExact {
                     "100%"
                 } else {
                     meshmark_agent::serve::DEFAULT_DUTY_CYCLE
                 };
-                Watching::Process(Watcher::start(
-                    "meshmark-agent run",
-                    Command::new(&options.agent)
-                        .args(["run", "--listen", &format!("127.0.0.1:{port}")])
-                        .args(["--window", &window, "--duty-cycle", duty, "--config"])
-                        .arg(config)
-                        .arg("--lock-file")
+                serving(
+                    run_command(&options.agent, options)?
+                        .args(["--duty-cycle", duty, "--lock-file"])
                         .arg(crate::daemon::own_lock_file(&options.out))
-                        .stdout(Stdio::null()),
-                    Stream::Stderr,
-                    agent_says::SERVING,
-                    None,
-                    Stop::TERMINATE,
-                )?)
+                        .arg("--config")
+                        .arg(config),
+                )?
             }
             Observer::Bpftrace => Watching::Process(meshmark_bench::bpftrace(script)?),
         })
@@ -301,6 +280,33 @@ impl Watching {
     }
 }
 
+/// `agent run` on a loopback port of its own (the lab's load does not scrape it), one window per
+/// load so that each load holds one duty cycle whole; the caller adds the rest.
+fn run_command(agent: &Path, options: &LabOptions) -> Result<Command> {
+    let mut command = Command::new(agent);
+    command
+        .args([
+            "run",
+            "--listen",
+            &format!("127.0.0.1:{}", loopback_port()?),
+        ])
+        .args(["--window", &format!("{}ms", options.duration.as_millis())])
+        .stdout(Stdio::null());
+    Ok(command)
+}
+
+/// Starts a `run` command and waits until it serves.
+fn serving(command: &mut Command) -> Result<Watching> {
+    Ok(Watching::Process(Watcher::start(
+        "meshmark-agent run",
+        command,
+        Stream::Stderr,
+        agent_says::SERVING,
+        None,
+        Stop::TERMINATE,
+    )?))
+}
+
 /// The baseline build's agent.
 fn baseline(options: &LabOptions) -> Result<&Path> {
     options
@@ -309,7 +315,7 @@ fn baseline(options: &LabOptions) -> Result<&Path> {
         .context("a baseline observer without a baseline agent")
 }
 
-/// A free port on loopback for a `run` observer; the lab's load does not scrape it.
+/// A free port on loopback for a `run` observer.
 fn loopback_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
