@@ -14,7 +14,7 @@ const _: () = assert!(HIST_BUCKETS.is_power_of_two());
 
 /// Default bound on the threads tracked at once: each live thread holds one slot of the
 /// `THREADS` table from its first event to its exit. 32,768 slots take 32,768 x
-/// `size_of::<ThreadSlot>()` (744) bytes (about 23 MiB) of kernel memory, whatever the CPU count.
+/// `size_of::<ThreadSlot>()` (1,040) bytes (about 33 MiB) of kernel memory, whatever the CPU count.
 pub const DEFAULT_THREAD_SLOTS: u32 = 32_768;
 
 /// Largest thread id space Linux allows on 64-bit (`PID_MAX_LIMIT`); systemd raises
@@ -296,11 +296,6 @@ pub struct ThreadSlot {
     pub sock_call: u64,
     /// That call's flags (a receive's `MSG_PEEK`).
     pub sock_call_flags: u64,
-    /// The owner's syscall in progress: the kernel's `struct pt_regs *` of its user registers
-    /// (0 when not inside a syscall) and the syscall's number, so the request-turn logic can
-    /// find a receive's buffer and look at the first bytes of a request.
-    pub syscall_regs: u64,
-    pub syscall_nr: u64,
     pub counters: ThreadCounters,
 }
 
@@ -601,7 +596,7 @@ mod tests {
             size_of::<ThreadCounters>(),
             8 * (6 + 6 + 3 + 6 + 3 + 3 * HIST_BUCKETS)
         );
-        assert_eq!(size_of::<ThreadSlot>(), 96 + size_of::<ThreadCounters>());
+        assert_eq!(size_of::<ThreadSlot>(), 80 + size_of::<ThreadCounters>());
         assert_eq!(size_of::<SlotFlush>(), 24 + size_of::<ThreadCounters>());
         assert_eq!(size_of::<ProcessEvent>(), 40);
         assert_eq!(size_of::<ExecEvent>(), 40 + EXE_BYTES);

@@ -38,7 +38,8 @@
 //! Unix stream sockets are not measured yet: they have no handshake to tell the accepted end.
 //!
 //! # Minimum kernel
-//! 5.5 (BTF tracepoint `inet_sock_set_state`, 4.16+).
+//! 5.15: BTF tracepoint `inet_sock_set_state` (5.5), and `bpf_task_pt_regs` (5.15) where a turn
+//! looks at its first bytes.
 
 use aya_ebpf::{
     helpers::bpf_ktime_get_ns,
@@ -247,9 +248,7 @@ pub fn turn(sk: *const u8, dir: Direction, bytes: u32, own: Option<&mut Slot>) {
             conn.turn_start_ns = now;
             conn.last_sent_ns = 0;
             conn.flags &= !(COUNTED_EXACT | HANDSHAKE_TURN);
-            if let Some(found) = own {
-                look_at_request(conn, bytes, found);
-            }
+            look_at_request(conn, bytes);
         }
     }
 }
@@ -260,13 +259,13 @@ pub fn turn(sk: *const u8, dir: Direction, bytes: u32, own: Option<&mut Slot>) {
 /// handshake, change cipher spec or alert record makes the turn a handshake turn, not a
 /// request. Bytes that cannot be read leave the turn as it is.
 #[inline(always)]
-fn look_at_request(conn: &mut Connection, bytes: u32, own: &Slot) {
+fn look_at_request(conn: &mut Connection, bytes: u32) {
     let first = conn.flags & OPENED == 0;
     conn.flags |= OPENED;
     if !first && conn.flags & TLS == 0 {
         return;
     }
-    let Some(head) = received_head(own.slot) else {
+    let Some(head) = received_head() else {
         return;
     };
     let tls_record = bytes >= 3 && head[1] == TLS_MAJOR;

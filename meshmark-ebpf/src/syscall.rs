@@ -25,16 +25,12 @@ use crate::{
 /// bits hold the syscall epoch at entry, so a stale entry is recognised as a timed one is.
 const ENTERED_UNTIMED: u64 = 1 << 63;
 
-// (struct pt_regs *regs, long id)
 #[btf_tracepoint(function = "sys_enter")]
-pub fn sys_enter(ctx: BtfTracePointContext) -> i32 {
+pub fn sys_enter(_ctx: BtfTracePointContext) -> i32 {
     let Some(found) = own_slot() else {
         return 0;
     };
     let slot = found.slot;
-    // Two stores: where a receive's buffer is, should a request turn need to look at it.
-    slot.syscall_regs = ctx.arg(0);
-    slot.syscall_nr = ctx.arg(1);
     let every = syscall_sample_every();
     if every > 1 {
         if slot.sample_countdown > 0 {
@@ -55,7 +51,6 @@ pub fn sys_exit(_ctx: BtfTracePointContext) -> i32 {
         return 0;
     };
     let slot = found.slot;
-    slot.syscall_regs = 0;
     let start = slot.syscall_start_ns;
     if start == 0 {
         // Entered before the thread had this slot (before attach, or the return from fork in a
