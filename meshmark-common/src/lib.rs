@@ -346,7 +346,10 @@ pub struct KernelOffsets {
     /// `struct sock.sk_wmem_queued` (int): bytes queued for sending and not yet acknowledged,
     /// which tells a multiplexed connection (see meshmark-ebpf's `requests`).
     pub sk_wmem_queued: u32,
-    pub _pad: u32,
+    /// `struct sock.sk_wmem_alloc` (a `refcount_t`, whose count is its first int): 1 plus the
+    /// bytes of its sent buffers still held; a unix socket's sends stay charged to it until
+    /// the peer reads them.
+    pub sk_wmem_alloc: u32,
 }
 
 /// Kinds of records in the event ring buffer; every record starts with its kind as a `u32`.

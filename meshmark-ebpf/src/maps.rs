@@ -64,7 +64,7 @@ static OFFSETS: KernelOffsets = KernelOffsets {
     task_state: 0,
     task_ioac_read_bytes: 0,
     sk_wmem_queued: 0,
-    _pad: 0,
+    sk_wmem_alloc: 0,
 };
 
 /// Time one syscall in this many per thread (1: every syscall). Counts stay exact either way.

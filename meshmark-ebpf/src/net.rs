@@ -190,12 +190,13 @@ fn record(sk: *const u8, ret: i32, flags: i32, dir: Direction) {
     if ret <= 0 || flags & MSG_PEEK != 0 {
         return;
     }
-    let Some((kind, inet)) = peer_kind(sk) else {
+    let Some((kind, family_read)) = peer_kind(sk) else {
         return;
     };
     // One slot lookup for both: the bytes and the turn logic run on every socket call.
     let mut own = own_slot();
-    if inet {
+    // Request turns on IP and unix sockets alike: only accepted connections have an entry.
+    if family_read {
         crate::requests::turn(sk, dir, ret as u32, own.as_mut());
     }
     if let Some(found) = own {
@@ -206,8 +207,9 @@ fn record(sk: *const u8, ret: i32, flags: i32, dir: Direction) {
     }
 }
 
-/// Kind of the socket's peer, and whether it is IPv4 or IPv6; `None` for families that are not
-/// network traffic (netlink, packet, ...). An unconnected socket has no peer address: its local
+/// Kind of the socket's peer, and whether its family could be read (IPv4, IPv6 or unix: the
+/// families with request turns); `None` for families that are not network traffic (netlink,
+/// packet, ...). An unconnected socket has no peer address: its local
 /// address decides.
 #[inline(always)]
 fn peer_kind(sk: *const u8) -> Option<(NetKind, bool)> {
@@ -217,7 +219,7 @@ fn peer_kind(sk: *const u8) -> Option<(NetKind, bool)> {
         return Some((NetKind::External, false));
     };
     match family {
-        AF_UNIX => Some((NetKind::Unix, false)),
+        AF_UNIX => Some((NetKind::Unix, true)),
         AF_INET => Some((
             kind_of(peer_or_local::<4>(sk, off.sk_daddr, off.sk_rcv_saddr).map(|a| a[0] == 127)),
             true,

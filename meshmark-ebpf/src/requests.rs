@@ -1,4 +1,5 @@
-//! Request turns on server-side TCP connections (IPv4 and IPv6): a turn starts with the first
+//! Request turns on server-side connections (TCP over IPv4 and IPv6, unix stream and seqpacket
+//! sockets): a turn starts with the first
 //! byte the process receives while the connection is idle or after its previous response, and
 //! ends with the last byte it sent before the next byte is received, or at close. Counted per
 //! process, as the response goes out (see `turn`): `requests`, `request_ns` and a log2
@@ -9,6 +10,14 @@
 //! only those connections get state, in the bounded `CONNECTIONS` map, removed when the kernel
 //! moves the socket to `CLOSE`. A connection that finds the map full is counted
 //! (`request_conns_full`) and its turns are not measured.
+//!
+//! A unix connection is server-side when `unix_accept` hands it out (fexit: the new socket's
+//! sock), or, where fexit is refused, from the `connect` that creates the end the listener will
+//! accept (a kprobe on the LSM hook `security_unix_stream_connect`, which names it; tracing
+//! programs may not attach to LSM hooks, kprobes may). Either way its turns begin at the
+//! server's first receive, after the accept. The entry goes when the socket is freed
+//! (`unix_sock_destructor`), which also ends the connection's last turn: a unix socket has no
+//! close state, and it is freed once both ends are closed.
 //!
 //! The data side is the socket byte hooks (`net::record`, whatever hook feeds it): every
 //! alternative there feeds `turn` alike.
@@ -22,8 +31,10 @@
 //!
 //! Multiplexed connections (HTTP/2, gRPC): a connection that opens with the HTTP/2 preface
 //! (h2c, seen in the first bytes received, `peek`), or on which bytes arrive while the previous
-//! response is still queued for sending (`sk_wmem_queued` > 0; in a request/response exchange
-//! the client's next request acknowledges the whole response), is multiplexed for good; its
+//! response is still going out (TCP: still queued for sending, `sk_wmem_queued` > 0, since in
+//! a request/response exchange the client's next request acknowledges the whole response;
+//! unix: still unread by the client, whose queue holds it charged to the server's
+//! `sk_wmem_alloc`), is multiplexed for good; its
 //! turns are counted apart (`mux_requests`, `mux_request_ns`), because one turn may carry many
 //! requests. Pipelined HTTP/1.1 is not detected (the batch reads as one turn).
 //!
@@ -35,7 +46,7 @@
 //! and a close while they are detached ends no turn: its first or last bytes may have gone
 //! unseen (`maps::SAMPLED_EPOCH`).
 //!
-//! Unix stream sockets are not measured yet: they have no handshake to tell the accepted end.
+//! A unix connection's turns are never inbound: its peer is on the node.
 //!
 //! # Minimum kernel
 //! 5.15: BTF tracepoint `inet_sock_set_state` (5.5), and `bpf_task_pt_regs` (5.15) where a turn
@@ -43,9 +54,9 @@
 
 use aya_ebpf::{
     helpers::bpf_ktime_get_ns,
-    macros::{btf_tracepoint, map},
+    macros::{btf_tracepoint, fexit, kprobe, map},
     maps::HashMap,
-    programs::BtfTracePointContext,
+    programs::{BtfTracePointContext, FExitContext, ProbeContext},
 };
 use meshmark_common::{
     counter, hist_bucket, Direction, AF_INET, AF_INET6, DEFAULT_CONNECTIONS, HIST_BUCKETS,
@@ -79,6 +90,9 @@ const TLS: u64 = 16;
 /// The current turn is part of the TLS handshake (its first record is a handshake, change
 /// cipher spec or alert record): not a request, counted nowhere.
 const HANDSHAKE_TURN: u64 = 32;
+
+/// A unix stream (or seqpacket) connection: what it still sends shows in `sk_wmem_alloc`.
+const UNIX: u64 = 64;
 
 /// The first line of the HTTP/2 client connection preface (RFC 9113, 3.4): a connection that
 /// opens with it is HTTP/2 with prior knowledge (h2c), multiplexed from its first turn.
@@ -114,40 +128,101 @@ pub fn inet_sock_set_state(ctx: BtfTracePointContext) -> i32 {
     let old: i32 = ctx.arg(1);
     let new: i32 = ctx.arg(2);
     if old == TCP_SYN_RECV && new == TCP_ESTABLISHED {
-        let idle = Connection {
-            turn_start_ns: 0,
-            last_sent_ns: 0,
-            tid: 0,
-            flags: if from_outside(sk as *const u8) {
-                INBOUND
-            } else {
-                0
-            },
+        let inbound = if from_outside(sk as *const u8) {
+            INBOUND
+        } else {
+            0
         };
-        // BPF_ANY: an entry left at this address (a socket freed without a close seen) is
-        // stale by now, and overwriting it starts the new connection clean.
-        if CONNECTIONS.insert(sk, idle, 0).is_err() {
-            bump(counter::REQUEST_CONNS_FULL);
-        }
+        track(sk, inbound);
         return 0;
     }
     // Closing (the process's `close` or `shutdown`, or a reset from the peer in softirq): the
     // turn in progress ends with its last byte sent. At `CLOSE` the entry goes.
     if new == TCP_FIN_WAIT1 || new == TCP_LAST_ACK || new == TCP_CLOSE {
-        if let Some(conn) = CONNECTIONS.get_ptr_mut(sk) {
-            let conn = unsafe { &mut *conn };
-            // Detached, the response may have gone on unseen: its time is not known whole.
-            if conn.last_sent_ns != 0 && !sampled_detached() {
-                finish(conn);
-            }
-            conn.turn_start_ns = 0;
-            conn.last_sent_ns = 0;
-        }
+        end_turn(sk);
         if new == TCP_CLOSE {
             let _ = CONNECTIONS.remove(sk);
         }
     }
     0
+}
+
+// unix_accept(struct socket *sock, struct socket *newsock, ...): on success `newsock` holds the
+// accepted sock (its flags arguments changed in 6.10; the first two did not).
+#[fexit(function = "unix_accept")]
+pub fn fexit_unix_accept(ctx: FExitContext) -> i32 {
+    let newsock: *const u8 = ctx.arg(1);
+    match read_field::<u64>(newsock, offsets().socket_sk) {
+        Some(0) => {}
+        Some(sk) => track(sk, UNIX),
+        None => bump(counter::SOCK_READ_FAILED),
+    }
+    0
+}
+
+// security_unix_stream_connect(struct sock *sock, struct sock *other, struct sock *newsk):
+// `newsk` is the end the listener will accept; refused later, it is freed, and forgotten then.
+#[kprobe]
+pub fn kprobe_unix_stream_connect(ctx: ProbeContext) -> i32 {
+    if let Some(newsk) = ctx.arg::<u64>(2) {
+        track(newsk, UNIX);
+    }
+    0
+}
+
+// unix_sock_destructor(struct sock *sk): a unix socket's memory goes back.
+#[fexit(function = "unix_sock_destructor")]
+pub fn fexit_unix_sock_destructor(ctx: FExitContext) -> i32 {
+    forget(ctx.arg(0));
+    0
+}
+
+#[kprobe]
+pub fn kprobe_unix_sock_destructor(ctx: ProbeContext) -> i32 {
+    if let Some(sk) = ctx.arg::<u64>(0) {
+        forget(sk);
+    }
+    0
+}
+
+/// Starts tracking the server-side connection `sk`, idle.
+#[inline(always)]
+fn track(sk: u64, flags: u64) {
+    let idle = Connection {
+        turn_start_ns: 0,
+        last_sent_ns: 0,
+        tid: 0,
+        flags,
+    };
+    // BPF_ANY: an entry left at this address (a socket freed without it seen) is stale by now,
+    // and overwriting it starts the new connection clean.
+    if CONNECTIONS.insert(sk, idle, 0).is_err() {
+        bump(counter::REQUEST_CONNS_FULL);
+    }
+}
+
+/// The connection closes: the turn in progress ends with its last byte sent.
+#[inline(always)]
+fn end_turn(sk: u64) {
+    if let Some(conn) = CONNECTIONS.get_ptr_mut(sk) {
+        let conn = unsafe { &mut *conn };
+        // Detached, the response may have gone on unseen: its time is not known whole.
+        if conn.last_sent_ns != 0 && !sampled_detached() {
+            finish(conn);
+        }
+        conn.turn_start_ns = 0;
+        conn.last_sent_ns = 0;
+    }
+}
+
+/// A unix socket is freed: its connection's last turn ends, and its entry goes.
+#[inline(always)]
+fn forget(sk: u64) {
+    if CONNECTIONS.get_ptr(sk).is_none() {
+        return;
+    }
+    end_turn(sk);
+    let _ = CONNECTIONS.remove(sk);
 }
 
 /// Bytes moved on `sk` by the current thread, whose slot is `own` (positive returns only;
@@ -240,7 +315,7 @@ pub fn turn(sk: *const u8, dir: Direction, bytes: u32, own: Option<&mut Slot>) {
             if conn.last_sent_ns != 0 {
                 // A TLS 1.3 server's session tickets may still be unacknowledged when the first
                 // request follows the handshake at once: that is no sign of multiplexing.
-                if conn.flags & HANDSHAKE_TURN == 0 && still_sending(sk) {
+                if conn.flags & HANDSHAKE_TURN == 0 && still_sending(sk, conn.flags) {
                     conn.flags |= MULTIPLEXED;
                 }
                 finish(conn);
@@ -376,11 +451,18 @@ fn add(counter: &mut u64, amount: u64) {
     };
 }
 
-/// Whether `sk` still holds sent bytes its peer has not acknowledged.
+/// Whether `sk` still holds sent bytes its peer has not acknowledged (TCP) or read (unix: the
+/// bytes sit in the peer's receive queue, charged to this socket; the count starts at 1).
 #[inline(always)]
-fn still_sending(sk: *const u8) -> bool {
-    match read_field::<i32>(sk, offsets().sk_wmem_queued) {
-        Some(queued) => queued > 0,
+fn still_sending(sk: *const u8, flags: u64) -> bool {
+    let off = offsets();
+    let (field, idle) = if flags & UNIX != 0 {
+        (off.sk_wmem_alloc, 1)
+    } else {
+        (off.sk_wmem_queued, 0)
+    };
+    match read_field::<i32>(sk, field) {
+        Some(queued) => queued > idle,
         None => {
             bump(counter::SOCK_READ_FAILED);
             false

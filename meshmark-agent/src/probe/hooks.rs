@@ -235,6 +235,40 @@ pub const PROFILER: &[Signal] = &[
             programs: &[tp("inet_sock_set_state", "inet_sock_set_state", 3)],
         }],
     },
+    // Marks accepted unix stream connections and forgets them when their socket is freed
+    // (meshmark-ebpf/src/requests.rs); never duty-cycled, as above. Tracing programs may not
+    // attach to LSM hooks, so fexit marks at `unix_accept`, the kprobe at the connect's LSM
+    // hook. A kernel with neither measures no unix turns, and says so under `hooks`.
+    Signal {
+        name: "unix_connections",
+        counters: &[],
+        duty_cycled: false,
+        alternatives: &[
+            Alternative {
+                name: "fexit",
+                programs: &[
+                    fexit("fexit_unix_accept", "unix_accept", true),
+                    fexit("fexit_unix_sock_destructor", "unix_sock_destructor", true),
+                ],
+            },
+            // Where fexit is refused (Debian's arm64 6.1).
+            Alternative {
+                name: "kprobe",
+                programs: &[
+                    kprobe(
+                        "kprobe_unix_stream_connect",
+                        "security_unix_stream_connect",
+                        true,
+                    ),
+                    kprobe("kprobe_unix_sock_destructor", "unix_sock_destructor", true),
+                ],
+            },
+            Alternative {
+                name: "none",
+                programs: &[],
+            },
+        ],
+    },
     Signal {
         name: "process_lifecycle",
         counters: &[],

@@ -39,7 +39,8 @@ pub fn kernel_offsets(btf: &Btf) -> Result<KernelOffsets> {
             .map_or_else(|| field("task_struct", "state"), Ok)?,
         task_ioac_read_bytes: task_disk_io(btf),
         sk_wmem_queued: field("sock", "sk_wmem_queued")?,
-        _pad: 0,
+        // refcount_t wraps atomic_t wraps the int: the count is at the field's own offset.
+        sk_wmem_alloc: field("sock", "sk_wmem_alloc")?,
     })
 }
 
