@@ -6,6 +6,7 @@
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
@@ -45,6 +46,14 @@ pub struct Spec {
     /// then all go through it.
     #[arg(long)]
     pub relay_delay_ms: Option<u64>,
+    /// Serve over a unix stream socket (in the system's temporary directory) instead of TCP.
+    #[arg(long, conflicts_with_all = ["ipv6", "addr", "server_netns", "client_netns", "relay_delay_ms"])]
+    pub unix: bool,
+    /// With `--unix`: on each connection, send each request after the first once the response
+    /// to the one before has arrived but before reading it: a response still going out when
+    /// the next request arrives, as on a multiplexed connection.
+    #[arg(long, requires = "unix")]
+    pub overlap: bool,
 }
 
 /// `http-relay`: the sidecar of `http --relay-delay-ms`.
@@ -65,6 +74,9 @@ const REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: meshmark\r\n\r\n";
 const RESPONSE: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
 
 pub fn run(spec: &Spec) -> Result<()> {
+    if spec.unix {
+        return run_unix(spec);
+    }
     let ip = match (&spec.addr, spec.ipv6) {
         (Some(addr), _) => addr.as_str(),
         (None, true) => "::1",
@@ -91,6 +103,7 @@ pub fn run(spec: &Spec) -> Result<()> {
     let server = std::thread::spawn(move || -> Result<()> {
         for stream in listener.incoming() {
             let stream = stream.context("accepting")?;
+            stream.set_read_timeout(Some(WAIT_LIMIT))?;
             if serve(stream, sleep)? {
                 return Ok(());
             }
@@ -148,6 +161,105 @@ pub fn run(spec: &Spec) -> Result<()> {
         relay_pid,
         relay_delay_ns: spec.relay_delay_ms.map(|ms| ms * 1_000_000),
     })
+}
+
+/// `run` over a unix stream socket: the same server, client and edge cases but the reset (a
+/// unix socket has none).
+fn run_unix(spec: &Spec) -> Result<()> {
+    let path = std::env::temp_dir().join(format!("mm-http-{}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let listener = UnixListener::bind(&path).context("binding the unix test server")?;
+    let sleep = Duration::from_millis(spec.sleep_ms);
+    let server = std::thread::spawn(move || -> Result<()> {
+        for stream in listener.incoming() {
+            let stream = stream.context("accepting")?;
+            stream.set_read_timeout(Some(WAIT_LIMIT))?;
+            if serve(stream, sleep)? {
+                return Ok(());
+            }
+        }
+        Ok(())
+    });
+    let connect = || -> Result<UnixStream> {
+        let stream = UnixStream::connect(&path).context("connecting to the unix test server")?;
+        stream.set_read_timeout(Some(WAIT_LIMIT))?;
+        Ok(stream)
+    };
+    let mut completed = 0u64;
+    for _ in 0..spec.connections {
+        let mut stream = connect()?;
+        if spec.overlap {
+            completed += overlapped(&mut stream, spec.requests)?;
+        } else {
+            for _ in 0..spec.requests {
+                exchange(&mut stream)?;
+                completed += 1;
+            }
+        }
+        drop(stream);
+    }
+    if spec.edge_cases {
+        drop(connect()?);
+        let mut half = connect()?;
+        half.write_all(&REQUEST[..10])?;
+        drop(half);
+    }
+    let mut stop = connect()?;
+    stop.write_all(b"STOP")?;
+    stop.shutdown(Shutdown::Write)?;
+    let _ = stop.read_to_end(&mut Vec::new());
+    let served = server
+        .join()
+        .map_err(|_| anyhow::anyhow!("the server thread panicked"));
+    let _ = std::fs::remove_file(&path);
+    served??;
+    emit(&HttpRequests {
+        pid: std::process::id(),
+        requests: completed,
+        sleep_ns: spec.sleep_ms * 1_000_000,
+        relay_pid: None,
+        relay_delay_ns: None,
+    })
+}
+
+/// `requests` requests on `stream`, each after the first written once the response to the one
+/// before has arrived but before it is read; returns the responses read.
+fn overlapped(stream: &mut UnixStream, requests: u32) -> Result<u64> {
+    let mut response = [0u8; RESPONSE.len()];
+    for i in 0..requests {
+        stream.write_all(REQUEST)?;
+        if i > 0 {
+            stream
+                .read_exact(&mut response)
+                .context("reading a response")?;
+        }
+        wait_readable(stream)?;
+    }
+    if requests > 0 {
+        stream
+            .read_exact(&mut response)
+            .context("reading a response")?;
+    }
+    Ok(u64::from(requests))
+}
+
+/// Blocks until `stream` has bytes to read (the server's response is in its queue), reading none.
+fn wait_readable(stream: &UnixStream) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    let mut poll = libc::pollfd {
+        fd: stream.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let limit = i32::try_from(WAIT_LIMIT.as_millis()).unwrap_or(i32::MAX);
+    // SAFETY: one valid pollfd, and its count.
+    let ready = unsafe { libc::poll(&mut poll, 1, limit) };
+    ensure!(
+        ready == 1,
+        "no response within {WAIT_LIMIT:?}: poll returned {ready} ({})",
+        std::io::Error::last_os_error()
+    );
+    Ok(())
 }
 
 /// Starts the relay in front of the server at `upstream` and waits until it listens.
@@ -232,7 +344,7 @@ fn relay_connection(
 }
 
 /// One request written, one whole response read.
-fn exchange(stream: &mut TcpStream) -> Result<()> {
+fn exchange(stream: &mut (impl Read + Write)) -> Result<()> {
     stream.write_all(REQUEST)?;
     let mut response = [0u8; RESPONSE.len()];
     stream
@@ -243,8 +355,7 @@ fn exchange(stream: &mut TcpStream) -> Result<()> {
 }
 
 /// Serves one connection until the client closes it; true when it was told to stop.
-fn serve(mut stream: TcpStream, sleep: Duration) -> Result<bool> {
-    stream.set_read_timeout(Some(WAIT_LIMIT))?;
+fn serve(mut stream: impl Read + Write, sleep: Duration) -> Result<bool> {
     let mut pending = Vec::new();
     let mut buffer = [0u8; 4096];
     loop {
