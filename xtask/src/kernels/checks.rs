@@ -46,6 +46,12 @@ struct Threads {
 }
 
 #[derive(Deserialize)]
+struct HttpRequests {
+    pid: u32,
+    requests: u64,
+}
+
+#[derive(Deserialize)]
 struct Burn {
     pid: u32,
     process_cpu_ns: u64,
@@ -83,6 +89,15 @@ struct Process {
     cpu_ns: u64,
     net: Net,
     syscalls: Syscalls,
+    #[serde(default)]
+    requests: Option<Requests>,
+}
+
+#[derive(Deserialize)]
+struct Requests {
+    count: u64,
+    #[serde(default)]
+    multiplexed_turns: u64,
 }
 
 #[derive(Deserialize, Debug)]
@@ -268,6 +283,28 @@ fn check_window(guest: &Window, hooks: &Hooks, window: Duration) -> Checks {
                             threads.tx_bytes,
                         );
                         sends.push((workload.name, n, p.syscalls.count));
+                    }
+                }
+            }
+            Kind::Requests { multiplexed } => {
+                if let Some(http) = parse::<HttpRequests>(&mut checks, workload.name, line) {
+                    if let Some(p) = process(&mut checks, &profile, workload.name, http.pid) {
+                        let (exact, mux) = p
+                            .requests
+                            .as_ref()
+                            .map_or((0, 0), |r| (r.count, r.multiplexed_turns));
+                        // Each request is a turn of its own: exact, or all multiplexed.
+                        let (want_exact, want_mux) = if multiplexed {
+                            (0, http.requests)
+                        } else {
+                            (http.requests, 0)
+                        };
+                        checks.exact(format!("{}: exact turns", workload.name), exact, want_exact);
+                        checks.exact(
+                            format!("{}: multiplexed turns", workload.name),
+                            mux,
+                            want_mux,
+                        );
                     }
                 }
             }
@@ -503,6 +540,16 @@ mod tests {
         })
     }
 
+    /// The `http` workload's process, with its exact and multiplexed turns.
+    fn served(pid: u32, exact: u64, multiplexed: u64) -> serde_json::Value {
+        let mut p = process(pid, [0, 0, 0, 0], 9, 1);
+        p["requests"] = json!({"count": exact, "total_ns": 0, "latency_log2_ns": []});
+        if multiplexed > 0 {
+            p["requests"]["multiplexed_turns"] = json!(multiplexed);
+        }
+        p
+    }
+
     fn exchange(server: u32, client: u32) -> String {
         json!({
             "server": {"pid": server, "tx_bytes": 11, "rx_bytes": 7, "peeked_bytes": 3},
@@ -526,6 +573,18 @@ mod tests {
                 json!({"pid": 17, "tx_bytes": 4000}).to_string(),
             ),
             (
+                "http-tcp",
+                json!({"pid": 19, "requests": 21, "sleep_ns": 5_000_000}).to_string(),
+            ),
+            (
+                "http-unix",
+                json!({"pid": 20, "requests": 20, "sleep_ns": 5_000_000}).to_string(),
+            ),
+            (
+                "http-unix-overlap",
+                json!({"pid": 21, "requests": 4, "sleep_ns": 5_000_000}).to_string(),
+            ),
+            (
                 "burn",
                 json!({"pid": 18, "process_cpu_ns": 200_000_000}).to_string(),
             ),
@@ -543,7 +602,7 @@ mod tests {
         let profile = json!({
             "schema": "meshmark.profile/v1",
             "hooks": {"cpu": "sched_switch/4", "socket_bytes": "fexit",
-                      "process_exit": "sched_process_exit/1"},
+                      "process_exit": "sched_process_exit/1", "unix_connections": "fexit"},
             "dropped": {},
             "processes": [
                 process(10, [11, 7, 0, 0], 9, 1), process(11, [7, 11, 0, 0], 9, 1),
@@ -551,6 +610,7 @@ mod tests {
                 process(14, [0, 0, 11, 7], 9, 1), process(15, [0, 0, 7, 11], 9, 1),
                 process(16, [2000, 0, 0, 0], 2063, 1), process(17, [4000, 0, 0, 0], 4063, 1),
                 process(18, [0, 0, 0, 0], 9, 210_000_000),
+                served(19, 21, 0), served(20, 20, 0), served(21, 0, 4),
             ],
         });
         let window = Window {
@@ -579,7 +639,7 @@ mod tests {
             "window": {"duration_ns": 4_000_000_000u64},
             "sampled": {"signals": ["syscalls", "socket_bytes"], "observed_ns": 2_000_000_000u64},
             "hooks": {"cpu": "sched_switch/4", "socket_bytes": "fexit",
-                      "process_exit": "sched_process_exit/1"},
+                      "process_exit": "sched_process_exit/1", "unix_connections": "fexit"},
             "processes": [process(31, [0, 0, 0, 0], 700, 1), agent],
         });
         Serve {
@@ -639,6 +699,9 @@ mod tests {
         // One syscall too many in the second sender; the burner not seen at all.
         profile["processes"][7]["syscalls"]["count"] = json!(4064);
         profile["processes"][8]["cpu_ns"] = json!(0);
+        // A unix turn missed; a TCP connection taken as multiplexed.
+        profile["processes"][10]["requests"]["count"] = json!(19);
+        profile["processes"][9]["requests"]["multiplexed_turns"] = json!(1);
         profile["hooks"]["socket_bytes"] = json!("tracepoint");
         profile["dropped"] = json!({"ring_full": 3});
         let found = failures(&mut guest, &profile);
@@ -647,6 +710,8 @@ mod tests {
             "chosen: nothing dropped: dropped: {\"ring_full\": 3}",
             "chosen: tcp server: loopback rx bytes: expected 7, found 6",
             "chosen: unix client: no bytes under another kind",
+            "chosen: http-tcp: multiplexed turns: expected 0, found 1",
+            "chosen: http-unix: exact turns: expected 20, found 19",
             "chosen: burn: CPU time present and plausible: profile 0 ns",
             "chosen: syscalls: sends-4000 minus sends-2000: expected a difference of exactly 2000, \
              found 4064 - 2063 = 2001",
@@ -662,7 +727,7 @@ mod tests {
         let (mut guest, mut profile) = passing_guest();
         profile.as_object_mut().unwrap().remove("hooks");
         let found = failures(&mut guest, &profile);
-        assert_eq!(found.len(), 3, "{found:#?}");
+        assert_eq!(found.len(), 4, "{found:#?}");
         assert!(found[0].contains("the profile has no `hooks` object"));
 
         guest.windows[0].1.agent_status = Some(2);

@@ -18,15 +18,17 @@ pub struct Hooks {
     pub cpu: &'static str,
     pub socket_bytes: &'static str,
     pub process_exit: &'static str,
+    pub unix_connections: &'static str,
 }
 
 impl Hooks {
     /// (JSON key, expected value) for each signal, in the order the checks print them.
-    pub fn by_signal(&self) -> [(&'static str, &'static str); 3] {
+    pub fn by_signal(&self) -> [(&'static str, &'static str); 4] {
         [
             ("cpu", self.cpu),
             ("socket_bytes", self.socket_bytes),
             ("process_exit", self.process_exit),
+            ("unix_connections", self.unix_connections),
         ]
     }
 }
@@ -63,6 +65,7 @@ const FORCED_KRETPROBE: Run = Run {
         cpu: "sched_switch/4",
         socket_bytes: "kretprobe",
         process_exit: "sched_process_exit/1",
+        unix_connections: "fexit",
     },
 };
 
@@ -76,6 +79,7 @@ const RUNS_6_12: &[Run] = &[
             cpu: "sched_switch/4",
             socket_bytes: "tracepoint",
             process_exit: "sched_process_exit/1",
+            unix_connections: "fexit",
         },
     },
     Run {
@@ -85,6 +89,7 @@ const RUNS_6_12: &[Run] = &[
             cpu: "sched_switch/4",
             socket_bytes: "fexit",
             process_exit: "sched_process_exit/1",
+            unix_connections: "fexit",
         },
     },
     FORCED_KRETPROBE,
@@ -104,6 +109,7 @@ pub const MATRIX: &[Series] = &[
                     cpu: "sched_switch/4",
                     socket_bytes: "fexit",
                     process_exit: "sched_process_exit/1",
+                    unix_connections: "fexit",
                 },
             },
             FORCED_KRETPROBE,
@@ -129,6 +135,8 @@ pub const MATRIX: &[Series] = &[
                 cpu: "sched_switch/4",
                 socket_bytes: "kretprobe",
                 process_exit: "sched_process_exit/1",
+                // No fexit here: the kprobe on the connect's LSM hook.
+                unix_connections: "kprobe",
             },
         }],
     },

@@ -29,6 +29,9 @@ pub enum Kind {
     Sends(u64),
     /// `Burn`.
     Burn,
+    /// `HttpRequests`: each of the client's completed requests is one turn of the server's,
+    /// exact, or multiplexed where the client sent before reading the last response.
+    Requests { multiplexed: bool },
 }
 
 pub struct Workload {
@@ -65,6 +68,24 @@ pub const WORKLOADS: &[Workload] = &[
         name: "sends-4000",
         args: "threads --threads 0 --datagrams 4000",
         kind: Kind::Sends(4000),
+    },
+    // Request turns over TCP (marked at the handshake) and over unix (marked by the
+    // `unix_connections` hooks, fexit or kprobe), with an idle and a half-sent connection each.
+    Workload {
+        name: "http-tcp",
+        args: "http --connections 2 --requests 10 --sleep-ms 5 --edge-cases",
+        kind: Kind::Requests { multiplexed: false },
+    },
+    Workload {
+        name: "http-unix",
+        args: "http --unix --connections 2 --requests 10 --sleep-ms 5 --edge-cases",
+        kind: Kind::Requests { multiplexed: false },
+    },
+    // Each request sent while the response to the one before is still unread.
+    Workload {
+        name: "http-unix-overlap",
+        args: "http --unix --overlap --connections 1 --requests 4 --sleep-ms 5",
+        kind: Kind::Requests { multiplexed: true },
     },
     Workload {
         name: "burn",

@@ -255,8 +255,13 @@ fn one_kernel(
             .runs
             .iter()
             .map(|r| {
-                let [cpu, bytes, exit] = r.hooks.by_signal().map(|(s, h)| format!("{s}={h}"));
-                format!("{}: {cpu} {bytes} {exit}", r.name)
+                let hooks: Vec<String> = r
+                    .hooks
+                    .by_signal()
+                    .iter()
+                    .map(|(s, h)| format!("{s}={h}"))
+                    .collect();
+                format!("{}: {}", r.name, hooks.join(" "))
             })
             .collect(),
     };
