@@ -6,6 +6,7 @@
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::time::Duration;
 
@@ -100,36 +101,14 @@ pub fn run(spec: &Spec) -> Result<()> {
     // The client's requests go through the relay where there is one.
     let address = relay.as_ref().map_or(server_address, |(_, at)| at.addr);
     let sleep = Duration::from_millis(spec.sleep_ms);
-    let server = std::thread::spawn(move || -> Result<()> {
-        for stream in listener.incoming() {
-            let stream = stream.context("accepting")?;
-            stream.set_read_timeout(Some(WAIT_LIMIT))?;
-            if serve(stream, sleep)? {
-                return Ok(());
-            }
-        }
-        Ok(())
-    });
-    let mut completed = 0u64;
+    let server = spawn_server(move || listener.accept().map(|(stream, _)| stream), sleep);
     let connect = || -> Result<TcpStream> {
         let stream = TcpStream::connect(address).context("connecting to the test server")?;
         stream.set_read_timeout(Some(WAIT_LIMIT))?;
         Ok(stream)
     };
-    for _ in 0..spec.connections {
-        let mut stream = connect()?;
-        for _ in 0..spec.requests {
-            exchange(&mut stream)?;
-            completed += 1;
-        }
-        // The client closes first; the server's read then ends and it closes its end.
-        drop(stream);
-    }
+    let mut completed = keep_alive_client(spec, connect)?;
     if spec.edge_cases {
-        drop(connect()?);
-        let mut half = connect()?;
-        half.write_all(&REQUEST[..10])?;
-        drop(half);
         let mut reset = connect()?;
         exchange(&mut reset)?;
         completed += 1;
@@ -142,11 +121,7 @@ pub fn run(spec: &Spec) -> Result<()> {
         drop(reset);
     }
     // The last connection tells the server to stop, past the relay.
-    let mut stop = TcpStream::connect(server_address).context("connecting to stop the server")?;
-    stop.set_read_timeout(Some(WAIT_LIMIT))?;
-    stop.write_all(b"STOP")?;
-    stop.shutdown(Shutdown::Write)?;
-    let _ = stop.read_to_end(&mut Vec::new());
+    stop_server(TcpStream::connect(server_address).context("connecting to stop the server")?)?;
     server
         .join()
         .map_err(|_| anyhow::anyhow!("the server thread panicked"))??;
@@ -169,22 +144,81 @@ fn run_unix(spec: &Spec) -> Result<()> {
     let path = std::env::temp_dir().join(format!("mm-http-{}.sock", std::process::id()));
     let _ = std::fs::remove_file(&path);
     let listener = UnixListener::bind(&path).context("binding the unix test server")?;
+    let _remove = RemoveOnDrop(&path);
     let sleep = Duration::from_millis(spec.sleep_ms);
-    let server = std::thread::spawn(move || -> Result<()> {
-        for stream in listener.incoming() {
-            let stream = stream.context("accepting")?;
-            stream.set_read_timeout(Some(WAIT_LIMIT))?;
-            if serve(stream, sleep)? {
-                return Ok(());
-            }
-        }
-        Ok(())
-    });
+    let server = spawn_server(move || listener.accept().map(|(stream, _)| stream), sleep);
     let connect = || -> Result<UnixStream> {
         let stream = UnixStream::connect(&path).context("connecting to the unix test server")?;
         stream.set_read_timeout(Some(WAIT_LIMIT))?;
         Ok(stream)
     };
+    let completed = keep_alive_client(spec, connect)?;
+    stop_server(connect()?)?;
+    server
+        .join()
+        .map_err(|_| anyhow::anyhow!("the server thread panicked"))??;
+    emit(&HttpRequests {
+        pid: std::process::id(),
+        requests: completed,
+        sleep_ns: spec.sleep_ms * 1_000_000,
+        relay_pid: None,
+        relay_delay_ns: None,
+    })
+}
+
+/// Removes the socket file however the run ends.
+struct RemoveOnDrop<'a>(&'a std::path::Path);
+
+impl Drop for RemoveOnDrop<'_> {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(self.0);
+    }
+}
+
+/// A connected stream of either kind, as the server and client here use it.
+trait Stream: Read + Write + AsRawFd + Send + 'static {
+    fn set_read_timeout(&self, limit: Option<Duration>) -> std::io::Result<()>;
+    fn shutdown(&self, how: Shutdown) -> std::io::Result<()>;
+}
+
+impl Stream for TcpStream {
+    fn set_read_timeout(&self, limit: Option<Duration>) -> std::io::Result<()> {
+        TcpStream::set_read_timeout(self, limit)
+    }
+    fn shutdown(&self, how: Shutdown) -> std::io::Result<()> {
+        TcpStream::shutdown(self, how)
+    }
+}
+
+impl Stream for UnixStream {
+    fn set_read_timeout(&self, limit: Option<Duration>) -> std::io::Result<()> {
+        UnixStream::set_read_timeout(self, limit)
+    }
+    fn shutdown(&self, how: Shutdown) -> std::io::Result<()> {
+        UnixStream::shutdown(self, how)
+    }
+}
+
+/// The server thread: serves each connection `accept` hands it in turn, until one says STOP.
+fn spawn_server<S: Stream>(
+    mut accept: impl FnMut() -> std::io::Result<S> + Send + 'static,
+    sleep: Duration,
+) -> std::thread::JoinHandle<Result<()>> {
+    std::thread::spawn(move || -> Result<()> {
+        loop {
+            let stream = accept().context("accepting")?;
+            stream.set_read_timeout(Some(WAIT_LIMIT))?;
+            if serve(stream, sleep)? {
+                return Ok(());
+            }
+        }
+    })
+}
+
+/// The client's keep-alive connections, one after another (overlapped with `--overlap`), then
+/// with `--edge-cases` one that sends nothing and one closed halfway through a request; returns
+/// the responses read whole.
+fn keep_alive_client<S: Stream>(spec: &Spec, connect: impl Fn() -> Result<S>) -> Result<u64> {
     let mut completed = 0u64;
     for _ in 0..spec.connections {
         let mut stream = connect()?;
@@ -196,6 +230,7 @@ fn run_unix(spec: &Spec) -> Result<()> {
                 completed += 1;
             }
         }
+        // The client closes first; the server's read then ends and it closes its end.
         drop(stream);
     }
     if spec.edge_cases {
@@ -204,31 +239,28 @@ fn run_unix(spec: &Spec) -> Result<()> {
         half.write_all(&REQUEST[..10])?;
         drop(half);
     }
-    let mut stop = connect()?;
+    Ok(completed)
+}
+
+/// Tells the server on the other end of `stop` to stop once this connection ends.
+fn stop_server(mut stop: impl Stream) -> Result<()> {
+    stop.set_read_timeout(Some(WAIT_LIMIT))?;
     stop.write_all(b"STOP")?;
     stop.shutdown(Shutdown::Write)?;
     let _ = stop.read_to_end(&mut Vec::new());
-    let served = server
-        .join()
-        .map_err(|_| anyhow::anyhow!("the server thread panicked"));
-    let _ = std::fs::remove_file(&path);
-    served??;
-    emit(&HttpRequests {
-        pid: std::process::id(),
-        requests: completed,
-        sleep_ns: spec.sleep_ms * 1_000_000,
-        relay_pid: None,
-        relay_delay_ns: None,
-    })
+    Ok(())
 }
 
 /// `requests` requests on `stream`, each after the first written once the response to the one
 /// before has arrived but before it is read; returns the responses read.
-fn overlapped(stream: &mut UnixStream, requests: u32) -> Result<u64> {
+fn overlapped(stream: &mut impl Stream, requests: u32) -> Result<u64> {
     let mut response = [0u8; RESPONSE.len()];
     for i in 0..requests {
         stream.write_all(REQUEST)?;
         if i > 0 {
+            // Read the last response only once the server has this request: else the client
+            // may read it before the server's receive returns, and nothing overlapped.
+            wait_request_read(stream)?;
             stream
                 .read_exact(&mut response)
                 .context("reading a response")?;
@@ -243,9 +275,31 @@ fn overlapped(stream: &mut UnixStream, requests: u32) -> Result<u64> {
     Ok(u64::from(requests))
 }
 
+/// Blocks until the server has read all this client sent (a unix socket's sent bytes stay
+/// charged to it until read, which `SIOCOUTQ` tells), then a moment more for the server's
+/// receive to return.
+fn wait_request_read(stream: &impl Stream) -> Result<()> {
+    let start = std::time::Instant::now();
+    loop {
+        let mut unread: libc::c_int = 0;
+        // SAFETY: SIOCOUTQ (TIOCOUTQ) writes one int through the pointer.
+        let rc = unsafe { libc::ioctl(stream.as_raw_fd(), libc::TIOCOUTQ, &mut unread) };
+        ensure!(rc == 0, "SIOCOUTQ: {}", std::io::Error::last_os_error());
+        if unread == 0 {
+            break;
+        }
+        ensure!(
+            start.elapsed() < WAIT_LIMIT,
+            "the server left {unread} bytes unread for {WAIT_LIMIT:?}"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    std::thread::sleep(Duration::from_millis(5));
+    Ok(())
+}
+
 /// Blocks until `stream` has bytes to read (the server's response is in its queue), reading none.
-fn wait_readable(stream: &UnixStream) -> Result<()> {
-    use std::os::fd::AsRawFd;
+fn wait_readable(stream: &impl Stream) -> Result<()> {
     let mut poll = libc::pollfd {
         fd: stream.as_raw_fd(),
         events: libc::POLLIN,
@@ -376,7 +430,6 @@ fn serve(mut stream: impl Read + Write, sleep: Duration) -> Result<bool> {
 }
 
 fn set_linger(stream: &TcpStream, linger: libc::linger) -> Result<()> {
-    use std::os::fd::AsRawFd;
     // SAFETY: a valid socket and a linger struct of the size given.
     let rc = unsafe {
         libc::setsockopt(
