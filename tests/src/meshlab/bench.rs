@@ -29,6 +29,12 @@ pub enum Observer {
     Run,
     /// `meshmark-agent run --duty-cycle 100%`: every signal all the time.
     RunExact,
+    /// `run` in its default mode with `--bpf-stats`: what its programs and the agent itself
+    /// take per request, read from the kernel's BPF run statistics and the agent's own CPU
+    /// clock, a direct measure where throughput ratios drown in the VM's noise. The statistics
+    /// add two clock reads per program run, so its throughput row costs a little more than
+    /// `Run`'s.
+    RunStats,
     Bpftrace,
     /// `profile` and `run` of another build of the agent (`LabOptions::baseline_agent`): before
     /// and after a change, in one run. Given only the arguments every build has.
@@ -37,13 +43,14 @@ pub enum Observer {
 }
 
 impl Observer {
-    pub const ALL: [Observer; 6] = [
+    pub const ALL: [Observer; 7] = [
         Observer::Nothing,
         Observer::Profile,
         Observer::ProfileCounters,
         Observer::Run,
         Observer::RunExact,
         Observer::Bpftrace,
+        Observer::RunStats,
     ];
 
     pub fn name(self) -> &'static str {
@@ -54,6 +61,7 @@ impl Observer {
             Observer::Run => "meshmark run, default mode",
             Observer::RunExact => "meshmark run --duty-cycle 100%",
             Observer::Bpftrace => "bpftrace, the same signals",
+            Observer::RunStats => "meshmark run, default mode, --bpf-stats",
             Observer::BaselineProfile => "baseline build: meshmark profile",
             Observer::BaselineRun => "baseline build: meshmark run, default mode",
         }
@@ -76,6 +84,17 @@ pub struct Sample {
     pub requests_per_second: f64,
     /// CPU of every lab part (apps and sidecars) per request.
     pub parts_cpu_ns_per_request: f64,
+    /// [`Observer::RunStats`]: what it took itself per request.
+    pub direct: Option<DirectCost>,
+}
+
+/// What an agent took per request, measured directly: its BPF programs' run time (the kernel's
+/// statistics) and its own CPU time. Leaves out what the hooks cost to enter with nothing
+/// attached, and includes the statistics' own two clock reads per run.
+#[derive(Clone, Copy, Debug)]
+pub struct DirectCost {
+    pub programs_ns_per_request: f64,
+    pub agent_ns_per_request: f64,
 }
 
 /// Per round, one sample per observer in [`Observer::ALL`] order (whatever order they took
@@ -117,13 +136,22 @@ pub fn run(options: &LabOptions, rounds: usize) -> Result<BenchResult> {
             // the node, bpftrace's map setup), is not what it costs while it watches.
             std::thread::sleep(SETTLE);
             let cpu_before = lab.parts_cpu_ns();
+            let direct_before = watching.direct_cost_ns()?;
             let loads = lab.load(options.duration, options.connections)?;
+            let direct_after = watching.direct_cost_ns()?;
             let cpu = lab.parts_cpu_ns().saturating_sub(cpu_before);
             watching.stop()?;
-            let requests: u64 = loads.iter().map(|w| w.requests).sum();
+            let requests = loads.iter().map(|w| w.requests).sum::<u64>().max(1) as f64;
+            let direct = direct_before
+                .zip(direct_after)
+                .map(|(before, after)| DirectCost {
+                    programs_ns_per_request: after.0.saturating_sub(before.0) as f64 / requests,
+                    agent_ns_per_request: after.1.saturating_sub(before.1) as f64 / requests,
+                });
             samples[index] = Some(Sample {
                 requests_per_second: loads.iter().map(|w| w.requests_per_second).sum(),
-                parts_cpu_ns_per_request: cpu as f64 / requests.max(1) as f64,
+                parts_cpu_ns_per_request: cpu as f64 / requests,
+                direct,
             });
         }
         let samples = samples
@@ -186,6 +214,53 @@ pub fn table(result: &BenchResult) -> String {
             c_hi
         ));
     }
+    out.push_str(&direct_table(result));
+    out
+}
+
+/// The direct measures, for the observers that have them: per request, and as a share of the
+/// parts' CPU per request with nothing attached in the same round.
+fn direct_table(result: &BenchResult) -> String {
+    let mut out = String::new();
+    for (i, observer) in result.observers.iter().enumerate() {
+        let direct: Vec<(DirectCost, f64)> = result
+            .rounds
+            .iter()
+            .filter_map(|r| Some((r[i].direct?, r[0].parts_cpu_ns_per_request)))
+            .collect();
+        if direct.is_empty() {
+            continue;
+        }
+        if out.is_empty() {
+            out.push_str(
+                "\nMeasured directly (the kernel's BPF run statistics of the agent's programs, and \
+                 its own CPU time, over each load), per request and as a share of the parts' CPU \
+                 per request with nothing attached in the same round: median (lowest - highest \
+                 round).\n\n\
+                 | observer | programs per request | agent per request | together, share of nothing's parts CPU |\n\
+                 | --- | ---: | ---: | ---: |\n",
+            );
+        }
+        let programs: Vec<f64> = direct
+            .iter()
+            .map(|(d, _)| d.programs_ns_per_request)
+            .collect();
+        let agent: Vec<f64> = direct.iter().map(|(d, _)| d.agent_ns_per_request).collect();
+        let share: Vec<f64> = direct
+            .iter()
+            .map(|(d, nothing)| (d.programs_ns_per_request + d.agent_ns_per_request) / nothing)
+            .collect();
+        let (s_med, s_lo, s_hi) = spread(&share);
+        out.push_str(&format!(
+            "| {} | {:.0} ns | {:.0} ns | {:.2}% ({:.2}% - {:.2}%) |\n",
+            observer.name(),
+            spread(&programs).0,
+            spread(&agent).0,
+            s_med * 100.0,
+            s_lo * 100.0,
+            s_hi * 100.0
+        ));
+    }
     out
 }
 
@@ -210,6 +285,8 @@ enum Watching {
     Nothing,
     Profile(Agent),
     Process(Watcher),
+    /// A `run --bpf-stats` whose own cost is read around the load.
+    Measured(Watcher),
 }
 
 impl Watching {
@@ -248,24 +325,28 @@ impl Watching {
                 &options.out.join("bench-baseline-profile.json"),
             )?),
             // The baseline gets only what every build has: its own default duty cycle.
-            Observer::BaselineRun => serving(
+            Observer::BaselineRun => Watching::Process(serving(
                 run_command(baseline(options)?, options)?
                     .arg("--config")
                     .arg(config),
-            )?,
-            Observer::Run | Observer::RunExact => {
+            )?),
+            Observer::Run | Observer::RunExact | Observer::RunStats => {
                 let duty = if observer == Observer::RunExact {
                     "100%"
                 } else {
                     meshmark_agent::serve::DEFAULT_DUTY_CYCLE
                 };
-                serving(
-                    run_command(&options.agent, options)?
-                        .args(["--duty-cycle", duty, "--lock-file"])
-                        .arg(crate::daemon::own_lock_file(&options.out))
-                        .arg("--config")
-                        .arg(config),
-                )?
+                let mut command = run_command(&options.agent, options)?;
+                command
+                    .args(["--duty-cycle", duty, "--lock-file"])
+                    .arg(crate::daemon::own_lock_file(&options.out))
+                    .arg("--config")
+                    .arg(config);
+                if observer == Observer::RunStats {
+                    Watching::Measured(serving(command.arg("--bpf-stats"))?)
+                } else {
+                    Watching::Process(serving(&mut command)?)
+                }
             }
             Observer::Bpftrace => Watching::Process(meshmark_bench::bpftrace(script)?),
         })
@@ -275,9 +356,64 @@ impl Watching {
         match self {
             Watching::Nothing => Ok(()),
             Watching::Profile(mut agent) => agent.finish(),
-            Watching::Process(watcher) => watcher.stop().map(drop),
+            Watching::Process(watcher) | Watching::Measured(watcher) => watcher.stop().map(drop),
         }
     }
+
+    /// For a measured observer: its programs' run time and its own CPU time so far, in ns.
+    fn direct_cost_ns(&self) -> Result<Option<(u64, u64)>> {
+        let Watching::Measured(watcher) = self else {
+            return Ok(None);
+        };
+        let pid = watcher.id();
+        Ok(Some((programs_run_ns(pid)?, process_cpu_ns(pid)?)))
+    }
+}
+
+/// The summed run time of the BPF programs process `pid` holds open (each program once), from
+/// `/proc/PID/fdinfo`: the kernel keeps it while BPF statistics are on.
+fn programs_run_ns(pid: u32) -> Result<u64> {
+    let mut seen = std::collections::BTreeMap::new();
+    let fds = format!("/proc/{pid}/fd");
+    for entry in std::fs::read_dir(&fds).with_context(|| format!("listing {fds}"))? {
+        let fd = entry?.file_name();
+        let fd = fd.to_string_lossy();
+        let target = std::fs::read_link(format!("{fds}/{fd}"));
+        if !target.is_ok_and(|t| t.as_os_str() == "anon_inode:bpf-prog") {
+            continue;
+        }
+        let Ok(info) = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")) else {
+            continue;
+        };
+        let field = |name: &str| {
+            info.lines()
+                .find_map(|l| l.strip_prefix(name)?.trim().parse::<u64>().ok())
+        };
+        if let (Some(id), Some(run_ns)) = (field("prog_id:"), field("run_time_ns:")) {
+            seen.insert(id, run_ns);
+        }
+    }
+    anyhow::ensure!(!seen.is_empty(), "process {pid} holds no BPF program");
+    Ok(seen.values().sum())
+}
+
+/// CPU time of all of process `pid`'s threads, from each one's schedstat (run time in ns).
+fn process_cpu_ns(pid: u32) -> Result<u64> {
+    let tasks = format!("/proc/{pid}/task");
+    let mut total = 0;
+    for entry in std::fs::read_dir(&tasks).with_context(|| format!("listing {tasks}"))? {
+        let path = entry?.path().join("schedstat");
+        // A thread that exits in between takes its time with it.
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        let run_ns = text
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse::<u64>().ok());
+        total += run_ns.with_context(|| format!("{}: {text:?}", path.display()))?;
+    }
+    Ok(total)
 }
 
 /// `agent run` on a loopback port of its own (the lab's load does not scrape it), one window per
@@ -296,15 +432,15 @@ fn run_command(agent: &Path, options: &LabOptions) -> Result<Command> {
 }
 
 /// Starts a `run` command and waits until it serves.
-fn serving(command: &mut Command) -> Result<Watching> {
-    Ok(Watching::Process(Watcher::start(
+fn serving(command: &mut Command) -> Result<Watcher> {
+    Watcher::start(
         "meshmark-agent run",
         command,
         Stream::Stderr,
         agent_says::SERVING,
         None,
         Stop::TERMINATE,
-    )?))
+    )
 }
 
 /// The baseline build's agent.
@@ -331,6 +467,15 @@ mod tests {
         let sample = |rps, cpu| Sample {
             requests_per_second: rps,
             parts_cpu_ns_per_request: cpu,
+            direct: None,
+        };
+        let measured = |programs, agent| Sample {
+            requests_per_second: 970.0,
+            parts_cpu_ns_per_request: 51_000.0,
+            direct: Some(DirectCost {
+                programs_ns_per_request: programs,
+                agent_ns_per_request: agent,
+            }),
         };
         let result = BenchResult {
             rounds: vec![
@@ -341,6 +486,7 @@ mod tests {
                     sample(990.0, 50_500.0),
                     sample(950.0, 52_000.0),
                     sample(600.0, 80_000.0),
+                    measured(300.0, 200.0),
                 ],
                 vec![
                     sample(800.0, 50_000.0),
@@ -349,6 +495,7 @@ mod tests {
                     sample(800.0, 50_000.0),
                     sample(760.0, 52_000.0),
                     sample(400.0, 90_000.0),
+                    measured(400.0, 100.0),
                 ],
                 vec![
                     sample(1000.0, 50_000.0),
@@ -357,6 +504,7 @@ mod tests {
                     sample(985.0, 51_000.0),
                     sample(940.0, 52_000.0),
                     sample(500.0, 85_000.0),
+                    measured(600.0, 400.0),
                 ],
             ],
             observers: Observer::ALL.to_vec(),
@@ -395,6 +543,21 @@ mod tests {
         assert!(
             row("meshmark run --duty-cycle 100%").contains("| 0.950 (0.940 - 0.950) | 5.0% |"),
             "{table}"
+        );
+        // Measured directly: 500, 500 and 1,000 ns of the same rounds' 50,000 ns with nothing.
+        let direct = table
+            .lines()
+            .rfind(|l| l.starts_with("| meshmark run, default mode, --bpf-stats"))
+            .unwrap();
+        assert_eq!(
+            direct,
+            "| meshmark run, default mode, --bpf-stats | 400 ns | 200 ns | 1.00% (1.00% - 2.00%) |",
+            "{table}"
+        );
+        assert_eq!(
+            table.matches("| observer | programs per request").count(),
+            1,
+            "one table of direct measures: {table}"
         );
     }
 }
