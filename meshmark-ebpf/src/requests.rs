@@ -218,15 +218,12 @@ fn end_turn(sk: u64) {
 /// A unix socket is freed: its connection's last turn ends, and its entry goes.
 #[inline(always)]
 fn forget(sk: u64) {
-    if CONNECTIONS.get_ptr(sk).is_none() {
-        return;
-    }
     end_turn(sk);
     let _ = CONNECTIONS.remove(sk);
 }
 
 /// Bytes moved on `sk` by the current thread, whose slot is `own` (positive returns only;
-/// called by `net::record` for IPv4 and IPv6 sockets).
+/// called by `net::record` for IPv4, IPv6 and unix sockets).
 ///
 /// A turn is counted, and its time added, as its response goes out, not when it ends: a
 /// connection left idle after its last response (a proxy's pooled upstream connection) ends
