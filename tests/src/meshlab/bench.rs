@@ -366,7 +366,10 @@ impl Watching {
             return Ok(None);
         };
         let pid = watcher.id();
-        Ok(Some((programs_run_ns(pid)?, process_cpu_ns(pid)?)))
+        Ok(Some((
+            programs_run_ns(pid)?,
+            crate::procfs::task_schedstat_ns(pid),
+        )))
     }
 }
 
@@ -395,25 +398,6 @@ fn programs_run_ns(pid: u32) -> Result<u64> {
     }
     anyhow::ensure!(!seen.is_empty(), "process {pid} holds no BPF program");
     Ok(seen.values().sum())
-}
-
-/// CPU time of all of process `pid`'s threads, from each one's schedstat (run time in ns).
-fn process_cpu_ns(pid: u32) -> Result<u64> {
-    let tasks = format!("/proc/{pid}/task");
-    let mut total = 0;
-    for entry in std::fs::read_dir(&tasks).with_context(|| format!("listing {tasks}"))? {
-        let path = entry?.path().join("schedstat");
-        // A thread that exits in between takes its time with it.
-        let Ok(text) = std::fs::read_to_string(&path) else {
-            continue;
-        };
-        let run_ns = text
-            .split_whitespace()
-            .next()
-            .and_then(|v| v.parse::<u64>().ok());
-        total += run_ns.with_context(|| format!("{}: {text:?}", path.display()))?;
-    }
-    Ok(total)
 }
 
 /// `agent run` on a loopback port of its own (the lab's load does not scrape it), one window per
