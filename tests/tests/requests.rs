@@ -164,7 +164,8 @@ fn idle_half_and_reset_connections_count_only_served_requests() {
     keep_alive_turns_are_exact("--connections 1 --requests 10 --sleep-ms 20 --edge-cases");
 }
 
-/// Over a unix stream socket: the accepted end is marked at the client's connect; its turns are
+/// Over a unix stream socket: the accepted end is marked at the accept (fexit) or at the
+/// client's connect (kprobe); its turns are
 /// exact and timed like TCP's, never inbound; the idle and half-sent connections add nothing;
 /// and every entry goes once the sockets are freed.
 #[test]
